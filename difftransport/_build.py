@@ -1,0 +1,207 @@
+"""From (sample, model, disorder) to a :class:`SlicedHamiltonian`, checking the input on the way.
+
+Structural problems (shapes, spin terms on spinless samples, missing data) raise ``ValueError`` at trace time;
+value problems (non-finite parameters, zero hopping, negative tau_phi, an inconsistent periodic gauge) are
+checked at run time with ``equinox.error_if``, also under ``jit`` and ``vmap``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._hamiltonian import Lead, SiteBlockHopping, DenseHopping, SlicedHamiltonian, lead_factor, scatter_bonds, scatter_hop
+from ._lattice import Lattice, Sample
+from ._model import Disorder, Model
+
+PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=complex)
+
+
+def check_x64():
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError(
+            "difftransport needs float64: jax_enable_x64 was switched off after import. "
+            "Call jax.config.update('jax_enable_x64', True)."
+        )
+
+
+def check_inputs(sample: Sample, model: Model, disorder: Disorder | None) -> Disorder:
+    """Trace-time structural checks; returns a Disorder (empty if None)."""
+    check_x64()
+    if not isinstance(sample, Sample):
+        raise ValueError(f"sample must be a difftransport Sample, got {type(sample).__name__}.")
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be a difftransport Model, got {type(model).__name__}.")
+    if disorder is None:
+        disorder = Disorder()
+    if not isinstance(disorder, Disorder):
+        raise ValueError(f"disorder must be a difftransport Disorder or None, got {type(disorder).__name__}.")
+    for name in ("energy", "hopping", "flux", "rashba", "exchange", "tau_phi", "mass"):
+        value = getattr(model, name)
+        if value is not None and jnp.shape(value) != ():
+            raise ValueError(
+                f"model.{name} must be a scalar, got shape {jnp.shape(value)}; sweep parameters with jax.vmap."
+            )
+    spin_terms = [n for n in ("rashba", "exchange") if getattr(model, n) is not None]
+    if disorder.moments is not None:
+        spin_terms.append("disorder.moments")
+    if disorder.su2_intra is not None or disorder.su2_inter is not None:
+        spin_terms.append("disorder.su2")
+    if spin_terms and not sample.spinful:
+        raise ValueError(
+            f"{', '.join(spin_terms)} act on spin, but the sample is spinless; use Sample(..., spinful=True)."
+        )
+    if model.mass is not None and len(set(sample.lattice.sublattice)) < 2:
+        raise ValueError(f"model.mass needs a lattice with two sublattices; {sample.lattice.name} has one.")
+    shape = sample.potential_shape
+    flat = (sample.length, sample.lattice.sites)
+    if disorder.potential is not None and jnp.shape(disorder.potential) not in (shape, flat):
+        raise ValueError(
+            f"disorder.potential has shape {jnp.shape(disorder.potential)}, but this sample needs {shape} "
+            f"(length, *cross_section) for {sample.lattice.name} of length {sample.length}."
+        )
+    if (model.exchange is None) != (disorder.moments is None):
+        raise ValueError(
+            "magnetic impurities need both model.exchange (J) and disorder.moments (unit vectors); "
+            f"got exchange={'set' if model.exchange is not None else 'None'} and "
+            f"moments={'set' if disorder.moments is not None else 'None'}."
+        )
+    if disorder.moments is not None and jnp.shape(disorder.moments) not in ((*shape, 3), (*flat, 3)):
+        raise ValueError(f"disorder.moments has shape {jnp.shape(disorder.moments)}, expected {(*shape, 3)}.")
+    if (disorder.su2_intra is None) != (disorder.su2_inter is None):
+        raise ValueError("disorder.su2_intra and disorder.su2_inter must be given together.")
+    if disorder.su2_intra is not None:
+        lat = sample.lattice
+        want = ((sample.length, len(lat.intra_bonds), 2, 2), (sample.length - 1, len(lat.inter_bonds), 2, 2))
+        got = (jnp.shape(disorder.su2_intra), jnp.shape(disorder.su2_inter))
+        if got != want:
+            raise ValueError(f"disorder.su2_intra/su2_inter have shapes {got}, expected {want}.")
+    return disorder
+
+
+def checked_model(sample: Sample, model: Model) -> Model:
+    """Run-time value checks (``equinox.error_if``); returns the model to use downstream."""
+    def finite(name):
+        value = getattr(model, name)
+        return value if value is None else eqx.error_if(
+            value, ~jnp.isfinite(value), f"model.{name} is not finite (NaN or inf)."
+        )
+
+    fields = {n: finite(n) for n in ("energy", "hopping", "flux", "rashba", "exchange", "mass")}
+    fields["hopping"] = eqx.error_if(fields["hopping"], fields["hopping"] == 0, "model.hopping is zero: leads carry no current.")
+    tau = model.tau_phi
+    if tau is not None:
+        tau = eqx.error_if(tau, jnp.isnan(tau) | (tau <= 0), "model.tau_phi must be positive (inf for coherent), got NaN or <= 0.")
+    period = sample.lattice.transverse_period
+    if period is not None and fields["flux"] is not None:
+        winding = fields["flux"] * period
+        fields["flux"] = eqx.error_if(
+            fields["flux"], jnp.abs(winding - jnp.round(winding)) > 1e-9,
+            f"with periodic transverse boundaries the Landau gauge needs flux * {period:g} to be an integer.",
+        )
+    return Model(**fields, tau_phi=tau)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _bond_geometry(lat: Lattice, index, vectors):
+    """Static per-bond arrays: dx, y1 + y2 (Peierls), in-plane unit direction (Rashba)."""
+    pos = lat.position_array()
+    idx = np.asarray(index, dtype=int).reshape(-1, 2)
+    vec = np.asarray(vectors, dtype=float).reshape(-1, 3)
+    y1 = pos[idx[:, 0], 1]
+    y2 = y1 + vec[:, 1]  # the physical neighbour, also across a periodic seam
+    norm = np.linalg.norm(vec, axis=1)
+    return vec[:, 0], y1 + y2, vec[:, :2] / norm[:, None]
+
+
+def _bond_values(model: Model, sample: Sample, index, vectors, rotations=None):
+    """Hopping blocks H[j, i] (..., B, s, s) for the bonds (i -> j): (-t R + i alpha (d x sigma)_z) times the
+    Peierls phase exp(-2 pi i flux dx (y1 + y2) / 2). ``rotations`` (..., B, 2, 2) replaces R = 1."""
+    s = sample.orbitals
+    nb = len(index)
+    dx, ysum, direction = _bond_geometry(sample.lattice, index, vectors)
+    dtype = jnp.result_type(model.hopping, 1j)
+    if rotations is None:
+        values = jnp.broadcast_to(-model.hopping * jnp.eye(s, dtype=dtype), (nb, s, s))
+    else:
+        values = -model.hopping * rotations.astype(dtype)
+    if model.rashba is not None:
+        so = direction[:, 0, None, None] * PAULI[1] - direction[:, 1, None, None] * PAULI[0]
+        values = values + 1j * model.rashba * jnp.asarray(so)
+    if model.flux is not None:
+        phase = jnp.exp(-2j * math.pi * model.flux * jnp.asarray(dx * ysum / 2))
+        values = values * phase[:, None, None]
+    return values
+
+
+def _site_blocks(model: Model, sample: Sample, disorder: Disorder):
+    """On-site blocks (L, m, s, s): potential, exchange J m.sigma, staggered mass, absorption -i eta."""
+    L, m, s = sample.length, sample.lattice.sites, sample.orbitals
+    dtype = jnp.result_type(model.energy, 1j)
+    eye = jnp.eye(s, dtype=dtype)
+    blocks = jnp.zeros((L, m, s, s), dtype)
+    if disorder.potential is not None:
+        potential = jnp.reshape(disorder.potential, (L, m))
+        potential = eqx.error_if(potential, ~jnp.all(jnp.isfinite(potential)), "disorder.potential is not finite.")
+        blocks = blocks + potential[..., None, None] * eye
+    if model.exchange is not None:
+        moments = jnp.reshape(disorder.moments, (L, m, 3))
+        blocks = blocks + model.exchange * jnp.einsum("lmk,kab->lmab", moments, jnp.asarray(PAULI))
+    if model.mass is not None:
+        sign = jnp.asarray(np.where(np.asarray(sample.lattice.sublattice) == 0, 1.0, -1.0))
+        blocks = blocks + model.mass * sign[:, None, None] * eye
+    if model.absorption is not None:
+        blocks = blocks - 1j * model.absorption * eye
+    return blocks
+
+
+def build_hamiltonian(sample: Sample, model: Model, disorder: Disorder | None = None) -> SlicedHamiltonian:
+    """The sliced Hamiltonian of ``sample`` with parameters ``model`` and realization ``disorder``.
+
+    Checks the input (see the module docstring). The leads are clean continuations of the lattice carrying
+    the model's hopping, flux and Rashba terms, but no disorder, exchange, mass or absorption.
+    """
+    return prepare(sample, model, disorder)[0]
+
+
+def prepare(sample: Sample, model: Model, disorder: Disorder | None = None) -> tuple[SlicedHamiltonian, Model]:
+    """(Hamiltonian, checked model): solvers must take E and tau_phi from the returned model, whose values
+    carry the run-time checks (an unused check is compiled away)."""
+    disorder = check_inputs(sample, model, disorder)
+    model = checked_model(sample, model)
+    lat = sample.lattice
+    m, s, L = lat.sites, sample.orbitals, sample.length
+
+    clean_intra = _bond_values(model, sample, lat.intra_bonds, lat.intra_vectors) if lat.intra_bonds else None
+    clean_inter = _bond_values(model, sample, lat.inter_bonds, lat.inter_vectors)
+    dtype = clean_inter.dtype
+    zero = jnp.zeros((m * s, m * s), dtype)
+    lead_cell = zero if clean_intra is None else scatter_bonds(clean_intra, lat.intra_bonds, m)
+    lead = Lead(
+        cell=lead_cell, hop=scatter_hop(clean_inter, lat.inter_bonds, m),
+        factor=lead_factor(lat.inter_bonds, m, s),
+    )
+
+    if disorder.su2_intra is None:
+        base, bond_values, inter = lead_cell, None, jnp.broadcast_to(clean_inter, (L - 1, *clean_inter.shape))
+    else:
+        base = zero
+        bond_values = _bond_values(model, sample, lat.intra_bonds, lat.intra_vectors, disorder.su2_intra)
+        inter = _bond_values(model, sample, lat.inter_bonds, lat.inter_vectors, disorder.su2_inter)
+    if lat.site_diagonal_hopping:
+        order = np.argsort([i for i, _ in lat.inter_bonds])
+        hops = SiteBlockHopping(inter[:, order])
+    else:
+        hops = DenseHopping(jax.vmap(lambda v: scatter_hop(v, lat.inter_bonds, m))(inter))
+    site = _site_blocks(model, sample, disorder)
+    ham = SlicedHamiltonian(
+        base=base.astype(dtype), site=site.astype(dtype), hops=hops, lead=lead,
+        bond_values=bond_values, bond_index=lat.intra_bonds if bond_values is not None else (),
+    )
+    return ham, model

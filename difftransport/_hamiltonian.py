@@ -1,0 +1,219 @@
+"""Block-tridiagonal Hamiltonians: the slice representation every solver works on.
+
+A sample of L slices with n orbitals each is stored compactly, so that batches of large samples fit in
+memory; dense n x n blocks exist only one at a time inside the solvers' ``lax.scan``:
+
+    H_s         = base + blockdiag(site[s]) + bonds(bond_values[s])      (slice s, n x n)
+    H[s+1, s]   = hops[s]                                                (a :class:`Hopping`)
+
+Leads are clean copies of one cell: :class:`Lead` holds the cell Hamiltonian and the hopping H[j+1, j],
+which also couples the leads to the sample's first and last slice.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._leads import HopFactor, hop_factor_from_structure
+
+
+def _dag(x):
+    return jnp.conj(jnp.swapaxes(x, -1, -2))
+
+
+def blockdiag(blocks):
+    """(m, s, s) blocks -> (m s, m s) block-diagonal matrix."""
+    m, s, _ = blocks.shape
+    if s == 1:
+        return jnp.diag(blocks[:, 0, 0])
+    eye = jnp.eye(m, dtype=blocks.dtype)
+    return jnp.einsum("iab,ij->iajb", blocks, eye).reshape(m * s, m * s)
+
+
+class Hopping(eqx.Module):
+    """Hopping matrix V = H[s+1, s] between consecutive slices, in a structure the solvers can exploit."""
+
+    @abc.abstractmethod
+    def sandwich(self, g):
+        """V g V^dagger."""
+
+    @abc.abstractmethod
+    def apply(self, x):
+        """V x."""
+
+    @abc.abstractmethod
+    def dagger(self) -> Hopping:
+        """V^dagger, as a hopping of the same structure."""
+
+    @abc.abstractmethod
+    def dense(self):
+        """V as an n x n matrix."""
+
+
+class SiteBlockHopping(Hopping):
+    """V = blockdiag(blocks): each site hops only to the same site of the next slice (square, cubic
+    lattices). V g V^dagger then costs O(n^2) instead of two matrix products."""
+
+    blocks: jax.Array  # (m, s, s)
+
+    def sandwich(self, g):
+        m, s, _ = self.blocks.shape
+        if s == 1:
+            v = self.blocks[:, 0, 0]
+            return v[:, None] * g * jnp.conj(v)[None, :]
+        g4 = g.reshape(m, s, m, s)
+        out = jnp.einsum("iab,ibjc,jdc->iajd", self.blocks, g4, jnp.conj(self.blocks))
+        return out.reshape(m * s, m * s)
+
+    def apply(self, x):
+        m, s, _ = self.blocks.shape
+        if s == 1:
+            return self.blocks[:, 0, 0][:, None] * x
+        return jnp.einsum("iab,ibk->iak", self.blocks, x.reshape(m, s, -1)).reshape(x.shape)
+
+    def dagger(self):
+        return SiteBlockHopping(_dag(self.blocks))
+
+    def dense(self):
+        return blockdiag(self.blocks)
+
+
+class DenseHopping(Hopping):
+    """A general hopping matrix (honeycomb ribbons, user-defined slicings)."""
+
+    matrix: jax.Array  # (n, n)
+
+    def sandwich(self, g):
+        return self.matrix @ g @ _dag(self.matrix)
+
+    def apply(self, x):
+        return self.matrix @ x
+
+    def dagger(self):
+        return DenseHopping(_dag(self.matrix))
+
+    def dense(self):
+        return self.matrix
+
+
+class Lead(eqx.Module):
+    """A clean semi-infinite lead: cell Hamiltonian (n x n) and hopping H[j+1, j] (n x n), which also
+    couples the lead to the sample. ``factor`` describes hop = u v^dagger (static)."""
+
+    cell: jax.Array
+    hop: jax.Array
+    factor: HopFactor
+
+
+class SlicedHamiltonian(eqx.Module):
+    """A sample between two leads, as compact per-slice data (see the module docstring).
+
+    Attributes:
+        base: (n, n) part common to all slices (clean intra-slice bonds).
+        site: (L, m, s, s) site-diagonal blocks per slice (potential, exchange, mass, absorption).
+        hops: stacked :class:`Hopping` with leading axis L - 1: hops[s] = H[s+1, s].
+        bond_values: optional (L, B, s, s) per-slice intra-slice bond values (random-hopping models), placed
+            at ``bond_index`` (static (B, 2) pairs (i, j): H[j, i] = value, H[i, j] = value^dagger).
+        lead: the clean lead (both sides).
+    """
+
+    base: jax.Array
+    site: jax.Array
+    hops: Hopping
+    lead: Lead
+    bond_values: jax.Array | None = None
+    bond_index: tuple[tuple[int, int], ...] = eqx.field(static=True, default=())
+
+    @classmethod
+    def from_dense(cls, onsite, hops, lead_cell, lead_hop) -> SlicedHamiltonian:
+        """A sliced Hamiltonian from dense blocks: ``onsite`` (L, n, n) with Hermitian off-diagonal part
+        (the diagonal may be complex, e.g. absorption), ``hops`` (L - 1, n, n) with hops[s] = H[s+1, s], and a
+        lead given by its cell (n, n) and hopping H[j+1, j] (n, n). The lead's hopping pattern must be
+        concrete (it fixes the structure of the mode solver)."""
+        onsite, hops = jnp.asarray(onsite), jnp.asarray(hops)
+        length, n, _ = onsite.shape
+        if hops.shape != (length - 1, n, n) or jnp.shape(lead_cell) != (n, n) or jnp.shape(lead_hop) != (n, n):
+            raise ValueError(
+                f"from_dense needs onsite (L, n, n), hops (L-1, n, n), lead_cell and lead_hop (n, n); got "
+                f"{onsite.shape}, {hops.shape}, {jnp.shape(lead_cell)}, {jnp.shape(lead_hop)}."
+            )
+        dtype = jnp.result_type(onsite, hops, lead_cell, lead_hop, 1j)
+        pairs = tuple((i, j) for i in range(n) for j in range(i + 1, n))
+        rows, cols = np.asarray([j for _, j in pairs], int), np.asarray([i for i, _ in pairs], int)
+        lead_hop = jnp.asarray(lead_hop, dtype)
+        return cls(
+            base=jnp.zeros((n, n), dtype),
+            site=jnp.diagonal(onsite, axis1=1, axis2=2).astype(dtype)[:, :, None, None],
+            hops=DenseHopping(hops.astype(dtype)),
+            lead=Lead(cell=jnp.asarray(lead_cell, dtype), hop=lead_hop,
+                      factor=hop_factor_from_structure(np.asarray(lead_hop) != 0)),
+            bond_values=onsite[:, rows, cols].astype(dtype)[:, :, None, None] if pairs else None,
+            bond_index=pairs,
+        )
+
+    @property
+    def length(self) -> int:
+        return self.site.shape[0]
+
+    @property
+    def size(self) -> int:
+        return self.base.shape[-1]
+
+    def block(self, site, bond_values=None):
+        """Dense on-site block of one slice from its compact data."""
+        h = self.base + blockdiag(site)
+        if bond_values is not None:
+            h = h + scatter_bonds(bond_values, self.bond_index, self.site.shape[1])
+        return h
+
+    def slice_data(self):
+        """Per-slice pytree (leading axis L) consumed by the sweeps: (site, bond_values)."""
+        return self.site, self.bond_values
+
+    def reversed(self) -> SlicedHamiltonian:
+        """The same sample traversed from right to left (slices reversed, hoppings daggered); the lead is
+        mirrored too (its hopping daggered), so the left lead of the result is the original right lead."""
+        hops = jax.tree.map(lambda x: x[::-1], self.hops).dagger()  # dagger acts on the last two axes
+        bonds = None if self.bond_values is None else self.bond_values[::-1]
+        lead = Lead(cell=self.lead.cell, hop=_dag(self.lead.hop), factor=_mirror(self.lead.factor))
+        return SlicedHamiltonian(
+            base=self.base, site=self.site[::-1], hops=hops, lead=lead, bond_values=bonds,
+            bond_index=self.bond_index,
+        )
+
+
+def _mirror(factor: HopFactor) -> HopFactor:
+    return HopFactor(sources=factor.targets, targets=factor.sources)
+
+
+def scatter_bonds(values, index, sites):
+    """Place bond values (B, s, s) into an (m s, m s) matrix: H[j, i] = value, H[i, j] = value^dagger."""
+    b, s, _ = values.shape
+    idx = np.asarray(index, dtype=np.int32).reshape(-1, 2)
+    h = jnp.zeros((sites, s, sites, s), values.dtype)
+    h = h.at[idx[:, 1], :, idx[:, 0], :].add(values)
+    h = h.at[idx[:, 0], :, idx[:, 1], :].add(_dag(values))
+    return h.reshape(sites * s, sites * s)
+
+
+def scatter_hop(values, index, sites):
+    """Place inter-slice bond values (B, s, s) into a dense hopping matrix V[j, i] = value."""
+    b, s, _ = values.shape
+    idx = np.asarray(index, dtype=np.int32).reshape(-1, 2)
+    h = jnp.zeros((sites, s, sites, s), values.dtype)
+    h = h.at[idx[:, 1], :, idx[:, 0], :].add(values)
+    return h.reshape(sites * s, sites * s)
+
+
+def lead_factor(index, sites: int, orbitals: int) -> HopFactor:
+    """Static hop = u v^dagger description from the inter-slice bond list."""
+    mask = np.zeros((sites, orbitals, sites, orbitals), bool)
+    for i, j in index:
+        mask[j, :, i, :] = True
+    n = sites * orbitals
+    return hop_factor_from_structure(mask.reshape(n, n))

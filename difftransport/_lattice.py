@@ -1,0 +1,299 @@
+"""Lattices cut into slices along the transport direction x, and samples built from them.
+
+A :class:`Lattice` describes one *cell* of a quasi-one-dimensional lattice: the sites of one period along x
+(their positions and sublattices), the bonds inside the cell and the bonds from the cell to the next one.
+Every sample is a stack of ``length`` identical cells (slices); the two leads are semi-infinite continuations
+of the same stack. Any lattice whose cells couple only to neighbouring cells fits, which is all the RGF
+solver needs (square strips, cubic bars, honeycomb ribbons of either orientation).
+
+Conventions (``../docs/physics.md``): lattice constant a = 1; positions are (x, y, z) with x the transport
+direction; a bond (i -> j) is the matrix element H[j, i]; the cell at slice index s occupies
+x in [s * period, (s + 1) * period).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import equinox as eqx
+import numpy as np
+
+Boundary = Literal["hardwall", "periodic"]
+_BOUNDARIES = ("hardwall", "periodic")
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a positive integer, got {value!r} of type {type(value).__name__}.")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}.")
+    return int(value)
+
+
+def _check_boundary(boundary: str) -> str:
+    if boundary not in _BOUNDARIES:
+        raise ValueError(f"boundary must be one of {_BOUNDARIES}, got {boundary!r}.")
+    return boundary
+
+
+class Lattice(eqx.Module):
+    """One cell (slice) of a quasi-1D lattice. Immutable and hashable: it is static data under ``jit``.
+
+    Attributes:
+        name: human-readable description, e.g. ``"strip(W=32, hardwall)"``.
+        positions: ``(sites, 3)`` tuple of (x offset within the cell, y, z) per site; lattice constant a = 1.
+        sublattice: per-site sublattice index (0 for Bravais lattices; 0 = A, 1 = B for honeycomb).
+        labels: per-site integer labels (transverse coordinates, e.g. (y,) or (y, z)) used to draw disorder
+            as a pure function of (key, slice, label) so that a realization does not change when the sample grows.
+        cross_section: the shape of a slice's potential array, e.g. ``(W,)`` or ``(W, H)``; its C-order
+            flattening is the site order.
+        intra_bonds: ``(i, j)`` pairs of bonded sites inside a cell (each bond once).
+        intra_vectors: the displacement (dx, dy, dz) from site i to site j of each intra bond (through the seam
+            for periodic boundaries, so it is the physical bond direction, used by spin-orbit terms).
+        inter_bonds: ``(i, j)`` pairs: site i of cell s is bonded to site j of cell s + 1.
+        inter_vectors: displacement from site i of cell s to site j of cell s + 1.
+        period: cell length along x.
+        transverse_period: for periodic transverse boundaries, the length of the period along y (else None):
+            the Landau gauge is single valued only if ``flux * transverse_period`` is an integer.
+    """
+
+    name: str = eqx.field(static=True)
+    positions: tuple[tuple[float, float, float], ...] = eqx.field(static=True)
+    sublattice: tuple[int, ...] = eqx.field(static=True)
+    labels: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+    cross_section: tuple[int, ...] = eqx.field(static=True)
+    intra_bonds: tuple[tuple[int, int], ...] = eqx.field(static=True)
+    intra_vectors: tuple[tuple[float, float, float], ...] = eqx.field(static=True)
+    inter_bonds: tuple[tuple[int, int], ...] = eqx.field(static=True)
+    inter_vectors: tuple[tuple[float, float, float], ...] = eqx.field(static=True)
+    period: float = eqx.field(static=True)
+    transverse_period: float | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        n = len(self.positions)
+        if n == 0:
+            raise ValueError("a lattice cell needs at least one site.")
+        if math.prod(self.cross_section) != n:
+            raise ValueError(f"cross_section {self.cross_section} does not match the {n} sites of the cell.")
+        if not self.inter_bonds:
+            raise ValueError("a lattice cell needs at least one bond to the next cell, or no current can flow.")
+        if len(self.intra_vectors) != len(self.intra_bonds) or len(self.inter_vectors) != len(self.inter_bonds):
+            raise ValueError("every bond needs exactly one displacement vector.")
+        for i, j in self.intra_bonds + self.inter_bonds:
+            if not (0 <= i < n and 0 <= j < n):
+                raise ValueError(f"bond {(i, j)} refers to a site outside the cell of {n} sites.")
+
+    @property
+    def sites(self) -> int:
+        """Number of sites per cell."""
+        return len(self.positions)
+
+    @property
+    def site_diagonal_hopping(self) -> bool:
+        """True if every inter-cell bond joins site i to the same site i of the next cell (square, cubic):
+        the inter-slice hopping is then (block-)diagonal, which the solver exploits."""
+        return all(i == j for i, j in self.inter_bonds) and len(self.inter_bonds) == self.sites
+
+    def position_array(self) -> np.ndarray:
+        return np.asarray(self.positions, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Square and cubic lattices
+
+
+def strip(width: int, *, boundary: Boundary = "hardwall") -> Lattice:
+    """2D square-lattice strip of ``width`` sites across (y = 0 .. width - 1), transport along x.
+
+    ``boundary="periodic"`` closes the strip into a cylinder (needs width >= 3).
+    """
+    width = _positive_int("width", width)
+    _check_boundary(boundary)
+    intra = [(y, y + 1) for y in range(width - 1)]
+    if boundary == "periodic":
+        if width < 3:
+            raise ValueError(f"a periodic strip needs width >= 3, got width={width}.")
+        intra.append((width - 1, 0))
+    return Lattice(
+        name=f"strip(W={width}, {boundary})",
+        positions=tuple((0.0, float(y), 0.0) for y in range(width)),
+        sublattice=(0,) * width,
+        labels=tuple((y,) for y in range(width)),
+        cross_section=(width,),
+        intra_bonds=tuple(intra),
+        intra_vectors=((0.0, 1.0, 0.0),) * len(intra),
+        inter_bonds=tuple((y, y) for y in range(width)),
+        inter_vectors=((1.0, 0.0, 0.0),) * width,
+        period=1.0,
+        transverse_period=float(width) if boundary == "periodic" else None,
+    )
+
+
+def chain() -> Lattice:
+    """1D tight-binding chain (a strip of width 1)."""
+    return dataclasses.replace(strip(1), name="chain")
+
+
+def bar(width: int, height: int, *, boundary: Boundary = "hardwall") -> Lattice:
+    """3D cubic-lattice bar with a ``width`` x ``height`` cross-section (y, z), transport along x.
+
+    Site order within a slice is C order of (y, z): index = y * height + z, matching potential arrays of shape
+    ``(length, width, height)``. ``boundary="periodic"`` closes both transverse directions (each must then be
+    >= 3, or 1). A magnetic field points along z (Landau gauge A = -B y x).
+    """
+    width = _positive_int("width", width)
+    height = _positive_int("height", height)
+    _check_boundary(boundary)
+    index = {(y, z): y * height + z for y in range(width) for z in range(height)}
+    intra, vectors = [], []
+    for (y, z), i in index.items():
+        if y + 1 < width:
+            intra.append((i, index[(y + 1, z)]))
+            vectors.append((0.0, 1.0, 0.0))
+        if z + 1 < height:
+            intra.append((i, index[(y, z + 1)]))
+            vectors.append((0.0, 0.0, 1.0))
+    if boundary == "periodic":
+        for size, axis in ((width, "width"), (height, "height")):
+            if size == 2:
+                raise ValueError(f"a periodic bar needs {axis} >= 3 (or 1), got {axis}=2.")
+        if width >= 3:
+            intra += [(index[(width - 1, z)], index[(0, z)]) for z in range(height)]
+            vectors += [(0.0, 1.0, 0.0)] * height
+        if height >= 3:
+            intra += [(index[(y, height - 1)], index[(y, 0)]) for y in range(width)]
+            vectors += [(0.0, 0.0, 1.0)] * width
+    n = width * height
+    return Lattice(
+        name=f"bar(W={width}, H={height}, {boundary})",
+        positions=tuple((0.0, float(y), float(z)) for y in range(width) for z in range(height)),
+        sublattice=(0,) * n,
+        labels=tuple((y, z) for y in range(width) for z in range(height)),
+        cross_section=(width, height),
+        intra_bonds=tuple(intra),
+        intra_vectors=tuple(vectors),
+        inter_bonds=tuple((i, i) for i in range(n)),
+        inter_vectors=((1.0, 0.0, 0.0),) * n,
+        period=1.0,
+        transverse_period=float(width) if boundary == "periodic" and width >= 3 else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Honeycomb ribbons
+
+_CC = 1.0 / math.sqrt(3.0)  # carbon-carbon distance for lattice constant a = 1
+
+
+def _from_sites(name: str, xy: np.ndarray, sub: np.ndarray, period: float, bond_length: float) -> Lattice:
+    """Build a cell from explicit 2D site positions (x in [0, period)) by joining sites at ``bond_length``."""
+    order = np.lexsort((xy[:, 1], np.round(xy[:, 0], 9)))  # by x offset, then y
+    xy, sub = xy[order], sub[order]
+    n = len(xy)
+    tol = 1e-6
+
+    def bonds(shift: float) -> tuple[list[tuple[int, int]], list[tuple[float, float, float]]]:
+        d = xy[None, :, :] + np.array([shift, 0.0]) - xy[:, None, :]
+        close = np.abs(np.linalg.norm(d, axis=-1) - bond_length) < tol
+        if shift == 0.0:
+            close = np.triu(close, 1)
+        pairs = [(int(i), int(j)) for i, j in zip(*np.nonzero(close))]
+        return pairs, [(float(d[i, j, 0]), float(d[i, j, 1]), 0.0) for i, j in pairs]
+
+    (intra, intra_vec), (inter, inter_vec) = bonds(0.0), bonds(period)
+    if bonds(2 * period)[0]:
+        raise ValueError("the cell is shorter than the bond range: bonds reach beyond the next cell.")
+    return Lattice(
+        name=name,
+        positions=tuple((float(x), float(y), 0.0) for x, y in xy),
+        sublattice=tuple(int(s) for s in sub),
+        labels=tuple((i,) for i in range(n)),
+        cross_section=(n,),
+        intra_bonds=tuple(intra),
+        intra_vectors=tuple(intra_vec),
+        inter_bonds=tuple(inter),
+        inter_vectors=tuple(inter_vec),
+        period=period,
+    )
+
+
+def zigzag_ribbon(n: int) -> Lattice:
+    """Honeycomb ribbon with zigzag edges along x (lattice constant a = 1, C-C distance 1/sqrt(3)).
+
+    Bravais vectors a1 = (1, 0), a2 = (1/2, sqrt(3)/2); sublattice A at the lattice points, B shifted by
+    (0, 1/sqrt(3)). The ribbon holds the rows n2 = 0 .. n-1 of both sublattices (2n sites per period 1).
+    Its outermost A (bottom) and B (top) rows have one bond each (bearded edges), as in a ribbon cut by
+    0 <= y < n sqrt(3)/2.
+    """
+    n = _positive_int("n", n)
+    xy, sub = [], []
+    for n2 in range(n):
+        base = np.array([0.5 * n2, n2 * math.sqrt(3.0) / 2])
+        for s, off in ((0, 0.0), (1, _CC)):
+            p = base + np.array([0.0, off])
+            xy.append([p[0] % 1.0, p[1]])
+            sub.append(s)
+    return _from_sites(f"zigzag_ribbon(N={n})", np.array(xy), np.array(sub), 1.0, _CC)
+
+
+def armchair_ribbon(n: int) -> Lattice:
+    """Honeycomb ribbon with armchair edges along x (A-B bonds along x), ``n`` dimer lines across.
+
+    Dimer line k = 0 .. n-1 sits at y = k/2; its A site at x = 0 (k even) or sqrt(3)/2 (k odd) modulo the
+    period sqrt(3), its B site 1/sqrt(3) further along x. 2n sites per period sqrt(3).
+    """
+    n = _positive_int("n", n)
+    period = math.sqrt(3.0)
+    xy, sub = [], []
+    for k in range(n):
+        x0 = 0.0 if k % 2 == 0 else period / 2
+        xy += [[x0, 0.5 * k], [x0 + _CC, 0.5 * k]]
+        sub += [0, 1]
+    return _from_sites(f"armchair_ribbon(N={n})", np.array(xy), np.array(sub), period, _CC)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Sample(eqx.Module):
+    """A finite sample: ``length`` cells of ``lattice`` between two clean semi-infinite leads of the same cell.
+
+    Static (hashable) data: sizes, spin and boundary conditions decide array shapes and are never
+    differentiated. With ``spinful=True`` each site carries two orbitals (spin up, down), ordered site-major.
+    """
+
+    lattice: Lattice = eqx.field(static=True)
+    length: int = eqx.field(static=True)
+    spinful: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        if not isinstance(self.lattice, Lattice):
+            raise ValueError(f"lattice must be a difftransport Lattice, got {type(self.lattice).__name__}.")
+        _positive_int("length", self.length)
+        if not isinstance(self.spinful, bool):
+            raise ValueError(f"spinful must be True or False, got {self.spinful!r}.")
+
+    @property
+    def orbitals(self) -> int:
+        """Orbitals per site (1 or 2)."""
+        return 2 if self.spinful else 1
+
+    @property
+    def slice_size(self) -> int:
+        """Orbitals per slice, the size of the RGF blocks."""
+        return self.lattice.sites * self.orbitals
+
+    @property
+    def potential_shape(self) -> tuple[int, ...]:
+        """Shape of an on-site potential array for this sample: ``(length, *cross_section)``."""
+        return (self.length, *self.lattice.cross_section)
+
+    def site_positions(self) -> np.ndarray:
+        """Absolute positions ``(length, sites, 3)`` of every sample site; slice s starts at x = s * period."""
+        pos = self.lattice.position_array()
+        shift = np.arange(self.length)[:, None] * self.lattice.period
+        out = np.broadcast_to(pos, (self.length, *pos.shape)).copy()
+        out[..., 0] += shift
+        return out

@@ -1,0 +1,289 @@
+"""Two-terminal observables from the Green's function: conductance (with dephasing), transmission,
+reflection, transmission eigenvalues and Fano factor. All in units of e^2/h, summed over every orbital
+(spin included when it is an orbital); no spin-degeneracy factor is applied.
+
+Conventions: T(a -> b) = Tr[Gamma_b G_{ba} Gamma_a G_{ba}^+] (Fisher & Lee, PRB 23, 6851 (1981)),
+Gamma = i (Sigma - Sigma^+). Dephasing (``docs/physics.md``, PHYSICS.md 7e) enters as the absorption
+-i eta on every sample site, eta = hbar / (2 tau_phi), and ``dephasing`` chooses how the absorbed current is
+treated:
+
+* ``"probe"`` (default): the absorbed current is re-injected by one fictitious voltage probe phi with zero
+  net current: G = T(L->R) + T(L->phi) T(phi->R) / (T(L->phi) + T(R->phi)). Onsager symmetric.
+* ``"absorb"``: the raw transmission T(L->R) of the absorbing sample (not current conserving, not
+  Onsager symmetric; this is what Kwant computes for an imaginary potential).
+* ``"buttiker"``: a Buttiker voltage probe on every site (D'Amato & Pastawski, PRB 41, 7411 (1990)), exact
+  and current conserving, with a dense (L n)^3 solve: for small samples.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._build import prepare
+from ._hamiltonian import SlicedHamiltonian
+from ._lattice import Sample
+from ._leads import LeadSelfEnergies, lead_self_energies
+from ._model import Disorder, Model
+from ._rgf import sweep
+
+Dephasing = Literal["probe", "absorb", "buttiker"]
+_DEPHASING = ("probe", "absorb", "buttiker")
+
+
+def _dag(x):
+    return jnp.conj(jnp.swapaxes(x, -1, -2))
+
+
+def _gamma(sigma):
+    return 1j * (sigma - _dag(sigma))
+
+
+def _trace_product(a, b):
+    """Re Tr[a b] without forming the product."""
+    return jnp.real(jnp.sum(a * b.T))
+
+
+def _transmission(g_out_in, gamma_out, gamma_in):
+    """Tr[Gamma_out G Gamma_in G^+]."""
+    return _trace_product(gamma_out @ g_out_in, gamma_in @ _dag(g_out_in))
+
+
+def _check_dephasing(dephasing):
+    if dephasing not in _DEPHASING:
+        raise ValueError(f"dephasing must be one of {_DEPHASING}, got {dephasing!r}.")
+
+
+class _Solution(eqx.Module):
+    """Green's-function blocks of one sample at one energy."""
+
+    leads: LeadSelfEnergies
+    g_last: jax.Array  # G_NN
+    g_last_first: jax.Array  # G_N1
+
+
+def _solve(ham: SlicedHamiltonian, energy) -> _Solution:
+    leads = lead_self_energies(energy, ham.lead.cell, ham.lead.hop, ham.lead.factor)
+    g_nn, g_n1 = sweep(energy, ham, leads.left, leads.right)
+    return _Solution(leads=leads, g_last=g_nn, g_last_first=g_n1)
+
+
+def _first_blocks(ham: SlicedHamiltonian, energy, leads: LeadSelfEnergies):
+    """(G_11, G_1N) from the sweep over the reversed sample (its left lead is our right lead)."""
+    return sweep(energy, ham.reversed(), leads.right, leads.left)
+
+
+def _probe_conductance(ham: SlicedHamiltonian, energy, sol: _Solution):
+    """Single-probe (current-conserving) conductance from the full G_11, G_NN, G_N1, G_1N."""
+    gl, gr = _gamma(sol.leads.left), _gamma(sol.leads.right)
+    g11, g1n = _first_blocks(ham, energy, sol.leads)
+    gnn, gn1 = sol.g_last, sol.g_last_first
+    t_lr = _transmission(gn1, gr, gl)
+    t_rl = _transmission(g1n, gl, gr)
+    # Sum rules: sum_j T(L -> j) = Tr[Gamma_L A_11] with A = i(G - G^+) = G Gamma G^+ (Gamma includes the
+    # absorption); T(L -> L) = Tr[Gamma_L G_11 Gamma_L G_11^+].
+    # The same trace also equals sum_j T(j -> L) (sum over sources), so for each lead
+    # out = sum over j in {other lead, phi} of T(lead -> j) = sum over the same j of T(j -> lead).
+    out_l = _trace_product(gl, _gamma(g11)) - _transmission(g11, gl, gl)
+    out_r = _trace_product(gr, _gamma(gnn)) - _transmission(gnn, gr, gr)
+    l_to_phi = out_l - t_lr
+    r_to_phi = out_r - t_rl
+    phi_to_r = out_r - t_lr
+    denom = l_to_phi + r_to_phi
+    # eta -> 0: both transmissions into the probe vanish like eta and the correction like eta; below 1e-12
+    # it is below the precision of the subtraction, and dropped (double where keeps gradients finite).
+    ok = denom > 1e-12
+    correction = jnp.where(ok, l_to_phi * phi_to_r / jnp.where(ok, denom, 1.0), 0.0)
+    return t_lr + correction
+
+
+def dense_hamiltonian(ham: SlicedHamiltonian):
+    """The sample Hamiltonian as a dense (L n) x (L n) matrix (small samples only)."""
+    n, length = ham.size, ham.length
+    site, bonds = ham.slice_data()
+    blocks = jax.vmap(ham.block)(site, bonds) if bonds is not None else jax.vmap(lambda s: ham.block(s))(site)
+    h = jnp.zeros((length, n, length, n), blocks.dtype)
+    idx = jnp.arange(length)
+    h = h.at[idx, :, idx, :].set(blocks)
+    if length > 1:
+        hop = jax.vmap(lambda v: v.dense())(ham.hops)
+        h = h.at[idx[1:], :, idx[:-1], :].set(hop)
+        h = h.at[idx[:-1], :, idx[1:], :].set(_dag(hop))
+    return h.reshape(length * n, length * n)
+
+
+def _buttiker(ham: SlicedHamiltonian, energy, leads: LeadSelfEnergies, eta, orbitals: int):
+    """(I_L, I_R): current out of the left lead and into the right lead (per unit bias) with a Buttiker
+    probe on every site, each with Gamma = 2 eta and zero net current. Equal by current conservation."""
+    n, length = ham.size, ham.length
+    total = n * length
+    h = dense_hamiltonian(ham)
+    sigma = jnp.zeros((total, total), h.dtype)
+    sigma = sigma.at[:n, :n].add(leads.left).at[-n:, -n:].add(leads.right)
+    g = jnp.linalg.inv(energy * jnp.eye(total, dtype=h.dtype) - h - sigma)
+    gl, gr = _gamma(leads.left), _gamma(leads.right)
+    probes = total // orbitals
+    two_eta = 2 * eta
+    # T(q -> p) summed over the orbitals of sites p, q.
+    t_pp = (two_eta**2) * jnp.sum(jnp.abs(g.reshape(probes, orbitals, probes, orbitals)) ** 2, axis=(1, 3))
+    t_pp = t_pp * (1 - jnp.eye(probes))
+    g_first, g_last = g[:, :n], g[-n:, :]  # G_{:,1}, G_{N,:}
+    from_l = two_eta * jnp.sum(jnp.real(jnp.einsum("ia,ab,ib->i", g_first, gl, jnp.conj(g_first))).reshape(probes, orbitals), axis=1)
+    to_r = two_eta * jnp.sum(jnp.real(jnp.einsum("ai,ab,bi->i", jnp.conj(g_last), gr, g_last)).reshape(probes, orbitals), axis=1)
+    g_firstrow = g[:n, :]
+    to_l = two_eta * jnp.sum(jnp.real(jnp.einsum("ai,ab,bi->i", jnp.conj(g_firstrow), gl, g_firstrow)).reshape(probes, orbitals), axis=1)
+    t_lr = _transmission(g[-n:, :n], gr, gl)
+    # Probe p: sum_q [T(p -> q) mu_p - T(q -> p) mu_q] + (T(p->L) + T(p->R)) mu_p = T(L -> p) mu_L.
+    w = jnp.diag(jnp.sum(t_pp, axis=0) + to_l + to_r) - t_pp
+    ok = eta > 0
+    w = jnp.where(ok, w, jnp.eye(probes))
+    mu = jnp.linalg.solve(w, from_l)
+    i_r = t_lr + jnp.where(ok, jnp.dot(to_r, mu), 0.0)
+    i_l = t_lr + jnp.sum(from_l) - jnp.where(ok, jnp.dot(to_l, mu), 0.0)
+    return i_l, i_r
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Transmission eigenvalues
+
+
+@jax.custom_jvp
+def _eigen_transmissions(gamma_in, y):
+    """Eigenvalues of Gamma_in Y (Y = G^+ Gamma_out G), i.e. of t^+ t, in descending order, from the
+    Hermitian form W^+ Y W with Gamma_in = W W^+."""
+    w, u = jnp.linalg.eigh(gamma_in)
+    keep = w > 1e-12 * jnp.max(jnp.abs(w))  # closed channels: exactly zero columns
+    root = u * jnp.where(keep, jnp.sqrt(jnp.where(keep, w, 1.0)), 0.0)
+    t, _ = jnp.linalg.eigh(_dag(root) @ y @ root)
+    return t[::-1]
+
+
+@_eigen_transmissions.defjvp
+def _eigen_transmissions_jvp(primals, tangents):
+    # First-order perturbation theory for the eigenvalues of the (non-Hermitian, diagonalizable) product
+    # P = Gamma Y: right eigenvector r = W q, left l = Y W q, l^+ r = T. Only eigenvalue derivatives are
+    # formed, so degenerate eigenvalues (closed channels, Kramers pairs) give finite, consistent tangents.
+    gamma_in, y = primals
+    d_gamma, d_y = tangents
+    w, u = jnp.linalg.eigh(gamma_in)
+    keep = w > 1e-12 * jnp.max(jnp.abs(w))
+    root = u * jnp.where(keep, jnp.sqrt(jnp.where(keep, w, 1.0)), 0.0)
+    t, q = jnp.linalg.eigh(_dag(root) @ y @ root)
+    right = root @ q
+    left = y @ right
+    dp = d_gamma @ y + gamma_in @ d_y
+    num = jnp.real(jnp.einsum("an,ab,bn->n", jnp.conj(left), dp, right))
+    ok = t > 1e-300
+    dt = jnp.where(ok, num / jnp.where(ok, t, 1.0), 0.0)
+    return t[::-1], dt[::-1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Public entry points: check and build (trace time), then solve (jitted).
+
+
+def _coherent(sample, model, disorder):
+    """Checked model, Hamiltonian and the forward-sweep solution."""
+    ham, model = prepare(sample, model, disorder)
+    return model, ham, _solve(ham, model.energy)
+
+
+@eqx.filter_jit
+def conductance(sample: Sample, model: Model, disorder: Disorder | None = None, *, dephasing: Dephasing = "probe"):
+    """Two-terminal Landauer conductance G in units of e^2/h (all orbitals, spin included; no degeneracy
+    factor), from a recursive Green's function sweep.
+
+    Args:
+        sample: geometry (lattice, length, spin).
+        model: parameters; differentiable (``jax.grad`` returns a ``Model``).
+        disorder: realization (potential, moments, SU(2) hoppings), or None for a clean sample.
+        dephasing: how absorption from a finite ``model.tau_phi`` is treated: ``"probe"`` (single
+            current-conserving probe, default), ``"absorb"`` (raw T(L->R)) or ``"buttiker"`` (a probe on every
+            site, dense solve; small samples). Without ``tau_phi`` all three give the coherent T(L->R).
+
+    Returns:
+        A scalar array. Zero where the leads have no open channel.
+    """
+    _check_dephasing(dephasing)
+    model, ham, sol = _coherent(sample, model, disorder)
+    eta = model.absorption
+    if eta is None or dephasing == "absorb":
+        return _transmission(sol.g_last_first, _gamma(sol.leads.right), _gamma(sol.leads.left))
+    if dephasing == "probe":
+        return _probe_conductance(ham, model.energy, sol)
+    return _buttiker(ham, model.energy, sol.leads, eta, sample.orbitals)[1]
+
+
+@eqx.filter_jit
+def buttiker_currents(sample: Sample, model: Model, disorder: Disorder | None = None):
+    """(I_L, I_R) with a Buttiker probe on every site: the current leaving the left lead and entering the
+    right lead per unit bias, in e^2/h. Current conservation makes them equal (a check of the solution);
+    I_R is ``conductance(..., dephasing="buttiker")``. Needs ``model.tau_phi``."""
+    if model.tau_phi is None:
+        raise ValueError("buttiker_currents needs model.tau_phi (the probes' dephasing time).")
+    model, ham, sol = _coherent(sample, model, disorder)
+    return _buttiker(ham, model.energy, sol.leads, model.absorption, sample.orbitals)
+
+
+@eqx.filter_jit
+def transmission(sample: Sample, model: Model, disorder: Disorder | None = None):
+    """Raw transmission T(L -> R) = Tr[Gamma_R G_N1 Gamma_L G_N1^+] (e^2/h). Equals the conductance without
+    dephasing; with absorption it is the non-conserving transmission that Kwant computes."""
+    _, _, sol = _coherent(sample, model, disorder)
+    return _transmission(sol.g_last_first, _gamma(sol.leads.right), _gamma(sol.leads.left))
+
+
+@eqx.filter_jit
+def reflection(sample: Sample, model: Model, disorder: Disorder | None = None):
+    """Reflection R = Tr[r^+ r] of the left lead: N_L - Tr[Gamma_L A_11] + Tr[Gamma_L G_11 Gamma_L G_11^+]
+    (Fisher-Lee). Without absorption T + R equals the number of open channels."""
+    model, ham, sol = _coherent(sample, model, disorder)
+    g11, _ = _first_blocks(ham, model.energy, sol.leads)
+    gl = _gamma(sol.leads.left)
+    return sol.leads.open_channels - _trace_product(gl, _gamma(g11)) + _transmission(g11, gl, gl)
+
+
+@eqx.filter_jit
+def transmission_eigenvalues(sample: Sample, model: Model, disorder: Disorder | None = None):
+    """Eigenvalues T_n of t^+ t in descending order, shape (slice_size,): the first ``open_channels`` are the
+    channel transmissions, the rest are zero. Derivatives of individual T_n are those of first-order
+    perturbation theory (well defined where T_n is not degenerate); prefer ``conductance`` and
+    ``fano_factor`` (traces, smooth everywhere) for gradients."""
+    _, _, sol = _coherent(sample, model, disorder)
+    g = sol.g_last_first
+    y = _dag(g) @ _gamma(sol.leads.right) @ g
+    return _eigen_transmissions(_gamma(sol.leads.left), y)
+
+
+@eqx.filter_jit
+def fano_factor(sample: Sample, model: Model, disorder: Disorder | None = None):
+    """Fano factor F = sum T_n (1 - T_n) / sum T_n (zero temperature shot noise over Poisson noise),
+    computed from traces: F = 1 - Tr[P^2] / Tr[P], P = Gamma_L G_1N^+... = t^+ t. Equals 1 (the Poisson
+    limit) where nothing is transmitted."""
+    _, _, sol = _coherent(sample, model, disorder)
+    g = sol.g_last_first
+    p = _gamma(sol.leads.left) @ _dag(g) @ _gamma(sol.leads.right) @ g
+    tr1 = jnp.real(jnp.trace(p))
+    tr2 = _trace_product(p, p)
+    ok = tr1 > 0
+    return jnp.where(ok, 1 - tr2 / jnp.where(ok, tr1, 1.0), 1.0)
+
+
+@eqx.filter_jit
+def open_channels(sample: Sample, model: Model):
+    """Number of open channels (right-moving propagating modes) in each lead at ``model.energy``. Only the
+    lead parameters (energy, hopping, flux, rashba) matter; sample-only terms are ignored."""
+    lead_model = Model(energy=model.energy, hopping=model.hopping, flux=model.flux, rashba=model.rashba)
+    ham, model = prepare(sample, lead_model, None)
+    return lead_self_energies(model.energy, ham.lead.cell, ham.lead.hop, ham.lead.factor).open_channels
+
+
+@eqx.filter_jit
+def hamiltonian_transmission(ham: SlicedHamiltonian, energy):
+    """Raw transmission T(L -> R) of a user-built :class:`SlicedHamiltonian` at ``energy`` (e^2/h): the
+    low-level entry for Hamiltonians that no lattice constructor describes."""
+    sol = _solve(ham, jnp.asarray(energy, jnp.result_type(float)))
+    return _transmission(sol.g_last_first, _gamma(sol.leads.right), _gamma(sol.leads.left))
