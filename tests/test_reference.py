@@ -1,0 +1,87 @@
+"""Agreement with the Kwant 1.5 reference conductances (tests/data, conventions in REFERENCE_README.md):
+max |G - G_kwant| <= 1e-9 over every realization, energy, flux, Rashba strength, exchange and absorption."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import difftransport as dt
+from conftest import load_reference
+
+TOL = 1e-9
+
+
+def _grid(f, *axes):
+    """Evaluate f over the outer product of the axes with nested vmaps (first axis outermost)."""
+    for i in reversed(range(len(axes))):
+        f = jax.vmap(f, in_axes=tuple(0 if j == i else None for j in range(len(axes))))
+    return f(*[jnp.asarray(a) for a in axes])
+
+
+@pytest.mark.parametrize(
+    "name", ["strip_spinless.npz", "strip_rashba.npz", "strip_magnetic.npz", "strip_absorbing.npz"]
+)
+def test_strips(name):
+    meta, d = load_reference(name)
+    sample = dt.Sample(dt.strip(meta["W"]), meta["L"], spinful=meta["spinful"])
+    tau_phi = 0.5 / meta["eta"] if meta["eta"] else None  # eta = hbar / (2 tau_phi)
+
+    def g(potential, moments, energy, phi, alpha):
+        model = dt.Model(
+            energy=energy, hopping=meta["t"], flux=phi, tau_phi=tau_phi,
+            rashba=alpha if meta["spinful"] else None, exchange=meta["J"] if meta["J"] else None,
+        )
+        disorder = dt.Disorder(potential=potential, moments=moments if meta["J"] else None)
+        # The reference holds the raw transmission of the absorbing sample (no probe correction).
+        return dt.conductance(sample, model, disorder, dephasing="absorb")
+
+    per_realization = lambda v, m: _grid(lambda e, p, a: g(v, m, e, p, a), d["energies"], d["phis"], d["alphas"])
+    got = jax.vmap(per_realization)(jnp.asarray(d["V"]), jnp.asarray(d["m"]))
+    assert got.shape == d["G"].shape
+    assert np.max(np.abs(got - d["G"])) <= TOL
+
+
+def test_no_open_channel_gives_zero_not_nan():
+    meta, d = load_reference("strip_spinless.npz")
+    sample = dt.Sample(dt.strip(meta["W"]), meta["L"])
+    model = dt.Model(energy=3.7, flux=0.05)
+    assert float(dt.open_channels(sample, model)) == 0
+    g = dt.conductance(sample, model, dt.Disorder(potential=d["V"][0]))
+    assert np.isfinite(g) and abs(float(g)) < 1e-14
+    assert d["G"][0, 3, 2, 0] == 0.0
+
+
+def test_bar3d():
+    meta, d = load_reference("bar3d.npz")
+    sample = dt.Sample(dt.bar(meta["W"], meta["H"]), meta["L"])
+    g = lambda v, e: dt.conductance(sample, dt.Model(energy=e), dt.Disorder(potential=v))
+    got = jax.vmap(lambda v: jax.vmap(lambda e: g(v, e))(jnp.asarray(d["energies"])))(jnp.asarray(d["V"]))
+    assert np.max(np.abs(got - d["G"])) <= TOL
+
+
+def _reference_order(sample, pos):
+    """Index of the reference site at each of our sites (matched by position)."""
+    key = lambda p: (round(float(p[0]), 6), round(float(p[1]), 6))
+    index = {key(p): k for k, p in enumerate(pos)}
+    ours = sample.site_positions()[..., :2].reshape(-1, 2)
+    return np.array([index[key(p)] for p in ours])
+
+
+@pytest.mark.parametrize(
+    "name, ribbon", [("zigzag_anderson.npz", dt.zigzag_ribbon), ("armchair_smooth.npz", dt.armchair_ribbon)]
+)
+def test_honeycomb_ribbons(name, ribbon):
+    meta, d = load_reference(name)
+    sample = dt.Sample(ribbon(meta["N"]), meta["Lx"])
+    order = _reference_order(sample, d["pos"])
+    assert sorted(order) == list(range(meta["n_sites"]))  # same sites, bijectively
+    assert np.array_equal(np.tile(sample.lattice.sublattice, meta["Lx"]), d["sub"][order])
+
+    def g(potential, energy, b, mass):
+        model = dt.Model(energy=energy, hopping=meta["t"], flux=b, mass=mass)
+        return dt.conductance(sample, model, dt.Disorder(potential=potential))
+
+    potentials = jnp.asarray(d["V"][:, order].reshape(-1, *sample.potential_shape))
+    got = jax.vmap(lambda v: _grid(lambda e, b, m: g(v, e, b, m), d["energies"], d["bs"], d["masses"]))(potentials)
+    assert np.max(np.abs(got - d["G"])) <= TOL
