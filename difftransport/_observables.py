@@ -65,6 +65,11 @@ class _Solution(eqx.Module):
     g_last_first: jax.Array  # G_N1
 
 
+def _left_to_right(sol: _Solution):
+    """T(L -> R) = Tr[Gamma_R G_N1 Gamma_L G_N1^+]."""
+    return _transmission(sol.g_last_first, _gamma(sol.leads.right), _gamma(sol.leads.left))
+
+
 def _solve(ham: SlicedHamiltonian, energy) -> _Solution:
     leads = lead_self_energies(energy, ham.lead.cell, ham.lead.hop, ham.lead.factor)
     g_nn, g_n1 = sweep(energy, ham, leads.left, leads.right)
@@ -211,7 +216,7 @@ def conductance(sample: Sample, model: Model, disorder: Disorder | None = None, 
     model, ham, sol = _coherent(sample, model, disorder)
     eta = model.absorption
     if eta is None or dephasing == "absorb":
-        return _transmission(sol.g_last_first, _gamma(sol.leads.right), _gamma(sol.leads.left))
+        return _left_to_right(sol)
     if dephasing == "probe":
         return _probe_conductance(ham, model.energy, sol)
     return _buttiker(ham, model.energy, sol.leads, eta, sample.orbitals)[1]
@@ -233,7 +238,7 @@ def transmission(sample: Sample, model: Model, disorder: Disorder | None = None)
     """Raw transmission T(L -> R) = Tr[Gamma_R G_N1 Gamma_L G_N1^+] (e^2/h). Equals the conductance without
     dephasing; with absorption it is the non-conserving transmission that Kwant computes."""
     _, _, sol = _coherent(sample, model, disorder)
-    return _transmission(sol.g_last_first, _gamma(sol.leads.right), _gamma(sol.leads.left))
+    return _left_to_right(sol)
 
 
 @eqx.filter_jit
@@ -286,4 +291,4 @@ def hamiltonian_transmission(ham: SlicedHamiltonian, energy):
     """Raw transmission T(L -> R) of a user-built :class:`SlicedHamiltonian` at ``energy`` (e^2/h): the
     low-level entry for Hamiltonians that no lattice constructor describes."""
     sol = _solve(ham, jnp.asarray(energy, jnp.result_type(float)))
-    return _transmission(sol.g_last_first, _gamma(sol.leads.right), _gamma(sol.leads.left))
+    return _left_to_right(sol)
