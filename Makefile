@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) experiments/weak_localization.py --config configs/weak_localization.toml --out out/weak_localization
+	$(VENV)/bin/difftransport run configs/quickstart.toml --out out/quickstart
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -1,0 +1,322 @@
+"""Ensemble run configurations: TOML in, validated and normalized (every default written out), hashed.
+
+The format is documented in ``docs/ensembles.md``. Validation happens before any computation: an unknown
+key, a wrong type or an out-of-range value raises :class:`ConfigError` naming the file, the line (when it
+can be found), the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import pathlib
+import re
+import tomllib
+from typing import Any
+
+LATTICES = ("chain", "strip", "bar", "zigzag_ribbon", "armchair_ribbon")
+OBSERVABLES = ("conductance", "transmission", "reflection", "fano_factor", "transmission_eigenvalues")
+DEPHASING = ("probe", "absorb", "buttiker")
+MODEL_PARAMETERS = ("energy", "hopping", "flux", "rashba", "exchange", "tau_phi", "mass")
+GRID_PARAMETERS = MODEL_PARAMETERS + ("strength",)
+REQUIRED = object()
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run; the message names the key, value and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    kind: type | tuple[type, ...]
+    default: Any = REQUIRED
+    allowed: tuple | None = None
+    minimum: float | None = None
+    exclusive_minimum: bool = False
+    doc: str = ""
+
+    def describe(self) -> str:
+        if self.allowed is not None:
+            return f"one of {list(self.allowed)}"
+        names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        text = " or ".join(names.get(k, k.__name__) for k in kinds)
+        if self.minimum is not None:
+            text += f" {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
+        return text
+
+
+RUN = {
+    "seed": Field(int, 0, minimum=0, doc="PRNG seed; realization r uses fold_in(key(seed), r)"),
+    "realizations": Field(int, minimum=1, doc="disorder realizations per ensemble"),
+    "chunk": Field(int, 64, minimum=1, doc="realizations per vmapped batch (memory bound); does not change results"),
+    "title": Field(str, "", doc="figure title"),
+}
+ENSEMBLE = {
+    "observables": Field(list, ["conductance"], doc=f"any of {list(OBSERVABLES)}"),
+    "dephasing": Field(str, "probe", allowed=DEPHASING, doc="treatment of absorption from tau_phi"),
+    "label": Field(str, "", doc="legend label (defaults to the ensemble name)"),
+}
+SAMPLE = {
+    "lattice": Field(str, allowed=LATTICES),
+    "length": Field(int, minimum=1, doc="slices along x"),
+    "width": Field(int, None, minimum=1, doc="sites across (strip, bar)"),
+    "height": Field(int, None, minimum=1, doc="sites across z (bar)"),
+    "n": Field(int, None, minimum=1, doc="zigzag chains or armchair dimer lines (ribbons)"),
+    "boundary": Field(str, "hardwall", allowed=("hardwall", "periodic")),
+    "spinful": Field(bool, False),
+}
+MODEL = {
+    "energy": Field((int, float), doc="Fermi energy (units of t)"),
+    "hopping": Field((int, float), 1.0, doc="hopping t"),
+    "flux": Field((int, float), None, doc="flux per plaquette (h/e); absent: no field"),
+    "rashba": Field((int, float), None, doc="Rashba alpha (spinful); absent: no spin-orbit"),
+    "exchange": Field((int, float), None, doc="exchange J of magnetic moments (needs disorder.moments)"),
+    "tau_phi": Field((int, float), None, minimum=0, exclusive_minimum=True, doc="phase-coherence time; absent: coherent"),
+    "mass": Field((int, float), None, doc="staggered sublattice mass (honeycomb)"),
+}
+DISORDER = {
+    "strength": Field((int, float), 0.0, minimum=0, doc="box width W or Gaussian standard deviation"),
+    "distribution": Field(str, "box", allowed=("box", "gaussian")),
+    "moments": Field(bool, False, doc="random magnetic moments (spinful)"),
+    "su2": Field(bool, False, doc="SU(2) random hopping (spinful)"),
+}
+PLOT = {
+    "x": Field(str, None, doc="grid axis on the horizontal axis (default: the first)"),
+    "relative": Field(bool, False, doc="plot <O(x)> - <O(x_0)> from paired realizations"),
+}
+GRID_RANGE = {"start": Field((int, float)), "stop": Field((int, float)), "num": Field(int, minimum=1)}
+
+
+class _Locator:
+    """Best-effort line numbers for keys in the TOML text (headers [a.b] and 'key =' lines)."""
+
+    def __init__(self, text: str):
+        self.lines = text.splitlines()
+
+    def line(self, path: tuple[str, ...]) -> int | None:
+        table, key = path[:-1], path[-1]
+        current: tuple[str, ...] = ()
+        for number, raw in enumerate(self.lines, 1):
+            stripped = raw.strip()
+            header = re.match(r"^\[\s*([^\[\]]+?)\s*\]", stripped)
+            if header:
+                current = tuple(part.strip().strip('"') for part in header.group(1).split("."))
+                if current == path:
+                    return number
+                continue
+            if re.match(rf"^{re.escape(key)}\s*=", stripped):
+                if current == table or (len(table) > len(current) and table[: len(current)] == current):
+                    return number
+        return None
+
+
+class _Validator:
+    def __init__(self, source: str, text: str):
+        self.source = source
+        self.locator = _Locator(text)
+
+    def error(self, path: tuple[str, ...], message: str) -> ConfigError:
+        line = self.locator.line(path)
+        where = f"{self.source}:{line}" if line else self.source
+        return ConfigError(f"{where}: {'.'.join(path)} {message}")
+
+    def table(self, data: Any, schema: dict[str, Field], path: tuple[str, ...]) -> dict:
+        if not isinstance(data, dict):
+            raise self.error(path, f"must be a table, got {data!r}")
+        for key in data:
+            if key not in schema:
+                raise self.error(path + (key,), f"is not a known key; allowed keys here: {sorted(schema)}")
+        out = {}
+        for key, field in schema.items():
+            value = data.get(key, field.default)
+            if value is REQUIRED:
+                raise self.error(path + (key,), f"is missing (required: {field.describe()})")
+            if value is not None and key in data:
+                value = self.value(value, field, path + (key,))
+            out[key] = copy.deepcopy(value)
+        return out
+
+    def value(self, value: Any, field: Field, path: tuple[str, ...]) -> Any:
+        kinds = field.kind if isinstance(field.kind, tuple) else (field.kind,)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            raise self.error(path, f"= {value!r} has the wrong type: must be {field.describe()}")
+        if isinstance(value, float) and math.isnan(value):
+            raise self.error(path, f"= {value!r} is not a number: must be {field.describe()}")
+        if field.allowed is not None and value not in field.allowed:
+            raise self.error(path, f"= {value!r} is not allowed: must be {field.describe()}")
+        if field.minimum is not None:
+            bad = value <= field.minimum if field.exclusive_minimum else value < field.minimum
+            if bad:
+                raise self.error(path, f"= {value!r} is out of range: must be {field.describe()}")
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        return value
+
+
+def _grid_axis(v: _Validator, value: Any, path: tuple[str, ...]) -> list[float]:
+    if isinstance(value, dict):
+        spec = v.table(value, GRID_RANGE, path)
+        num = spec["num"]
+        start, stop = float(spec["start"]), float(spec["stop"])
+        return [start] if num == 1 else [start + (stop - start) * i / (num - 1) for i in range(num)]
+    if isinstance(value, list) and value:
+        return [v.value(x, Field((int, float)), path) for x in value]
+    raise v.error(path, f"= {value!r} must be a non-empty list of numbers or a table {{start, stop, num}}")
+
+
+def _ensemble(v: _Validator, name: str, data: Any) -> dict:
+    path = ("ensembles", name)
+    if not isinstance(data, dict):
+        raise v.error(path, "must be a table")
+    sections = {"sample": SAMPLE, "model": MODEL, "disorder": DISORDER, "plot": PLOT}
+    top = {k: x for k, x in data.items() if k not in sections and k != "grid"}
+    out = v.table(top, ENSEMBLE, path)
+    for section, schema in sections.items():
+        if section == "model" and section not in data:
+            raise v.error(path + ("model",), "is missing (a [model] table with at least energy)")
+        if section == "sample" and section not in data:
+            raise v.error(path + ("sample",), "is missing (a [sample] table with lattice and length)")
+        out[section] = v.table(data.get(section, {}), schema, path + (section,))
+    grid = data.get("grid", {})
+    if not isinstance(grid, dict):
+        raise v.error(path + ("grid",), "must be a table of parameter = list or {start, stop, num}")
+    out["grid"] = {}
+    for key, value in grid.items():
+        if key not in GRID_PARAMETERS:
+            raise v.error(path + ("grid", key), f"is not a grid parameter; allowed: {list(GRID_PARAMETERS)}")
+        axis = _grid_axis(v, value, path + ("grid", key))
+        if key == "tau_phi" and any(x <= 0 for x in axis):
+            raise v.error(path + ("grid", key), f"= {value!r} is out of range: tau_phi must be > 0")
+        if key == "strength" and any(x < 0 for x in axis):
+            raise v.error(path + ("grid", key), f"= {value!r} is out of range: strength must be >= 0")
+        out["grid"][key] = axis
+    for obs in out["observables"]:
+        if obs not in OBSERVABLES:
+            raise v.error(path + ("observables",), f"contains {obs!r}: allowed observables are {list(OBSERVABLES)}")
+    if not out["observables"]:
+        raise v.error(path + ("observables",), "is empty: name at least one observable")
+    _cross_checks(v, path, out)
+    return out
+
+
+def _cross_checks(v: _Validator, path, e: dict) -> None:
+    sample, model, disorder = e["sample"], e["model"], e["disorder"]
+    need = {"strip": ("width",), "bar": ("width", "height"), "zigzag_ribbon": ("n",), "armchair_ribbon": ("n",), "chain": ()}
+    for key in ("width", "height", "n"):
+        wanted = key in need[sample["lattice"]]
+        if wanted and sample[key] is None:
+            raise v.error(path + ("sample", key), f"is missing: lattice {sample['lattice']!r} needs {list(need[sample['lattice']])}")
+        if not wanted and sample[key] is not None:
+            raise v.error(path + ("sample", key), f"= {sample[key]} does not apply to lattice {sample['lattice']!r}")
+    terms = {k for k in MODEL_PARAMETERS if model[k] is not None} | set(e["grid"])
+    spin_terms = sorted(terms & {"rashba", "exchange"}) + [k for k in ("moments", "su2") if disorder[k]]
+    if spin_terms and not sample["spinful"]:
+        raise v.error(path + ("sample", "spinful"), f"= false, but {spin_terms} act on spin: set spinful = true")
+    if ("exchange" in terms) != disorder["moments"]:
+        raise v.error(path + ("disorder", "moments"),
+                      f"= {str(disorder['moments']).lower()}: magnetic impurities need both model.exchange and disorder.moments = true")
+    if "mass" in terms and sample["lattice"] not in ("zigzag_ribbon", "armchair_ribbon"):
+        raise v.error(path + ("model", "mass"), f"needs a honeycomb lattice, not {sample['lattice']!r}")
+    if e["dephasing"] == "buttiker" and "tau_phi" not in terms:
+        raise v.error(path + ("dephasing",), "= 'buttiker' needs model.tau_phi (or a tau_phi grid)")
+    x = e["plot"]["x"]
+    if x is not None and x not in e["grid"]:
+        raise v.error(path + ("plot", "x"), f"= {x!r} is not a grid axis; grid axes: {list(e['grid'])}")
+
+
+def validate(data: dict, source: str = "<config>", text: str = "") -> dict:
+    """Validate a parsed config and return its normalized form (all defaults filled in, grids expanded)."""
+    v = _Validator(source, text)
+    for key in data:
+        if key not in ("run", "ensembles"):
+            raise v.error((key,), "is not a known section; allowed: ['ensembles', 'run']")
+    if "run" not in data:
+        raise v.error(("run",), "is missing (a [run] table with realizations)")
+    run = v.table(data["run"], RUN, ("run",))
+    ensembles = data.get("ensembles")
+    if not isinstance(ensembles, dict) or not ensembles:
+        raise v.error(("ensembles",), "is missing: define at least one [ensembles.NAME] table")
+    out = {"run": run, "ensembles": {}}
+    for name, entry in ensembles.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raise v.error(("ensembles", name), "is not a valid name: use letters, digits, '_' and '-'")
+        out["ensembles"][name] = _ensemble(v, name, entry)
+    return out
+
+
+def load(path: str | pathlib.Path) -> dict:
+    """Read, validate and normalize a TOML config file."""
+    path = pathlib.Path(path)
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return validate(data, str(path), text)
+
+
+def result_relevant(config: dict) -> dict:
+    """The part of a normalized config that determines the results: all but chunk size, titles and plots."""
+    relevant = copy.deepcopy(config)
+    relevant["run"].pop("chunk", None)
+    relevant["run"].pop("title", None)
+    for entry in relevant["ensembles"].values():
+        entry.pop("plot", None)
+        entry.pop("label", None)
+    return relevant
+
+
+def config_hash(config: dict) -> str:
+    """SHA-256 of :func:`result_relevant`: equal hashes mean the stored results can be reused."""
+    blob = json.dumps(result_relevant(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Human-readable list of the keys whose values differ between two normalized configs."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, name + ".")
+        elif a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "inf" if value == math.inf else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(x) for x in value) + "]"
+    raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def dumps(config: dict) -> str:
+    """Write a normalized config as TOML (absent optional terms are omitted: absent means switched off)."""
+    lines = ["# Normalized by difftransport: every default is written out; absent model terms are switched off.", ""]
+
+    def table(header: str, data: dict):
+        lines.append(f"[{header}]")
+        for key, value in data.items():
+            if value is not None and not isinstance(value, dict):
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+
+    table("run", config["run"])
+    for name, entry in config["ensembles"].items():
+        table(f"ensembles.{name}", entry)
+        for section in ("sample", "model", "disorder", "grid", "plot"):
+            table(f"ensembles.{name}.{section}", entry[section])
+    return "\n".join(lines)

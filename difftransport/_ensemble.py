@@ -1,0 +1,186 @@
+"""Disorder ensembles: realizations x parameter grid, vmapped in chunks and sharded over devices.
+
+Realization r of an ensemble uses the key ``fold_in(key(seed), r)`` and nothing else, so its result does
+not depend on the chunk size, the number of devices or processes, or on which other realizations ran.
+Within a realization the disorder is drawn once at unit strength and reused at every grid point (common
+random numbers), so differences between grid points have small errors.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from . import _lattice as lat
+from ._model import Disorder, Model, draw_disorder
+from ._observables import conductance, fano_factor, reflection, transmission, transmission_eigenvalues
+
+_OBSERVABLES: dict[str, Callable] = {
+    "conductance": lambda s, m, d, deph: conductance(s, m, d, dephasing=deph),
+    "transmission": lambda s, m, d, deph: transmission(s, m, d),
+    "reflection": lambda s, m, d, deph: reflection(s, m, d),
+    "fano_factor": lambda s, m, d, deph: fano_factor(s, m, d),
+    "transmission_eigenvalues": lambda s, m, d, deph: transmission_eigenvalues(s, m, d),
+}
+
+
+def make_sample(spec: dict) -> lat.Sample:
+    """A Sample from a normalized ``[sample]`` table."""
+    kind = spec["lattice"]
+    if kind == "chain":
+        lattice = lat.chain()
+    elif kind == "strip":
+        lattice = lat.strip(spec["width"], boundary=spec["boundary"])
+    elif kind == "bar":
+        lattice = lat.bar(spec["width"], spec["height"], boundary=spec["boundary"])
+    elif kind == "zigzag_ribbon":
+        lattice = lat.zigzag_ribbon(spec["n"])
+    else:
+        lattice = lat.armchair_ribbon(spec["n"])
+    return lat.Sample(lattice, spec["length"], spinful=spec["spinful"])
+
+
+def grid_shape(entry: dict) -> tuple[int, ...]:
+    return tuple(len(v) for v in entry["grid"].values())
+
+
+def grid_points(entry: dict) -> dict[str, np.ndarray]:
+    """The grid flattened to P points: parameter -> (P,) values (C order over the axes, first axis slowest)."""
+    axes = list(entry["grid"].values())
+    if not axes:
+        return {}
+    mesh = np.meshgrid(*[np.asarray(a, float) for a in axes], indexing="ij")
+    return {name: m.ravel() for name, m in zip(entry["grid"], mesh)}
+
+
+def realization_function(entry: dict, seed: int) -> Callable:
+    """f(index) -> {observable: (*grid_shape, *observable_shape)} for one realization (pure, jittable)."""
+    sample = make_sample(entry["sample"])
+    base = {k: v for k, v in entry["model"].items() if v is not None}
+    dis = entry["disorder"]
+    points = grid_points(entry)
+    shape = grid_shape(entry)
+    names = list(entry["observables"])
+    dephasing = entry["dephasing"]
+    root = jax.random.key(seed)
+
+    def at_point(unit: Disorder, values: dict):
+        params = {**base, **{k: v for k, v in values.items() if k != "strength"}}
+        strength = values.get("strength", dis["strength"])
+        disorder = Disorder(
+            potential=strength * unit.potential, moments=unit.moments,
+            su2_intra=unit.su2_intra, su2_inter=unit.su2_inter,
+        )
+        model = Model(**params)
+        return {name: _OBSERVABLES[name](sample, model, disorder, dephasing) for name in names}
+
+    def one(index):
+        key = jax.random.fold_in(root, index)
+        unit = draw_disorder(key, sample, strength=1.0, distribution=dis["distribution"],
+                             moments=dis["moments"], su2=dis["su2"])
+        if not points:
+            return at_point(unit, {})
+        values = {k: jnp.asarray(v) for k, v in points.items()}
+        out = jax.vmap(lambda vals: at_point(unit, vals))(values)
+        return {k: v.reshape(shape + v.shape[1:]) for k, v in out.items()}
+
+    return one
+
+
+def select_devices(count: int | None) -> list:
+    """The first ``count`` local devices of every process (all of them for None), as one global list."""
+    devices = jax.devices()
+    if count is None:
+        return devices
+    local = jax.local_device_count()
+    if count < 1 or count > local:
+        hint = " (on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=N before starting)" if devices[0].platform == "cpu" else ""
+        raise ValueError(f"devices must be between 1 and the {local} local device(s), got {count}{hint}.")
+    chosen = []
+    for p in range(jax.process_count()):
+        mine = sorted((d for d in devices if d.process_index == p), key=lambda d: d.id)
+        chosen += mine[:count]
+    return chosen
+
+
+class ChunkRunner:
+    """Evaluates chunks of realization indices, sharded over a 1-D device mesh along the realization axis."""
+
+    def __init__(self, entry: dict, seed: int, devices: list, chunk: int):
+        self.mesh = Mesh(np.asarray(devices), ("r",))
+        self.sharding = NamedSharding(self.mesh, PartitionSpec("r"))
+        # Every call has the same shape (one compilation): the chunk rounded up to a multiple of the devices.
+        self.chunk = len(devices) * math.ceil(chunk / len(devices))
+        f = jax.vmap(realization_function(entry, seed))
+        self._batched = jax.jit(f, in_shardings=self.sharding, out_shardings=self.sharding)
+
+    def __call__(self, indices: np.ndarray) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """Run one chunk of at most ``self.chunk`` indices; returns the shards this process holds as
+        (indices, arrays) pairs.
+
+        ``indices`` is the same on every process; it is padded (with its last entry) to ``self.chunk`` and the
+        padding is dropped from the result.
+        """
+        n = len(indices)
+        if not 0 < n <= self.chunk:
+            raise ValueError(f"a chunk holds 1 to {self.chunk} realizations, got {n}.")
+        total = self.chunk
+        padded = np.concatenate([indices, np.full(total - n, indices[-1])]).astype(np.uint32)
+        array = jax.make_array_from_callback((total,), self.sharding, lambda idx: padded[idx])
+        out = self._batched(array)
+        shards: dict[int, tuple[slice, dict]] = {}
+        for name, value in out.items():
+            for shard in value.addressable_shards:
+                sl = shard.index[0]
+                start = sl.start or 0
+                shards.setdefault(start, (sl, {}))[1][name] = np.asarray(shard.data)
+        result = []
+        for start, (sl, arrays) in sorted(shards.items()):
+            stop = min(sl.stop if sl.stop is not None else total, n)
+            if start >= n:
+                continue
+            result.append((np.asarray(indices[start:stop]), {k: v[: stop - start] for k, v in arrays.items()}))
+        return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Statistics (numpy, on the host, over the realization axis in index order)
+
+
+def statistics(values: np.ndarray, bins: int = 40) -> dict[str, np.ndarray]:
+    """Reduced statistics over axis 0 (realizations): mean, var (ddof 1), stderr, and for positive data
+    <ln x> with its variance and standard error; a histogram per grid point over the remaining axes."""
+    n = values.shape[0]
+    grid = values.shape[1:]
+    out = {
+        "count": np.asarray(n),
+        "mean": values.mean(0),
+        "var": values.var(0, ddof=1) if n > 1 else np.zeros(grid),
+        "stderr": (values.std(0, ddof=1) / math.sqrt(n)) if n > 1 else np.zeros(grid),
+    }
+    if np.all(values > 0):
+        logs = np.log(values)
+        out["mean_log"] = logs.mean(0)
+        out["var_log"] = logs.var(0, ddof=1) if n > 1 else np.zeros(grid)
+        out["stderr_log"] = (logs.std(0, ddof=1) / math.sqrt(n)) if n > 1 else np.zeros(grid)
+    return out
+
+
+def histograms(values: np.ndarray, grid_ndim: int, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Histogram per grid point, pooling realizations and any observable axes: (counts, edges) with shapes
+    (*grid, bins) and (*grid, bins + 1)."""
+    grid = values.shape[1 : 1 + grid_ndim]
+    flat = np.moveaxis(values, 0, grid_ndim).reshape(int(np.prod(grid, dtype=int)), -1)
+    counts = np.zeros((flat.shape[0], bins), np.int64)
+    edges = np.zeros((flat.shape[0], bins + 1))
+    for i, row in enumerate(flat):
+        lo, hi = float(row.min()), float(row.max())
+        if hi <= lo:
+            hi = lo + 1e-12
+        counts[i], edges[i] = np.histogram(row, bins=bins, range=(lo, hi))
+    return counts.reshape(*grid, bins), edges.reshape(*grid, bins + 1)

@@ -1,0 +1,164 @@
+"""Run an ensemble config: chunks over devices and processes, with progress, resume and a results store.
+
+This is the orchestration layer behind ``difftransport run``; the pure per-realization computation lives in
+``_ensemble``, the files in ``_store``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import pathlib
+import platform
+import subprocess
+import time
+
+import jax
+import numpy as np
+
+from . import _config, _ensemble
+from ._store import RunDirectory, atomic_savez, write_json
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> dict | None:
+    """Commit of the difftransport source tree if it is a git checkout (and whether it has local changes)."""
+    here = pathlib.Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        return {"commit": commit.stdout.strip(), "local_changes": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    """Versions, devices and processes: what ``difftransport info`` prints and every run records."""
+    devices = jax.devices()
+    return {
+        "difftransport": _version("difftransport"),
+        "jax": jax.__version__,
+        "jaxlib": _version("jaxlib"),
+        "equinox": _version("equinox"),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "x64": bool(jax.config.jax_enable_x64),
+        "platform": devices[0].platform,
+        "devices": [str(d) for d in devices],
+        "device_kinds": sorted({d.device_kind for d in devices}),
+        "local_devices": jax.local_device_count(),
+        "processes": jax.process_count(),
+        "git": _git_commit(),
+    }
+
+
+def _all_processes_or(mask: np.ndarray) -> np.ndarray:
+    if jax.process_count() == 1:
+        return mask
+    from jax.experimental import multihost_utils
+
+    return np.any(multihost_utils.process_allgather(mask), axis=0)
+
+
+def _barrier(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def run(config_path, out=None, *, chunk: int | None = None, devices: int | None = None, quiet: bool = False,
+        log=print) -> RunDirectory:
+    """Run (or resume) the ensembles of a config file; returns the run directory.
+
+    ``out`` defaults to ``out/<config file stem>``. ``chunk`` overrides ``run.chunk`` (results do not depend
+    on it); ``devices`` limits the devices used per process. Validation happens before any computation.
+    """
+    config = _config.load(config_path)
+    if chunk is not None:
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise _config.ConfigError(f"--chunk = {chunk!r} is out of range: must be an integer >= 1")
+        config["run"]["chunk"] = chunk
+    out = pathlib.Path(out) if out is not None else pathlib.Path("out") / pathlib.Path(config_path).stem
+    process = jax.process_index()
+    store = RunDirectory(out, config, process)
+    resumed = store.prepare()
+    chosen = _ensemble.select_devices(devices)
+    n = config["run"]["realizations"]
+    seed = config["run"]["seed"]
+    started = time.perf_counter()
+    meta = store.metadata()
+    meta.update({"environment": environment(), "seed": seed, "config_hash": store.hash, "status": "running"})
+    meta["attempts"] = meta.get("attempts", []) + [
+        {"started": _now(), "resumed": resumed, "devices_used": len(chosen), "chunk": config["run"]["chunk"]}
+    ]
+    if process == 0:
+        store.write_metadata(meta)
+
+    from tqdm.auto import tqdm
+
+    for name, entry in config["ensembles"].items():
+        runner = _ensemble.ChunkRunner(entry, seed, chosen, config["run"]["chunk"])
+        done = _all_processes_or(store.completed(name, n))
+        todo = np.nonzero(~done)[0]
+        size = runner.chunk
+        if resumed and process == 0:
+            log(f"[{name}] resuming: {int(done.sum())} of {n} realizations already stored")
+        with tqdm(total=len(todo), desc=name, unit="real", disable=quiet or process != 0, dynamic_ncols=True,
+                  smoothing=0.1) as bar:
+            for start in range(0, len(todo), size):
+                index = todo[start : start + size]
+                shards = runner(index)
+                if shards:
+                    merged_index = np.concatenate([i for i, _ in shards])
+                    merged = {k: np.concatenate([a[k] for _, a in shards]) for k in shards[0][1]}
+                    store.write_chunk(name, merged_index, merged)
+                bar.update(len(index))
+    _barrier("difftransport-chunks-done")
+    if process == 0:
+        finalize(store)
+        meta = store.metadata()
+        meta["status"] = "complete"
+        meta["attempts"][-1].update({"finished": _now(), "wall_seconds": round(time.perf_counter() - started, 3)})
+        meta["wall_seconds_total"] = round(sum(a.get("wall_seconds", 0) for a in meta["attempts"]), 3)
+        store.write_metadata(meta)
+    _barrier("difftransport-finalized")
+    return store
+
+
+def finalize(store: RunDirectory) -> None:
+    """Assemble every ensemble in index order, reduce statistics, write results, summary and figures."""
+    config = store.config
+    n = config["run"]["realizations"]
+    summary = {}
+    for name, entry in config["ensembles"].items():
+        raw = store.gather(name, n, entry["observables"])
+        grid_ndim = len(entry["grid"])
+        arrays = {"index": np.arange(n)}
+        arrays.update({f"grid_{k}": np.asarray(v) for k, v in entry["grid"].items()})
+        summary[name] = {"realizations": n, "grid": entry["grid"], "observables": {}}
+        for obs, values in raw.items():
+            stats = _ensemble.statistics(values)
+            counts, edges = _ensemble.histograms(values, grid_ndim)
+            arrays[obs] = values
+            arrays.update({f"{obs}__{k}": v for k, v in stats.items()})
+            arrays[f"{obs}__hist_counts"], arrays[f"{obs}__hist_edges"] = counts, edges
+            summary[name]["observables"][obs] = {k: v for k, v in stats.items() if k != "count"}
+        atomic_savez(store.results_path(name), **arrays)
+    write_json(store.path / "summary.json", summary)
+    from ._plots import plot_run
+
+    plot_run(store.path)
