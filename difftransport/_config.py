@@ -17,8 +17,9 @@ import re
 import tomllib
 from typing import Any
 
+from ._observables import OBSERVABLES
+
 LATTICES = ("chain", "strip", "bar", "zigzag_ribbon", "armchair_ribbon")
-OBSERVABLES = ("conductance", "transmission", "reflection", "fano_factor", "transmission_eigenvalues")
 DEPHASING = ("probe", "absorb", "buttiker")
 MODEL_PARAMETERS = ("energy", "hopping", "flux", "rashba", "exchange", "tau_phi", "mass")
 GRID_PARAMETERS = MODEL_PARAMETERS + ("strength",)

@@ -18,15 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _lattice as lat
 from ._model import Disorder, Model, draw_disorder
-from ._observables import conductance, fano_factor, reflection, transmission, transmission_eigenvalues
-
-_OBSERVABLES: dict[str, Callable] = {
-    "conductance": lambda s, m, d, deph: conductance(s, m, d, dephasing=deph),
-    "transmission": lambda s, m, d, deph: transmission(s, m, d),
-    "reflection": lambda s, m, d, deph: reflection(s, m, d),
-    "fano_factor": lambda s, m, d, deph: fano_factor(s, m, d),
-    "transmission_eigenvalues": lambda s, m, d, deph: transmission_eigenvalues(s, m, d),
-}
+from ._observables import observe
 
 
 def make_sample(spec: dict) -> lat.Sample:
@@ -65,7 +57,7 @@ def realization_function(entry: dict, seed: int) -> Callable:
     dis = entry["disorder"]
     points = grid_points(entry)
     shape = grid_shape(entry)
-    names = list(entry["observables"])
+    names = tuple(entry["observables"])
     dephasing = entry["dephasing"]
     root = jax.random.key(seed)
 
@@ -76,8 +68,7 @@ def realization_function(entry: dict, seed: int) -> Callable:
             potential=strength * unit.potential, moments=unit.moments,
             su2_intra=unit.su2_intra, su2_inter=unit.su2_inter,
         )
-        model = Model(**params)
-        return {name: _OBSERVABLES[name](sample, model, disorder, dephasing) for name in names}
+        return observe(sample, Model(**params), disorder, observables=names, dephasing=dephasing)
 
     def one(index):
         key = jax.random.fold_in(root, index)

@@ -8,11 +8,14 @@ Gamma = i (Sigma - Sigma^+). Dephasing (``docs/physics.md``, PHYSICS.md 7e) ente
 treated:
 
 * ``"probe"`` (default): the absorbed current is re-injected by one fictitious voltage probe phi with zero
-  net current: G = T(L->R) + T(L->phi) T(phi->R) / (T(L->phi) + T(R->phi)). Onsager symmetric.
+  net current: G = T(L->R) + T(L->phi) T(phi->R) / (T(L->phi) + T(R->phi)). Onsager symmetric and cheap (two
+  sweeps), but the probe is global: it is a good model of dephasing only while absorption is weak
+  (L_phi >~ L); for L_phi << L current bypasses the sample through the probe.
 * ``"absorb"``: the raw transmission T(L->R) of the absorbing sample (not current conserving, not
   Onsager symmetric; this is what Kwant computes for an imaginary potential).
-* ``"buttiker"``: a Buttiker voltage probe on every site (D'Amato & Pastawski, PRB 41, 7411 (1990)), exact
-  and current conserving, with a dense (L n)^3 solve: for small samples.
+* ``"buttiker"``: a Buttiker voltage probe on every site (D'Amato & Pastawski, PRB 41, 7411 (1990)): local,
+  exact and current conserving, for any L_phi. Solved with recursive Green's functions and GMRES
+  (``_buttiker.py``), O(L n^3) per Krylov iteration and O(L n^2) memory.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from ._build import prepare
+from ._buttiker import buttiker_currents_rgf
 from ._hamiltonian import SlicedHamiltonian
 from ._lattice import Sample
 from ._leads import LeadSelfEnergies, lead_self_energies
@@ -81,10 +85,10 @@ def _first_blocks(ham: SlicedHamiltonian, energy, leads: LeadSelfEnergies):
     return sweep(energy, ham.reversed(), leads.right, leads.left)
 
 
-def _probe_conductance(ham: SlicedHamiltonian, energy, sol: _Solution):
-    """Single-probe (current-conserving) conductance from the full G_11, G_NN, G_N1, G_1N."""
+def _probe_conductance(sol: _Solution, first):
+    """Single-probe (current-conserving) conductance from the full G_11, G_1N (``first``), G_NN, G_N1."""
     gl, gr = _gamma(sol.leads.left), _gamma(sol.leads.right)
-    g11, g1n = _first_blocks(ham, energy, sol.leads)
+    g11, g1n = first
     gnn, gn1 = sol.g_last, sol.g_last_first
     t_lr = _transmission(gn1, gr, gl)
     t_rl = _transmission(g1n, gl, gr)
@@ -118,37 +122,6 @@ def dense_hamiltonian(ham: SlicedHamiltonian):
         h = h.at[idx[1:], :, idx[:-1], :].set(hop)
         h = h.at[idx[:-1], :, idx[1:], :].set(_dag(hop))
     return h.reshape(length * n, length * n)
-
-
-def _buttiker(ham: SlicedHamiltonian, energy, leads: LeadSelfEnergies, eta, orbitals: int):
-    """(I_L, I_R): current out of the left lead and into the right lead (per unit bias) with a Buttiker
-    probe on every site, each with Gamma = 2 eta and zero net current. Equal by current conservation."""
-    n, length = ham.size, ham.length
-    total = n * length
-    h = dense_hamiltonian(ham)
-    sigma = jnp.zeros((total, total), h.dtype)
-    sigma = sigma.at[:n, :n].add(leads.left).at[-n:, -n:].add(leads.right)
-    g = jnp.linalg.inv(energy * jnp.eye(total, dtype=h.dtype) - h - sigma)
-    gl, gr = _gamma(leads.left), _gamma(leads.right)
-    probes = total // orbitals
-    two_eta = 2 * eta
-    # T(q -> p) summed over the orbitals of sites p, q.
-    t_pp = (two_eta**2) * jnp.sum(jnp.abs(g.reshape(probes, orbitals, probes, orbitals)) ** 2, axis=(1, 3))
-    t_pp = t_pp * (1 - jnp.eye(probes))
-    g_first, g_last = g[:, :n], g[-n:, :]  # G_{:,1}, G_{N,:}
-    from_l = two_eta * jnp.sum(jnp.real(jnp.einsum("ia,ab,ib->i", g_first, gl, jnp.conj(g_first))).reshape(probes, orbitals), axis=1)
-    to_r = two_eta * jnp.sum(jnp.real(jnp.einsum("ai,ab,bi->i", jnp.conj(g_last), gr, g_last)).reshape(probes, orbitals), axis=1)
-    g_firstrow = g[:n, :]
-    to_l = two_eta * jnp.sum(jnp.real(jnp.einsum("ai,ab,bi->i", jnp.conj(g_firstrow), gl, g_firstrow)).reshape(probes, orbitals), axis=1)
-    t_lr = _transmission(g[-n:, :n], gr, gl)
-    # Probe p: sum_q [T(p -> q) mu_p - T(q -> p) mu_q] + (T(p->L) + T(p->R)) mu_p = T(L -> p) mu_L.
-    w = jnp.diag(jnp.sum(t_pp, axis=0) + to_l + to_r) - t_pp
-    ok = eta > 0
-    w = jnp.where(ok, w, jnp.eye(probes))
-    mu = jnp.linalg.solve(w, from_l)
-    i_r = t_lr + jnp.where(ok, jnp.dot(to_r, mu), 0.0)
-    i_l = t_lr + jnp.sum(from_l) - jnp.where(ok, jnp.dot(to_l, mu), 0.0)
-    return i_l, i_r
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -187,13 +160,77 @@ def _eigen_transmissions_jvp(primals, tangents):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Public entry points: check and build (trace time), then solve (jitted).
+# Public entry points: check and build (trace time), then solve (jitted). One code path: ``observe``.
+
+OBSERVABLES = ("conductance", "transmission", "reflection", "fano_factor", "transmission_eigenvalues", "open_channels")
 
 
 def _coherent(sample, model, disorder):
     """Checked model, Hamiltonian and the forward-sweep solution."""
     ham, model = prepare(sample, model, disorder)
     return model, ham, _solve(ham, model.energy)
+
+
+def _buttiker_rgf(ham, model, sol, orbitals):
+    """(I_L, I_R) with Buttiker probes; eta = 0 gives the coherent T(L -> R) (double where: finite gradients)."""
+    eta = model.absorption
+    ok = eta > 0
+    i_l, i_r = buttiker_currents_rgf(ham, model.energy, sol.leads.left, sol.leads.right, jnp.where(ok, eta, 1.0), orbitals)
+    coherent = _left_to_right(sol)
+    return jnp.where(ok, i_l, coherent), jnp.where(ok, i_r, coherent)
+
+
+def _evaluate(sample, model, disorder, names, dephasing):
+    _check_dephasing(dephasing)
+    unknown = [n for n in names if n not in OBSERVABLES]
+    if unknown:
+        raise ValueError(f"unknown observables {unknown}; available: {list(OBSERVABLES)}.")
+    model, ham, sol = _coherent(sample, model, disorder)
+    gl, gr = _gamma(sol.leads.left), _gamma(sol.leads.right)
+    cache = {}
+
+    def first():  # (G_11, G_1N) from the reversed sweep, computed once if any observable needs it
+        if "first" not in cache:
+            cache["first"] = _first_blocks(ham, model.energy, sol.leads)
+        return cache["first"]
+
+    out = {}
+    for name in names:
+        if name == "transmission":
+            out[name] = _left_to_right(sol)
+        elif name == "conductance":
+            if model.absorption is None or dephasing == "absorb":
+                out[name] = _left_to_right(sol)
+            elif dephasing == "probe":
+                out[name] = _probe_conductance(sol, first())
+            else:
+                out[name] = _buttiker_rgf(ham, model, sol, sample.orbitals)[1]
+        elif name == "reflection":
+            g11 = first()[0]
+            out[name] = sol.leads.open_channels - _trace_product(gl, _gamma(g11)) + _transmission(g11, gl, gl)
+        elif name == "transmission_eigenvalues":
+            g = sol.g_last_first
+            out[name] = _eigen_transmissions(gl, _dag(g) @ gr @ g)
+        elif name == "fano_factor":
+            g = sol.g_last_first
+            p = gl @ _dag(g) @ gr @ g
+            tr1, tr2 = jnp.real(jnp.trace(p)), _trace_product(p, p)
+            ok = tr1 > 0
+            out[name] = jnp.where(ok, 1 - tr2 / jnp.where(ok, tr1, 1.0), 1.0)
+        else:
+            out[name] = sol.leads.open_channels
+    return out
+
+
+@eqx.filter_jit
+def observe(sample: Sample, model: Model, disorder: Disorder | None = None, *,
+            observables: tuple[str, ...] = ("conductance",), dephasing: Dephasing = "probe") -> dict:
+    """Several observables of one sample from one solve: {name: array} for names in :data:`OBSERVABLES`.
+
+    Shared work (the forward sweep, the reversed sweep for reflection and the probe correction) is done
+    once. See the functions of the same names for units and conventions.
+    """
+    return _evaluate(sample, model, disorder, tuple(observables), dephasing)
 
 
 @eqx.filter_jit
@@ -206,20 +243,14 @@ def conductance(sample: Sample, model: Model, disorder: Disorder | None = None, 
         model: parameters; differentiable (``jax.grad`` returns a ``Model``).
         disorder: realization (potential, moments, SU(2) hoppings), or None for a clean sample.
         dephasing: how absorption from a finite ``model.tau_phi`` is treated: ``"probe"`` (single
-            current-conserving probe, default), ``"absorb"`` (raw T(L->R)) or ``"buttiker"`` (a probe on every
-            site, dense solve; small samples). Without ``tau_phi`` all three give the coherent T(L->R).
+            current-conserving probe, default; valid for weak absorption), ``"absorb"`` (raw T(L->R)) or
+            ``"buttiker"`` (a probe on every site: local dephasing, exact for any tau_phi). Without
+            ``tau_phi`` all three give the coherent T(L->R).
 
     Returns:
         A scalar array. Zero where the leads have no open channel.
     """
-    _check_dephasing(dephasing)
-    model, ham, sol = _coherent(sample, model, disorder)
-    eta = model.absorption
-    if eta is None or dephasing == "absorb":
-        return _left_to_right(sol)
-    if dephasing == "probe":
-        return _probe_conductance(ham, model.energy, sol)
-    return _buttiker(ham, model.energy, sol.leads, eta, sample.orbitals)[1]
+    return _evaluate(sample, model, disorder, ("conductance",), dephasing)["conductance"]
 
 
 @eqx.filter_jit
@@ -230,25 +261,21 @@ def buttiker_currents(sample: Sample, model: Model, disorder: Disorder | None = 
     if model.tau_phi is None:
         raise ValueError("buttiker_currents needs model.tau_phi (the probes' dephasing time).")
     model, ham, sol = _coherent(sample, model, disorder)
-    return _buttiker(ham, model.energy, sol.leads, model.absorption, sample.orbitals)
+    return _buttiker_rgf(ham, model, sol, sample.orbitals)
 
 
 @eqx.filter_jit
 def transmission(sample: Sample, model: Model, disorder: Disorder | None = None):
     """Raw transmission T(L -> R) = Tr[Gamma_R G_N1 Gamma_L G_N1^+] (e^2/h). Equals the conductance without
     dephasing; with absorption it is the non-conserving transmission that Kwant computes."""
-    _, _, sol = _coherent(sample, model, disorder)
-    return _left_to_right(sol)
+    return _evaluate(sample, model, disorder, ("transmission",), "absorb")["transmission"]
 
 
 @eqx.filter_jit
 def reflection(sample: Sample, model: Model, disorder: Disorder | None = None):
     """Reflection R = Tr[r^+ r] of the left lead: N_L - Tr[Gamma_L A_11] + Tr[Gamma_L G_11 Gamma_L G_11^+]
     (Fisher-Lee). Without absorption T + R equals the number of open channels."""
-    model, ham, sol = _coherent(sample, model, disorder)
-    g11, _ = _first_blocks(ham, model.energy, sol.leads)
-    gl = _gamma(sol.leads.left)
-    return sol.leads.open_channels - _trace_product(gl, _gamma(g11)) + _transmission(g11, gl, gl)
+    return _evaluate(sample, model, disorder, ("reflection",), "absorb")["reflection"]
 
 
 @eqx.filter_jit
@@ -257,24 +284,15 @@ def transmission_eigenvalues(sample: Sample, model: Model, disorder: Disorder | 
     channel transmissions, the rest are zero. Derivatives of individual T_n are those of first-order
     perturbation theory (well defined where T_n is not degenerate); prefer ``conductance`` and
     ``fano_factor`` (traces, smooth everywhere) for gradients."""
-    _, _, sol = _coherent(sample, model, disorder)
-    g = sol.g_last_first
-    y = _dag(g) @ _gamma(sol.leads.right) @ g
-    return _eigen_transmissions(_gamma(sol.leads.left), y)
+    return _evaluate(sample, model, disorder, ("transmission_eigenvalues",), "absorb")["transmission_eigenvalues"]
 
 
 @eqx.filter_jit
 def fano_factor(sample: Sample, model: Model, disorder: Disorder | None = None):
     """Fano factor F = sum T_n (1 - T_n) / sum T_n (zero temperature shot noise over Poisson noise),
-    computed from traces: F = 1 - Tr[P^2] / Tr[P], P = Gamma_L G_1N^+... = t^+ t. Equals 1 (the Poisson
-    limit) where nothing is transmitted."""
-    _, _, sol = _coherent(sample, model, disorder)
-    g = sol.g_last_first
-    p = _gamma(sol.leads.left) @ _dag(g) @ _gamma(sol.leads.right) @ g
-    tr1 = jnp.real(jnp.trace(p))
-    tr2 = _trace_product(p, p)
-    ok = tr1 > 0
-    return jnp.where(ok, 1 - tr2 / jnp.where(ok, tr1, 1.0), 1.0)
+    computed from traces: F = 1 - Tr[P^2] / Tr[P] with P = Gamma_L G_N1^+ Gamma_R G_N1 (eigenvalues T_n).
+    Equals 1 (the Poisson limit) where nothing is transmitted."""
+    return _evaluate(sample, model, disorder, ("fano_factor",), "absorb")["fano_factor"]
 
 
 @eqx.filter_jit
@@ -290,5 +308,4 @@ def open_channels(sample: Sample, model: Model):
 def hamiltonian_transmission(ham: SlicedHamiltonian, energy):
     """Raw transmission T(L -> R) of a user-built :class:`SlicedHamiltonian` at ``energy`` (e^2/h): the
     low-level entry for Hamiltonians that no lattice constructor describes."""
-    sol = _solve(ham, jnp.asarray(energy, jnp.result_type(float)))
-    return _left_to_right(sol)
+    return _left_to_right(_solve(ham, jnp.asarray(energy, jnp.result_type(float))))
