@@ -1,11 +1,17 @@
 """difftransport: differentiable quantum transport in disordered conductors, in JAX.
 
 Importing the package switches JAX to 64-bit floats (``jax_enable_x64``); every result is float64/complex128.
+On jaxlib 0.9 - 0.11.1 it also reroutes batched CPU LAPACK calls around a deadlock in those versions
+(``_lapack_guard.py``).
 """
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
+
+from ._lapack_guard import install as _install_lapack_guard
+
+_install_lapack_guard()
 
 from ._build import build_hamiltonian
 from ._hamiltonian import DenseHopping, Hopping, Lead, SiteBlockHopping, SlicedHamiltonian

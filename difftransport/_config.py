@@ -233,8 +233,8 @@ def validate(data: dict, source: str = "<config>", text: str = "") -> dict:
     """Validate a parsed config and return its normalized form (all defaults filled in, grids expanded)."""
     v = _Validator(source, text)
     for key in data:
-        if key not in ("run", "ensembles"):
-            raise v.error((key,), "is not a known section; allowed: ['ensembles', 'run']")
+        if key not in ("run", "ensembles", "analysis"):
+            raise v.error((key,), "is not a known section; allowed: ['analysis', 'ensembles', 'run']")
     if "run" not in data:
         raise v.error(("run",), "is missing (a [run] table with realizations)")
     run = v.table(data["run"], RUN, ("run",))
@@ -246,6 +246,10 @@ def validate(data: dict, source: str = "<config>", text: str = "") -> dict:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
             raise v.error(("ensembles", name), "is not a valid name: use letters, digits, '_' and '-'")
         out["ensembles"][name] = _ensemble(v, name, entry)
+    analysis = data.get("analysis", {})
+    if not isinstance(analysis, dict):
+        raise v.error(("analysis",), "must be a table (it is validated by the experiment that reads it)")
+    out["analysis"] = copy.deepcopy(analysis)
     return out
 
 
@@ -263,6 +267,7 @@ def load(path: str | pathlib.Path) -> dict:
 def result_relevant(config: dict) -> dict:
     """The part of a normalized config that determines the results: all but chunk size, titles and plots."""
     relevant = copy.deepcopy(config)
+    relevant.pop("analysis", None)
     relevant["run"].pop("chunk", None)
     relevant["run"].pop("title", None)
     for entry in relevant["ensembles"].values():
@@ -320,4 +325,13 @@ def dumps(config: dict) -> str:
         table(f"ensembles.{name}", entry)
         for section in ("sample", "model", "disorder", "grid", "plot"):
             table(f"ensembles.{name}.{section}", entry[section])
+
+    def nested(header: str, data: dict):
+        table(header, data)
+        for key, value in data.items():
+            if isinstance(value, dict):
+                nested(f"{header}.{key}", value)
+
+    if config.get("analysis"):
+        nested("analysis", config["analysis"])
     return "\n".join(lines)

@@ -32,6 +32,15 @@ class ConfigMismatch(RuntimeError):
     """The run directory holds results of a different config."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # mkstemp makes private (0600) files; run directories are shared
+
+
 def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
@@ -40,6 +49,7 @@ def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -55,6 +65,7 @@ def atomic_savez(path: pathlib.Path, **arrays) -> None:
         np.savez(tmp, **arrays)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
