@@ -4,6 +4,8 @@
                       [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
     difftransport plot RUN_DIR
     difftransport info
+    difftransport fit DATA.csv [--model hln|hln_alpha|...] [--units e2h|siemens] [--out DIR]
+    difftransport scale CONFIG.toml [--out DIR]
 
 Multi-host runs: start the same ``run`` command on every host with the coordinator's address, the number of
 processes and each process's id (flags, or the environment variables DIFFTRANSPORT_COORDINATOR,
@@ -113,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print devices and versions")
     info.set_defaults(func=_cmd_info)
+
+    from . import _cli_fit, _cli_scale
+
+    fit = sub.add_parser("fit", help="fit magnetoconductance data (CSV) with HLN and related theories")
+    _cli_fit.add_arguments(fit)
+    fit.set_defaults(func=_cli_fit.main)
+
+    scale = sub.add_parser("scale", help="run a scaling study (transfer-matrix FSS or beta(g)) from a TOML config")
+    _cli_scale.add_arguments(scale)
+    scale.set_defaults(func=_cli_scale.main)
     return parser
 
 

@@ -1,0 +1,182 @@
+"""``difftransport fit DATA.csv --model hln [--units e2h|siemens] [--out DIR]``: fit measured magnetoconductance.
+
+The CSV file has a header row; column names are case-insensitive:
+
+=========== ========== =====================================================================================
+column      required   meaning
+=========== ========== =====================================================================================
+``B``       yes        magnetic field in tesla (``field`` is accepted too); both signs allowed
+``dsigma``  one of     Delta sigma(B) = sigma(B) - sigma(0), sheet conductance change (per square)
+``sigma``   these      sigma(B) itself (sheet conductance); an offset sigma(0) per curve is fitted
+``G``       three      two-terminal conductance G(B); sigma = G x ``--squares`` (L/W), offset fitted
+``err``     no         standard uncertainty of the value column (same unit); without it the errors are scaled by
+                       chi^2/dof (see ``difftransport._fit``)
+``curve``   no         label of the curve (e.g. ``4.2K``): curves are fitted jointly, B_phi per curve, the other
+                       parameters shared
+=========== ========== =====================================================================================
+
+Conductances are in e^2/h (``--units e2h``, default) or siemens (``--units siemens``; divided by
+e^2/h = 3.874e-5 S). Sign convention: weak localization is a *positive* Delta sigma (docs/theory.md).
+
+Writes ``DIR/fit.json`` (parameters, standard errors, correlations, chi^2/dof, and the lengths
+L_x = sqrt(hbar/(4 e B_x)) of the fitted characteristic fields) and ``DIR/fit.png`` (data, fit, residuals).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+from . import _theory as th
+from ._fit import MODELS, fit_magnetoconductance, plot_fit
+
+_VALUE_COLUMNS = ("dsigma", "sigma", "g")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``fit`` subcommand's arguments on ``parser``."""
+    parser.add_argument("data", type=pathlib.Path, help="CSV file: columns B (tesla), dsigma|sigma|G, [err], [curve]")
+    parser.add_argument("--model", choices=tuple(MODELS), default="hln",
+                        help="theory: " + "; ".join(f"{k}: {v.description}" for k, v in MODELS.items()))
+    parser.add_argument("--units", choices=("e2h", "siemens"), default="e2h",
+                        help="unit of the conductance columns (default e2h = e^2/h)")
+    parser.add_argument("--squares", type=float, default=1.0,
+                        help="number of squares L/W, to convert a G column to sheet conductance (default 1)")
+    parser.add_argument("--symmetrize", action="store_true", help="average each point with its partner at -B")
+    parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
+                        help="hold a parameter fixed (repeatable), e.g. --fix b_so=0; replaces the model's defaults")
+    parser.add_argument("--shared", action="append", default=[], metavar="NAME",
+                        help="share a parameter that is per curve by default (e.g. --shared b_phi)")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/fit"),
+                        help="output folder for fit.json and fit.png (default out/fit)")
+
+
+def read_csv(path: pathlib.Path, *, units: str = "e2h", squares: float = 1.0) -> dict:
+    """Read a magnetoconductance CSV (see the module docstring) into arrays in e^2/h per square.
+
+    Returns a dict with ``field``, ``value``, ``sigma`` (None without ``err``), ``curve`` (None without a curve
+    column), ``kind`` (the value column used) and ``offset`` (whether the value is absolute)."""
+    if units not in ("e2h", "siemens"):
+        raise ValueError(f"units must be 'e2h' or 'siemens', got {units!r}.")
+    if not squares > 0:
+        raise ValueError(f"squares must be positive, got {squares}.")
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(line for line in fh if line.strip() and not line.lstrip().startswith("#")))
+    if not rows:
+        raise ValueError(f"{path}: empty file; expected a header row with B and one of dsigma, sigma, G.")
+    header = [h.strip().lower() for h in rows[0]]
+    body = rows[1:]
+    col = {name: i for i, name in enumerate(header)}
+    if "field" in col and "b" not in col:
+        col["b"] = col["field"]
+    if "b" not in col:
+        raise ValueError(f"{path}: no field column 'B' in header {rows[0]}.")
+    kinds = [k for k in _VALUE_COLUMNS if k in col]
+    if len(kinds) != 1:
+        raise ValueError(f"{path}: need exactly one value column of dsigma, sigma, G; header has {rows[0]}.")
+    kind = kinds[0]
+    for n, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise ValueError(f"{path}, line {n}: {len(row)} fields, header has {len(header)}.")
+
+    def numbers(name):
+        out = []
+        for n, row in enumerate(body, start=2):
+            text = row[col[name]].strip()
+            try:
+                out.append(float(text))
+            except ValueError:
+                raise ValueError(f"{path}, line {n}: column {name!r} is not a number: {text!r}.") from None
+        return np.array(out)
+
+    scale = 1.0 / th.CONDUCTANCE_QUANTUM if units == "siemens" else 1.0
+    if kind == "g":
+        scale *= squares
+    value = numbers(kind) * scale
+    sigma = numbers("err") * scale if "err" in col else None
+    curve = [row[col["curve"]].strip() for row in body] if "curve" in col else None
+    return {"field": numbers("b"), "value": value, "sigma": sigma, "curve": curve, "kind": kind,
+            "offset": kind != "dsigma"}
+
+
+def _parse_fixed(items):
+    fixed = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--fix expects NAME=VALUE, got {item!r}.")
+        try:
+            fixed[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--fix {item!r}: {value!r} is not a number.") from None
+    return fixed
+
+
+def _lengths(result):
+    """L_x = sqrt(hbar/(4 e B_x)) (metres) for every fitted characteristic field b_x, with propagated errors."""
+    out = {}
+    for name, values in result.params.items():
+        if not name.startswith("b_"):
+            continue
+        for k, curve in enumerate(result.curves):
+            b = float(values[k])
+            if b <= 0:
+                continue
+            length = float(th.length_from_field(b))
+            err = result.error(name, curve) * length / (2 * b)  # L ~ B^(-1/2)
+            key = "l_" + name[2:] + (f"[{curve}]" if len(result.curves) > 1 else "")
+            out[key] = {"value_m": length, "stderr_m": err}
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the fit; 0 on success, 2 on bad input (the message goes to stderr)."""
+    try:
+        data = read_csv(args.data, units=args.units, squares=args.squares)
+        per_curve = [p for p in MODELS[args.model].per_curve if p not in args.shared]
+        unknown = set(args.shared) - set(MODELS[args.model].params)
+        if unknown:
+            raise ValueError(f"--shared names unknown parameters {sorted(unknown)}; model {args.model!r} has "
+                             f"{MODELS[args.model].params}.")
+        fixed = _parse_fixed(args.fix) if args.fix else None
+        result = fit_magnetoconductance(
+            data["field"], data["value"], model=args.model, sigma=data["sigma"], curve=data["curve"],
+            per_curve=per_curve, fixed=fixed, offset=data["offset"], symmetrize=args.symmetrize,
+        )
+    except (ValueError, OSError) as err:
+        print(f"difftransport fit: error: {err}", file=sys.stderr)
+        return 2
+
+    summary = result.to_dict()
+    summary["lengths"] = _lengths(result)
+    summary["input"] = {"file": str(args.data), "column": data["kind"], "units": args.units,
+                        "squares": args.squares, "symmetrize": args.symmetrize}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fit.json").write_text(json.dumps(summary, indent=2))
+    ylabel = r"$\Delta\sigma$ ($e^2/h$)" if data["kind"] == "dsigma" else r"$\sigma$ ($e^2/h$)"
+    fig = plot_fit(result, data["field"], data["value"], sigma=data["sigma"], curve=data["curve"], ylabel=ylabel,
+                   title=f"{args.data.name}: {args.model}")
+    fig.savefig(args.out / "fit.png", dpi=150)
+
+    if not result.converged:
+        print("difftransport fit: warning: Levenberg-Marquardt did not converge; the values below are the last "
+              "iterate.", file=sys.stderr)
+    print(f"{args.model} fit of {args.data} ({len(result.curves)} curve(s)), chi2/dof = {result.reduced_chi2:.3g} "
+          f"(dof {result.dof}; errors {'as given' if result.absolute_sigma else 'scaled by chi2/dof'})")
+    for label, v, e in zip(result.labels, result.values, result.stderr):
+        print(f"  {label:>16s} = {v:.6g} +- {e:.2g}")
+    for key, item in summary["lengths"].items():
+        print(f"  {key:>16s} = {item['value_m'] * 1e9:.4g} +- {item['stderr_m'] * 1e9:.2g} nm")
+    print(f"wrote {args.out / 'fit.json'} and {args.out / 'fit.png'}")
+    return 0
+
+
+if __name__ == "__main__":  # python -m difftransport._cli_fit DATA.csv ...
+    _parser = argparse.ArgumentParser(prog="difftransport fit", description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))

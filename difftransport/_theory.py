@@ -1,0 +1,464 @@
+"""Analytic weak-localization theory: magnetoconductance formulas, unit conversions and Drude transport.
+
+Every function is a pure ``jax.numpy`` function of arrays: it broadcasts over its arguments (vectorized) and is
+differentiable (``jax.grad``, ``jax.jacfwd``) everywhere inside its domain, including zero field, where the
+magnetoconductance is quadratic in B. Digamma is ``jax.scipy.special.digamma``. Conventions follow the project's
+reference sheet (PHYSICS.md sections 0 and 1; ``docs/theory.md``):
+
+* **Sign.** Every magnetoconductance is Delta sigma(B) = sigma(B) - sigma(0). Weak localization (WL) means
+  sigma *rises* with B: Delta sigma > 0. Weak antilocalization (WAL) gives Delta sigma < 0.
+* **Units.** Conductances are returned in units of e^2/h (multiply by :data:`CONDUCTANCE_QUANTUM` for siemens):
+  sheet conductance (per square) in 2D, conductance in quasi-1D, conductance per metre in 3D. Note
+  e^2/(2 pi^2 hbar) = (1/pi) e^2/h.
+* **Fields.** The 2D formulas depend only on ratios B_i/B, so any field unit works if B and the characteristic
+  fields B_i share it (tesla, or flux quanta per plaquette on a lattice). Formulas that need an absolute length
+  scale (quasi-1D, 3D) take fields in tesla and lengths in metres. B_i = hbar/(4 e L_i^2).
+* **Spin.** ``hln`` is the total conductivity of spin-1/2 electrons (both spin projections). ``hln_alpha`` has
+  a prefactor alpha: +1 orthogonal spin-degenerate, +1/2 spinless lattice model (what a spinless RGF code
+  computes), 0 unitary, -1/2 symplectic (strong spin-orbit) or one Dirac cone.
+* **Lattice units.** With lattice constant a = 1, hbar = 1 and energies in units of the hopping t, a field is a
+  flux per plaquette phi = B a^2/(h/e) and B_i/B = a^2/(8 pi phi L_i^2) (:func:`flux_from_length`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import digamma
+
+# CODATA 2018 exact SI values.
+ELEMENTARY_CHARGE = 1.602176634e-19  # C
+PLANCK = 6.62607015e-34  # J s
+HBAR = PLANCK / (2 * math.pi)  # J s
+CONDUCTANCE_QUANTUM = ELEMENTARY_CHARGE**2 / PLANCK  # e^2/h in siemens (3.874e-5 S)
+FLUX_QUANTUM = PLANCK / ELEMENTARY_CHARGE  # h/e in T m^2 (4.136e-15)
+
+# Below u = B/B_i = 1/15 the HLN function is summed from its asymptotic series (cancellation-free, exact zero at
+# B = 0); above it from digamma. Both branches agree to < 1e-11 relative at the switch (tests/test_theory.py).
+_HLN_SWITCH = 1.0 / 15.0
+# f(x) = psi(1/2 + x) - ln x ~ sum_k c_k x^(-2k), c_k = (1 - 2^(1-2k)) B_2k / (2k) (Bernoulli numbers B_2k).
+_HLN_SERIES = tuple(
+    (1 - 2.0 ** (1 - 2 * k)) * b / (2 * k)
+    for k, b in enumerate((1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730), start=1)
+)
+# Kawabata: g3(u) = sqrt(u) f3(1/u) ~ u^2/48 - 7 u^4/3072 for small u = B/B_phi (derived in docs/theory.md).
+_KAWABATA_SWITCH = 1e-3
+_KAWABATA_TERMS = 12  # explicit terms of the Hurwitz-zeta Euler-Maclaurin sum
+
+
+def _float(x):
+    x = jnp.asarray(x)
+    if jnp.iscomplexobj(x):
+        raise ValueError(f"theory functions take real arrays, got dtype {x.dtype}.")
+    return x.astype(jnp.result_type(float))
+
+
+def _positive(name, x):
+    return eqx.error_if(x, ~(x > 0), f"{name} must be positive (and not NaN).")
+
+
+def _nonnegative(name, x):
+    return eqx.error_if(x, ~(x >= 0), f"{name} must be >= 0 (and not NaN).")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2D: Hikami-Larkin-Nagaoka
+
+
+def _hln_of_ratio(u):
+    """f(1/u) for u = |B|/B_i >= 0 (u = 0 gives 0; u = inf gives inf).
+
+    Series branch in u^2 for u < 1/15, digamma branch above; the double ``where`` keeps both branches' gradients
+    finite everywhere (the unused branch is evaluated at a safe point).
+    """
+    small = u < _HLN_SWITCH
+    us = jnp.where(small, u, 0.0)
+    u2 = us * us
+    series = sum(c * u2 ** (k + 1) for k, c in enumerate(_HLN_SERIES))
+    x = 1.0 / jnp.where(small, 1.0, u)
+    exact = digamma(0.5 + x) - jnp.log(x)
+    return jnp.where(small, series, exact)
+
+
+def hln_function(x):
+    """HLN function f(x) = psi(1/2 + x) - ln x for x > 0 (x = B_i/B; x = inf gives 0).
+
+    f > 0 for all x, f(x) ~ 1/(24 x^2) for x >> 1 and ln(1/x) + psi(1/2) for x << 1 (Hikami, Larkin, Nagaoka,
+    Prog. Theor. Phys. 63, 707 (1980); PHYSICS.md section 1). Reference values: f(1) = 0.036490,
+    f(0.1) = 0.761966. For x > 15 the asymptotic series is used instead of digamma, which would cancel
+    catastrophically against ln x.
+    """
+    x = _positive("x", _float(x))
+    return _hln_of_ratio(1.0 / x)
+
+
+def _ratio(field, scale):
+    return jnp.abs(field) / scale
+
+
+def hln(field, b_phi, b_so=0.0, b_s=0.0, *, b_e=None):
+    """Full Hikami-Larkin-Nagaoka magnetoconductance of spin-1/2 electrons in 2D, in e^2/h (per square).
+
+        Delta sigma(B) = sigma(B) - sigma(0) = -(1/pi) [ f(B1/B) - (3/2) f(B2/B) + (1/2) f(B3/B) ]  (e^2/h)
+
+    with B1 = B_e + B_so + B_s, B2 = B_phi + (4/3) B_so + (2/3) B_s (triplet), B3 = B_phi + 2 B_s (singlet),
+    f = :func:`hln_function`; -(1/pi) e^2/h = -e^2/(2 pi^2 hbar). HLN, Prog. Theor. Phys. 63, 707 (1980), in
+    the form of Bergmann, Phys. Rep. 107, 1 (1984); PHYSICS.md eq. 1a. The f(B1/B) term is ~0 for B << B_e
+    and is dropped unless ``b_e`` is given. Total conductivity (both spin projections).
+
+    Limits: B_so = B_s = 0 gives +(1/pi) f(B_phi/B) > 0 (WL, sigma rises with B); B_so -> inf gives
+    -(1/2 pi) f(B_phi/B) < 0 (WAL); B_s -> inf gives 0. The factors 4/3 and 2/3 depend on how tau_so and tau_s
+    are defined (sum over the three spin components).
+
+    Args:
+        field: B, any unit shared with the characteristic fields (tesla, or flux per plaquette); even in B.
+        b_phi: phase-coherence field B_phi = hbar/(4 e L_phi^2) > 0.
+        b_so: spin-orbit field B_so = hbar/(4 e D tau_so) >= 0.
+        b_s: magnetic (spin-flip) scattering field B_s = hbar/(4 e D tau_s) >= 0.
+        b_e: elastic field B_e = hbar/(4 e D tau_e) (keyword; None drops the f(B1/B) term).
+
+    Returns:
+        Delta sigma in e^2/h, the broadcast shape of the arguments.
+    """
+    field, b_phi, b_so, b_s = map(_float, (field, b_phi, b_so, b_s))
+    b_phi = _positive("b_phi", b_phi)
+    b_so = _nonnegative("b_so", b_so)
+    b_s = _nonnegative("b_s", b_s)
+    b2 = b_phi + (4.0 / 3.0) * b_so + (2.0 / 3.0) * b_s
+    b3 = b_phi + 2.0 * b_s
+    value = -1.5 * _hln_of_ratio(_ratio(field, b2)) + 0.5 * _hln_of_ratio(_ratio(field, b3))
+    if b_e is not None:
+        b1 = _positive("b_e", _float(b_e)) + b_so + b_s
+        value = value + _hln_of_ratio(_ratio(field, b1))
+    return -value / math.pi
+
+
+def hln_alpha(field, b_phi, alpha):
+    """Simplified HLN magnetoconductance with a prefactor alpha, in e^2/h (per square):
+
+        Delta sigma(B) = +alpha (e^2/2 pi^2 hbar) [psi(1/2 + B_phi/B) - ln(B_phi/B)] = (alpha/pi) f(B_phi/B)  (e^2/h)
+
+    PHYSICS.md eq. 1b. **Sign convention:** no leading minus sign, so alpha > 0 is WL (sigma rises with B) and
+    alpha < 0 is WAL. alpha = +1: orthogonal, spin-degenerate electrons (total); +1/2: spinless lattice model;
+    0: unitary; -1/2: symplectic (strong spin-orbit, total) or a single Dirac cone. The often quoted form
+    -alpha e^2/(2 pi^2 hbar)[...] with alpha = 1 has the opposite sign.
+
+    Args:
+        field: B (same unit as ``b_phi``); even in B, quadratic at B = 0.
+        b_phi: B_phi = hbar/(4 e L_phi^2) > 0.
+        alpha: prefactor (dimensionless, any sign).
+    """
+    field, b_phi, alpha = map(_float, (field, b_phi, alpha))
+    b_phi = _positive("b_phi", b_phi)
+    return alpha / math.pi * _hln_of_ratio(_ratio(field, b_phi))
+
+
+def hln_cubic(field, b_phi, b_so):
+    """HLN-type closed form for a split triplet (cubic Dresselhaus / D'yakonov-Perel), in e^2/h per square:
+
+        Delta sigma = (1/pi) [ f((B_phi + B_so)/B) + (1/2) f((B_phi + 2 B_so)/B) - (1/2) f(B_phi/B) ]
+
+    Total conductivity of spin-1/2 electrons; the limit of the Iordanskii-Lyanda-Geller-Pikus theory without
+    linear-in-k spin-orbit terms (Knap et al., PRB 53, 3912 (1996); PHYSICS.md section 1c). Same limits as
+    :func:`hln`: +f(B_phi/B)/pi at B_so = 0 (WL), -f(B_phi/B)/(2 pi) for B_so -> inf (WAL).
+    """
+    field, b_phi, b_so = map(_float, (field, b_phi, b_so))
+    b_phi = _positive("b_phi", b_phi)
+    b_so = _nonnegative("b_so", b_so)
+    value = (
+        _hln_of_ratio(_ratio(field, b_phi + b_so))
+        + 0.5 * _hln_of_ratio(_ratio(field, b_phi + 2.0 * b_so))
+        - 0.5 * _hln_of_ratio(_ratio(field, b_phi))
+    )
+    return value / math.pi
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Quasi-1D wires
+
+
+def coherent_wire_function(x):
+    """F(x) = coth(x)/x - 1/x^2 = sum_{n>=1} 2/(n^2 pi^2 + x^2), for x >= 0.
+
+    The Cooperon of a wire of length L between ideal leads (absorbing boundaries) with x = L/L_e gives
+    delta g = -F(x) (spinless, e^2/h); F(0) = 1/3 (the random-matrix value) and F(x) ~ 1/x - 1/x^2 for
+    x >> 1 (the long-wire limit). PHYSICS.md section 1d; table F(1) = 0.3130, F(10) = 0.0900. Below x = 0.1
+    the series 1/3 - x^2/45 + 2 x^4/945 - x^6/4725 is used (cancellation-free, exact gradient at 0).
+    """
+    x = _nonnegative("x", _float(x))
+    small = x < 0.1
+    xs = jnp.where(small, x, 0.0) ** 2
+    series = 1.0 / 3.0 - xs / 45.0 + 2.0 * xs**2 / 945.0 - xs**3 / 4725.0
+    xl = jnp.where(small, 1.0, x)
+    # coth(x)/x without overflow: coth(x) = 1 + 2/(e^{2x} - 1).
+    exact = (1.0 + 2.0 / jnp.expm1(2.0 * xl)) / xl - 1.0 / xl**2
+    return jnp.where(small, series, exact)
+
+
+def magnetic_length(field):
+    """Magnetic length l_m = sqrt(hbar/(e |B|)) in metres for B in tesla (inf at B = 0). On a lattice with flux
+    phi per plaquette (a = 1), l_m = 1/sqrt(2 pi phi)."""
+    field = _float(field)
+    return jnp.sqrt(HBAR / (ELEMENTARY_CHARGE * jnp.abs(field)))
+
+
+_WIRE_BOUNDARIES = {"specular": (9.5, 24.0 / 5.0), "diffuse": (4.0 * math.pi, 3.0)}
+
+
+def wire_field_length(field, width, *, mean_free_path=None, boundary="dirty"):
+    """Magnetic dephasing length L_B of a quasi-1D wire (metres), for B in tesla and lengths in metres.
+
+    ``boundary="dirty"`` (l << W): L_B = sqrt(3) l_m^2 / W (Altshuler & Aronov, JETP Lett. 33, 499 (1981);
+    Beenakker & van Houten, PRB 38, 3232 (1988)). With flux cancellation in a clean channel (l >> W),
+    L_B^2 = C1 l_m^4 l / W^3 + C2 l_m^2 l^2 / W^2 with (C1, C2) = (9.5, 24/5) for ``"specular"`` walls (hard-wall
+    lattice strips are close to this) and (4 pi, 3) for ``"diffuse"`` walls (Beenakker & van Houten 1988;
+    PHYSICS.md section 1d, moderate confidence). L_B = inf at B = 0.
+    """
+    field, width = _float(field), _positive("width", _float(width))
+    lm2 = HBAR / (ELEMENTARY_CHARGE * jnp.abs(field))
+    if boundary == "dirty":
+        return math.sqrt(3.0) * lm2 / width
+    if boundary not in _WIRE_BOUNDARIES:
+        raise ValueError(f"boundary must be one of ('dirty', 'specular', 'diffuse'), got {boundary!r}.")
+    if mean_free_path is None:
+        raise ValueError(f"boundary={boundary!r} (flux cancellation) needs mean_free_path.")
+    ell = _positive("mean_free_path", _float(mean_free_path))
+    c1, c2 = _WIRE_BOUNDARIES[boundary]
+    return jnp.sqrt(c1 * lm2**2 * ell / width**3 + c2 * lm2 * ell**2 / width**2)
+
+
+_SPINS = ("spinless", "spin-orbit")
+
+
+def wire_correction(length, l_phi, *, l_field=jnp.inf, l_so=jnp.inf, spin="spinless"):
+    """Weak-localization correction delta g (e^2/h) of a diffusive wire of length L between ideal leads.
+
+    With 1/L_e^2 = 1/L_phi^2 + 1/L_B^2 and F = :func:`coherent_wire_function` (PHYSICS.md section 1d):
+
+    * ``spin="spinless"`` (one orbital per site, beta = 1): delta g = -F(L/L_e).
+    * ``spin="spin-orbit"`` (spin-1/2 total g): delta g = -2 [ (3/2) F(x_t) - (1/2) F(x_s) ] with
+      x_s = L/L_e (singlet) and x_t = L sqrt(1/L_e^2 + 1/L_so^2) (triplet). L_so = inf gives twice the spinless
+      value (spin-degenerate WL, -(2/3) at L_e = inf); L_so -> 0 gives +F(x_s) (WAL, +1/3 at L_e = inf).
+
+    F(x) ~ 1/x for L >> L_e reproduces the long-wire result delta g = -(L_e/L) (spinless; Altshuler-Aronov).
+    Leading order in 1/g and l/L. Lengths in any common unit; ``l_field`` = L_B (inf: no field).
+    """
+    if spin not in _SPINS:
+        raise ValueError(f"spin must be one of {_SPINS}, got {spin!r}.")
+    length = _positive("length", _float(length))
+    l_phi = _positive("l_phi", _float(l_phi))
+    l_field = _positive("l_field", _float(l_field))
+    inv_le2 = 1.0 / l_phi**2 + 1.0 / l_field**2
+    x_s = length * jnp.sqrt(inv_le2)
+    if spin == "spinless":
+        return -coherent_wire_function(x_s)
+    l_so = _positive("l_so", _float(l_so))
+    x_t = length * jnp.sqrt(inv_le2 + 1.0 / l_so**2)
+    return -3.0 * coherent_wire_function(x_t) + coherent_wire_function(x_s)
+
+
+def wire_magnetoconductance(field, length, width, l_phi, *, l_so=jnp.inf, spin="spinless", mean_free_path=None,
+                            boundary="dirty"):
+    """Magnetoconductance Delta g(B) = g(B) - g(0) (e^2/h) of a quasi-1D wire, B in tesla, lengths in metres.
+
+    :func:`wire_correction` at L_B = :func:`wire_field_length` (``boundary``, ``mean_free_path``) minus its value
+    at B = 0. Positive for WL. Flux cancellation (PHYSICS.md 1d): narrow clean strips need ``boundary="specular"``.
+    """
+    l_field = wire_field_length(field, width, mean_free_path=mean_free_path, boundary=boundary)
+    kw = dict(l_so=l_so, spin=spin)
+    return wire_correction(length, l_phi, l_field=l_field, **kw) - wire_correction(length, l_phi, **kw)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3D: Kawabata
+
+
+def _kawabata_direct(delta):
+    """f3(delta) = -2 sqrt(delta) - zeta(1/2, 1/2 + delta), written to avoid cancelling the large square roots."""
+    a = 0.5 + delta
+    n = jnp.arange(_KAWABATA_TERMS, dtype=delta.dtype)
+    b = a + _KAWABATA_TERMS
+    # -2 sqrt(delta) + 2 sqrt(b) = 2 (b - delta)/(sqrt(b) + sqrt(delta)) = (2 N + 1)/(sqrt(b) + sqrt(delta))
+    lead = (2 * _KAWABATA_TERMS + 1) / (jnp.sqrt(b) + jnp.sqrt(delta))
+    head = jnp.sum((a[..., None] + n) ** -0.5, axis=-1)
+    return lead - head - 0.5 * b**-0.5 - b**-1.5 / 24 + b**-3.5 / 384 - b**-5.5 / 1024
+
+
+def kawabata_function(delta):
+    """Kawabata's function f3(delta) = sum_{n>=0} [2 (sqrt(n + 1 + delta) - sqrt(n + delta)) - 1/sqrt(n + 1/2 + delta)].
+
+    Summed in closed form as f3 = -2 sqrt(delta) - zeta(1/2, 1/2 + delta) (Hurwitz zeta, Euler-Maclaurin), so
+    f3(0) = (1 - sqrt 2) zeta(1/2) = 0.604899 (PHYSICS.md section 1e: 0.605). f3(delta) ~ delta^(-3/2)/48 for
+    delta >> 1. Kawabata, Solid State Commun. 34, 431 (1980).
+    """
+    delta = _nonnegative("delta", _float(delta))
+    big = delta > 1.0 / _KAWABATA_SWITCH
+    d = jnp.where(big, 1.0, delta)
+    db = jnp.where(big, delta, 1.0)
+    series = db**-1.5 / 48 - 7 * db**-3.5 / 3072
+    return jnp.where(big, series, _kawabata_direct(d))
+
+
+def kawabata(field, b_phi, alpha=1.0):
+    """3D weak-localization magnetoconductivity (Kawabata, Solid State Commun. 34, 431 (1980)), in e^2/h per
+    metre (multiply by :data:`CONDUCTANCE_QUANTUM` for S/m):
+
+        Delta sigma(B) = alpha (e^2/2 pi^2 hbar) sqrt(e|B|/hbar) f3(B_phi/|B|) = (alpha/pi) sqrt(e|B|/hbar) f3  (e^2/h)
+
+    PHYSICS.md section 1e. alpha = 1: spin-degenerate orthogonal (WL, sigma rises with B); -1/2: symplectic.
+    B and B_phi in tesla. Quadratic at small field: (alpha/pi) sqrt(e B_phi/hbar) (B/B_phi)^2/48.
+    """
+    field, b_phi, alpha = map(_float, (field, b_phi, alpha))
+    b_phi = _positive("b_phi", b_phi)
+    u = jnp.abs(field) / b_phi  # B / B_phi
+    small = u < _KAWABATA_SWITCH
+    us = jnp.where(small, u, 0.0)
+    series = us**2 / 48 - 7 * us**4 / 3072  # sqrt(u) f3(1/u)
+    ul = jnp.where(small, 1.0, u)
+    direct = jnp.sqrt(ul) * kawabata_function(1.0 / ul)
+    g3 = jnp.where(small, series, direct)
+    return alpha / math.pi * jnp.sqrt(ELEMENTARY_CHARGE * b_phi / HBAR) * g3
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Units: lattice <-> SI, characteristic fields and lengths
+
+
+def field_from_flux(flux, lattice_constant):
+    """B (tesla) of a flux ``flux`` per plaquette (flux quanta h/e) on a lattice of constant a (metres):
+    B = phi h/(e a^2). E.g. phi = 0.001 at a = 5 nm is 0.165 T."""
+    return _float(flux) * FLUX_QUANTUM / _positive("lattice_constant", _float(lattice_constant)) ** 2
+
+
+def flux_from_field(field, lattice_constant):
+    """Flux per plaquette phi = B a^2/(h/e) (flux quanta h/e) of a field B (tesla), a in metres."""
+    return _float(field) * _positive("lattice_constant", _float(lattice_constant)) ** 2 / FLUX_QUANTUM
+
+
+def field_from_length(length):
+    """Characteristic field B_x = hbar/(4 e L_x^2) in tesla of a length L_x in metres (e.g. B_phi of L_phi)."""
+    return HBAR / (4 * ELEMENTARY_CHARGE * _positive("length", _float(length)) ** 2)
+
+
+def length_from_field(field):
+    """Inverse of :func:`field_from_length`: L = sqrt(hbar/(4 e B)) in metres for B in tesla."""
+    return jnp.sqrt(HBAR / (4 * ELEMENTARY_CHARGE * _positive("field", _float(field))))
+
+
+def flux_from_length(length):
+    """Characteristic field in lattice units: B_x as flux per plaquette, phi_x = a^2/(8 pi L_x^2), for L_x in
+    lattice constants (PHYSICS.md section 0: B_phi/B = a^2/(8 pi phi L_phi^2))."""
+    return 1.0 / (8 * math.pi * _positive("length", _float(length)) ** 2)
+
+
+def length_from_flux(flux):
+    """Inverse of :func:`flux_from_length`: L_x = 1/sqrt(8 pi phi_x) in lattice constants."""
+    return 1.0 / jnp.sqrt(8 * math.pi * _positive("flux", _float(flux)))
+
+
+def coherence_length(diffusion, tau_phi):
+    """L_phi = sqrt(D tau_phi) (any consistent units; lattice: D in a^2 t/hbar, tau_phi in hbar/t, L in a).
+
+    On the lattice, ``Model(tau_phi=...)`` adds the absorption -i hbar/(2 tau_phi) on every site (PHYSICS.md 7e),
+    so the Cooperon decays at the rate 1/tau_phi."""
+    return jnp.sqrt(_positive("diffusion", _float(diffusion)) * _positive("tau_phi", _float(tau_phi)))
+
+
+def diffusion_constant(conductivity, density_of_states):
+    """Einstein relation sigma = e^2 rho D in lattice units: D = sigma/(2 pi rho).
+
+    Args:
+        conductivity: sheet conductance sigma in e^2/h, summed over all orbitals (as ``conductance`` returns it).
+        density_of_states: rho per site and unit energy (1/t), summed over the same orbitals.
+
+    Returns:
+        D in a^2 t/hbar (hbar = a = t = 1). Derivation: e^2/h = e^2/(2 pi hbar), so sigma/(e^2/h) = 2 pi hbar rho D.
+        Check: 2D free electrons, rho = m/(2 pi hbar^2), D = v_F l/2 give sigma = (e^2/h) k_F l/2.
+    """
+    return _float(conductivity) / (2 * math.pi * _positive("density_of_states", _float(density_of_states)))
+
+
+def drude_conductivity(fermi_wavevector, mean_free_path, *, degeneracy=1):
+    """2D Drude (Boltzmann) sheet conductance sigma = g (e^2/h) k_F l/2 in e^2/h, with g = ``degeneracy`` (1 for
+    spinless, 2 for spin-degenerate electrons). Same as :func:`diffusion_constant` with rho = g m/(2 pi hbar^2)."""
+    return degeneracy * _float(fermi_wavevector) * _float(mean_free_path) / 2
+
+
+def mean_free_path(diffusion, fermi_velocity, *, dimension=2):
+    """Transport mean free path l = d D/v_F in ``dimension`` d (D = v_F l/d)."""
+    if dimension not in (1, 2, 3):
+        raise ValueError(f"dimension must be 1, 2 or 3, got {dimension!r}.")
+    return dimension * _float(diffusion) / _positive("fermi_velocity", _float(fermi_velocity))
+
+
+def ohmic_fit(length, conductance, width, *, weights=None):
+    """Drude sheet conductance from the length dependence of the mean conductance (Ohm's law with contacts):
+
+        1/G = R_c + L/(sigma W)
+
+    a weighted straight-line fit of 1/G against L (closed form, differentiable). Use it where the one-loop WL
+    correction vanishes (broken time-reversal symmetry, unitary class) and l << L << localization length.
+
+    Args:
+        length: sample lengths L (lattice constants), shape (n,), n >= 2 distinct values.
+        conductance: mean conductances <G> in e^2/h, shape (n,).
+        width: sample width W (lattice constants).
+        weights: optional weights of the points in 1/G (e.g. 1/var(1/G)); default equal.
+
+    Returns:
+        (sigma, contact_resistance): sigma in e^2/h per square, R_c in h/e^2.
+    """
+    length, conductance = _float(length), _float(conductance)
+    if length.ndim != 1 or length.shape != conductance.shape or length.shape[0] < 2:
+        raise ValueError(
+            f"length and conductance must be 1D arrays of the same length >= 2, got {length.shape} and "
+            f"{conductance.shape}."
+        )
+    w = jnp.ones_like(length) if weights is None else _float(weights)
+    y = 1.0 / conductance
+    sw = jnp.sum(w)
+    mx, my = jnp.sum(w * length) / sw, jnp.sum(w * y) / sw
+    slope = jnp.sum(w * (length - mx) * (y - my)) / jnp.sum(w * (length - mx) ** 2)
+    return 1.0 / (slope * _float(width)), my - slope * mx
+
+
+def _ellipk(m):
+    """Complete elliptic integral K(m) = pi / (2 AGM(1, sqrt(1 - m))) for 0 <= m <= 1 (parameter m = k^2;
+    K(1) = inf)."""
+    a, b = jnp.ones_like(m), jnp.sqrt(1.0 - m)
+    for _ in range(10):  # quadratic convergence: 10 steps reach double precision down to sqrt(1 - m) = 1e-16
+        a, b = 0.5 * (a + b), jnp.sqrt(a * b)
+    return jnp.where(m < 1.0, math.pi / (2 * a), jnp.inf)
+
+
+def square_lattice_dos(energy, hopping=1.0):
+    """Density of states per site (spinless) of the clean square lattice, in 1/energy:
+
+        rho(E) = K(1 - E^2/(16 t^2)) / (2 pi^2 t)  for |E| < 4t, 0 outside
+
+    (K: complete elliptic integral of the first kind, parameter m = k^2; Economou, Green's Functions in Quantum
+    Physics, ch. 5). Normalized to 1 over the band; logarithmic van Hove singularity at E = 0 (returns inf there).
+    """
+    energy, t = _float(energy), jnp.abs(_float(hopping))
+    inside = jnp.abs(energy) < 4 * t
+    m = 1.0 - (jnp.where(inside, energy, 0.0) / (4 * t)) ** 2
+    return jnp.where(inside, _ellipk(jnp.where(inside, m, 0.5)) / (2 * math.pi**2 * t), 0.0)
+
+
+def density_of_states(eigenvalues, energy, *, broadening, sites):
+    """DOS per site at ``energy`` from the eigenvalues of closed samples, with a Gaussian kernel:
+
+        rho(E) = sum_i exp(-(E - e_i)^2/(2 s^2)) / (sqrt(2 pi) s) / sites
+
+    ``eigenvalues`` may be stacked over realizations (any shape); ``sites`` is the total number of sites over which
+    they were collected (realizations x sites per sample, times orbitals if the DOS per orbital is wanted).
+    ``broadening`` s should exceed the level spacing and stay below the scale on which rho varies.
+    """
+    ev = _float(eigenvalues).reshape(-1)
+    s = _positive("broadening", _float(broadening))
+    energy = _float(energy)
+    weights = jnp.exp(-((energy[..., None] - ev) ** 2) / (2 * s**2))
+    return jnp.sum(weights, axis=-1) / (math.sqrt(2 * math.pi) * s) / sites
