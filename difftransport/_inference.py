@@ -1,0 +1,317 @@
+"""Microscopic inference: recover lattice-model parameters from magnetoconductance curves by optimizing through the
+ensemble-averaged recursive-Green's-function conductance.
+
+The forward model is the mean conductance over a *fixed* set of disorder realizations (common random numbers):
+the same realizations are used at every parameter value, so the objective is a smooth, deterministic function of
+the parameters and its gradient (``jax.grad`` through :func:`difftransport.conductance`) is exact. The inferred
+parameters (:class:`MicroscopicParameters`) are
+
+* ``tau_phi``: phase-coherence time (hbar/t), one per curve (e.g. per temperature),
+* ``rashba``: Rashba spin-orbit strength alpha (t), shared,
+* ``field_scale``: flux per plaquette (h/e) per unit of the target's field axis, shared: phi = field_scale * B.
+  For a field in tesla and lattice constant a it is a^2 e/h.
+
+All three are positive and optimized as logarithms with ``optax.lbfgs``.
+
+**Objective.** Each curve G(B_0), G(B_1), ... is compared in the difference basis
+o = (G(B_0), G(B_1) - G(B_0), G(B_2) - G(B_0), ...): with common random numbers the differences of one ensemble are
+far less noisy than the levels, and a shift of the whole curve (the dominant noise between two finite ensembles)
+then only enters through o_0. chi^2 = sum_i (o_model,i - o_target,i)^2 / v_i, with v_i the variance of the target
+mean plus that of the model's ensemble mean, estimated once at the starting point (fixed weights, so the objective
+is smooth). The full covariance is not inverted: curves sampled finely are nearly collinear between realizations,
+which makes it numerically singular.
+
+**Optimizer.** The log parameters are preconditioned by the Gauss-Newton matrix H_0 = J^T V^{-1} J at the start
+(x = R (log p - log p_0), H_0 = R^T R), so that the objective is close to |x - x*|^2 and L-BFGS needs few steps.
+
+**Uncertainty.** With J = d o/d(log p) at the optimum (forward mode), V = diag(v) and C the full covariance of
+o_model - o_target (target plus model ensemble, re-estimated at the optimum), the estimator's covariance is the
+sandwich cov(log p) = H^{-1} J^T V^{-1} C V^{-1} J H^{-1}, H = J^T V^{-1} J. It includes both noise sources: the
+target's finite ensemble and the fit ensemble's finite sample of disorder. The standard error of p is
+p sqrt(cov_ii) (first order).
+
+Units: lattice units (a = t = hbar = 1); conductances in e^2/h, all orbitals (spin included).
+
+**Status: experimental.** The gradients are tested against finite differences; recovery of tau_phi and alpha
+from noisy targets is not yet validated. On samples shorter than L_phi the conductance barely depends on tau_phi
+(a flat direction), and the optimizer can run away along it: choose samples with L_phi < L.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ._lattice import Sample
+from ._model import Disorder, Model, draw_disorder
+from ._observables import conductance
+
+
+class MicroscopicParameters(eqx.Module):
+    """Parameters of the lattice model that the inference recovers (all positive).
+
+    Attributes:
+        tau_phi: phase-coherence time (hbar/t), shape (curves,); absorption hbar/(2 tau_phi) on every site.
+        rashba: Rashba strength alpha (t): H[r+x, r] = -t + i alpha sigma_y, H[r+y, r] = -t - i alpha sigma_x.
+        field_scale: flux per plaquette (h/e) per unit of the target's field axis.
+    """
+
+    tau_phi: jax.Array
+    rashba: jax.Array
+    field_scale: jax.Array
+
+    def log(self):
+        return jax.tree.map(jnp.log, self)
+
+    def exp(self):
+        return jax.tree.map(jnp.exp, self)
+
+
+def parameters(tau_phi, rashba, field_scale) -> MicroscopicParameters:
+    """Build :class:`MicroscopicParameters` from numbers (tau_phi: scalar or one per curve), checking positivity."""
+    values = {"tau_phi": jnp.atleast_1d(jnp.asarray(tau_phi, float)), "rashba": jnp.asarray(rashba, float),
+              "field_scale": jnp.asarray(field_scale, float)}
+    for name, v in values.items():
+        if not np.all(np.asarray(v) > 0):
+            raise ValueError(f"{name} must be positive, got {np.asarray(v).tolist()}.")
+    if values["tau_phi"].ndim != 1 or values["rashba"].ndim or values["field_scale"].ndim:
+        raise ValueError("tau_phi must be a scalar or 1D (one per curve); rashba and field_scale scalars.")
+    return MicroscopicParameters(**values)
+
+
+class LatticeEnsemble(eqx.Module):
+    """A sample, its fixed disorder realizations (leading axis) and the fixed model parameters.
+
+    Attributes:
+        sample: the spinful sample (static).
+        disorder: a :class:`Disorder` whose arrays have a leading realization axis.
+        energy, hopping: Fermi energy and hopping (t).
+        dephasing: dephasing model passed to :func:`difftransport.conductance` (static).
+    """
+
+    sample: Sample = eqx.field(static=True)
+    disorder: Disorder
+    energy: jax.Array
+    hopping: jax.Array
+    dephasing: str = eqx.field(static=True, default="probe")
+
+    @property
+    def realizations(self) -> int:
+        return int(jax.tree.leaves(self.disorder)[0].shape[0])
+
+
+def lattice_ensemble(sample: Sample, keys, *, energy, strength, hopping=1.0, dephasing="probe") -> LatticeEnsemble:
+    """Draw one realization per key (box disorder of width ``strength``) and bundle them with the fixed model.
+
+    Use keys different from those that produced the target: the fit must not share the target's realizations."""
+    if not isinstance(sample, Sample):
+        raise ValueError(f"sample must be a difftransport Sample, got {type(sample).__name__}.")
+    if not sample.spinful:
+        raise ValueError("the inference fits a Rashba strength, which needs Sample(..., spinful=True).")
+    keys = jnp.asarray(keys) if not isinstance(keys, jax.Array) else keys
+    if keys.ndim != 1 or keys.shape[0] < 2:
+        raise ValueError(f"keys must be a 1D array of at least 2 PRNG keys, got shape {keys.shape}.")
+    disorder = jax.vmap(lambda k: draw_disorder(k, sample, strength=strength))(keys)
+    return LatticeEnsemble(sample=sample, disorder=disorder, energy=jnp.asarray(energy, float),
+                           hopping=jnp.asarray(hopping, float), dephasing=dephasing)
+
+
+def realization_conductances(ensemble: LatticeEnsemble, params: MicroscopicParameters, field, *, batch: int = 8):
+    """G (e^2/h) of every realization, curve and field: shape (realizations, curves, fields).
+
+    Curve c uses tau_phi[c]; the flux per plaquette is field_scale * field. ``batch`` realizations are vmapped
+    at a time."""
+    field = jnp.asarray(field, float)
+
+    def one(disorder, tau, b):
+        model = Model(energy=ensemble.energy, hopping=ensemble.hopping, flux=params.field_scale * b,
+                      rashba=params.rashba, tau_phi=tau)
+        return conductance(ensemble.sample, model, disorder, dephasing=ensemble.dephasing)
+
+    per_field = lambda d, tau: jax.vmap(lambda b: one(d, tau, b))(field)
+    per_curve = lambda d: jax.vmap(lambda tau: per_field(d, tau))(params.tau_phi)
+    # Realizations in vmapped batches of ``batch`` (a loop over batches): memory and cache footprint stay
+    # bounded, and large ensembles do not slow down superlinearly.
+    return jax.lax.map(per_curve, ensemble.disorder, batch_size=min(batch, ensemble.realizations))
+
+
+def mean_conductance(ensemble: LatticeEnsemble, params: MicroscopicParameters, field):
+    """Ensemble mean <G> over the fixed realizations, shape (curves, fields); differentiable in ``params``."""
+    return jnp.mean(realization_conductances(ensemble, params, field), axis=0)
+
+
+def _difference_basis(curves: int, fields: int) -> np.ndarray:
+    """T with o = T g for g flattened (curve-major): per curve (G(B_0), G(B_k) - G(B_0) for k >= 1)."""
+    one = np.eye(fields)
+    one[1:, 0] = -1.0
+    return np.kron(np.eye(curves), one)
+
+
+def curve_statistics(conductances):
+    """Mean curves and the covariance of the mean from per-realization conductances (realizations, curves,
+    fields), e.g. of a simulated target: (mean (curves, fields), covariance (n, n)), n = curves * fields."""
+    g = np.asarray(conductances, float)
+    if g.ndim != 3 or g.shape[0] < 2:
+        raise ValueError(f"conductances must have shape (realizations >= 2, curves, fields), got {g.shape}.")
+    flat = g.reshape(g.shape[0], -1)
+    return g.mean(0), np.atleast_2d(np.cov(flat, rowvar=False)) / g.shape[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceResult:
+    """Result of :func:`infer_parameters`.
+
+    Attributes:
+        params: the recovered :class:`MicroscopicParameters`.
+        stderr: their first-order standard errors (same structure).
+        log_covariance: sandwich covariance of (log tau_phi..., log rashba, log field_scale).
+        chi2, dof: chi^2 at the optimum (fixed diagonal weights, difference basis) and points - parameters.
+        history: chi^2 at every optimizer step.
+        steps: optimizer steps taken; converged: whether the tolerance was met.
+    """
+
+    params: MicroscopicParameters
+    stderr: MicroscopicParameters
+    log_covariance: np.ndarray
+    chi2: float
+    dof: int
+    history: tuple
+    steps: int
+    converged: bool
+
+
+def _flatten(p: MicroscopicParameters):
+    return jnp.concatenate([p.tau_phi, p.rashba[None], p.field_scale[None]])
+
+
+def _unflatten(x, curves):
+    return MicroscopicParameters(tau_phi=x[:curves], rashba=x[curves], field_scale=x[curves + 1])
+
+
+def _model_observables(ensemble, logp, field, curves, basis):
+    g = mean_conductance(ensemble, _unflatten(jnp.exp(logp), curves), field).reshape(-1)
+    return basis @ g
+
+
+def _chi2(x, ensemble, frame, field, target, basis, weight):
+    """chi^2 in preconditioned coordinates x: log p = logp0 + R^{-1} x (``frame`` = (logp0, R^{-1}))."""
+    logp0, rinv = frame
+    resid = _model_observables(ensemble, logp0 + rinv @ x, field, target.shape[0] // field.shape[0], basis) - target
+    return jnp.sum(weight * resid**2)
+
+
+_OPTIMIZER = optax.lbfgs()  # memory 10, zoom line search (strong Wolfe conditions)
+
+
+@eqx.filter_jit
+def _lbfgs_step(x, state, ensemble, frame, field, target, basis, weight):
+    """One L-BFGS step; the line search's value and gradient at the accepted point are reused from ``state``."""
+    f = lambda y: _chi2(y, ensemble, frame, field, target, basis, weight)
+    value, grad = optax.value_and_grad_from_state(f)(x, state=state)
+    updates, state = _OPTIMIZER.update(grad, state, x, value=value, grad=grad, value_fn=f)
+    return optax.apply_updates(x, updates), state, value, grad
+
+
+@eqx.filter_jit
+def _model_covariance(ensemble, logp, field, curves, basis):
+    """Covariance of the model's ensemble-mean observables (difference basis) at log p."""
+    g = realization_conductances(ensemble, _unflatten(jnp.exp(logp), curves), field)
+    o = g.reshape(g.shape[0], -1) @ basis.T
+    return jnp.atleast_2d(jnp.cov(o, rowvar=False)) / g.shape[0]
+
+
+@eqx.filter_jit
+def _jacobian(ensemble, logp, field, curves, basis):
+    """d o_model / d log p, shape (n, parameters), by forward mode."""
+    return jax.jacfwd(lambda lp: _model_observables(ensemble, lp, field, curves, basis))(logp)
+
+
+def infer_parameters(field, target, ensemble: LatticeEnsemble, initial: MicroscopicParameters, *,
+                     target_covariance=None, target_error=None, steps: int = 30, rtol: float = 1e-6,
+                     gtol: float = 1e-4) -> InferenceResult:
+    """Recover (tau_phi per curve, rashba, field_scale) from target curves <G(B)> by L-BFGS (optax) on the log
+    parameters, through the ensemble-averaged RGF conductance over ``ensemble``'s fixed realizations.
+
+    Args:
+        field: the target's field axis, shape (fields,), any unit; the model flux is ``field_scale * field``. The
+            first field is the reference of the differences (usually B = 0).
+        target: target mean conductances <G(B)> (e^2/h), shape (curves, fields) or (fields,) for one curve.
+        ensemble: the fit's sample and realizations (:func:`lattice_ensemble`), drawn with keys other than the
+            target's.
+        initial: starting :class:`MicroscopicParameters` (``tau_phi`` with one entry per curve).
+        target_covariance: covariance of the target means, shape (curves*fields, curves*fields), curve-major
+            (:func:`curve_statistics` computes it from realizations). Or give ``target_error`` (standard errors,
+            shape of ``target``; uncorrelated). Neither: the target is taken as exact.
+        steps: maximum number of L-BFGS steps.
+        rtol, gtol: stop when chi^2 changes by less than ``rtol`` relative over a step, or when the largest
+            component of its gradient in the preconditioned coordinates is below ``gtol``.
+
+    Returns:
+        An :class:`InferenceResult` with sandwich (Gauss-Newton) standard errors.
+    """
+    field = jnp.asarray(field, float)
+    target = jnp.asarray(target, float)
+    if target.ndim == 1:
+        target = target[None]
+    if field.ndim != 1 or target.ndim != 2 or target.shape[1] != field.shape[0]:
+        raise ValueError(f"target must have shape (curves, fields) = (curves, {field.shape[0]}), got {target.shape}.")
+    curves, n = target.shape[0], target.size
+    if initial.tau_phi.shape != (curves,):
+        raise ValueError(f"initial.tau_phi must have one entry per curve ({curves}), got shape {initial.tau_phi.shape}.")
+    if n <= curves + 2:
+        raise ValueError(f"too few target points: {n} for {curves + 2} parameters.")
+    if target_covariance is not None and target_error is not None:
+        raise ValueError("give target_covariance or target_error, not both.")
+    if target_covariance is None:
+        err = np.zeros(n) if target_error is None else np.asarray(target_error, float).reshape(-1)
+        if err.shape != (n,):
+            raise ValueError(f"target_error must have the shape of target {target.shape}.")
+        target_covariance = np.diag(err**2)
+    target_covariance = np.asarray(target_covariance, float)
+    if target_covariance.shape != (n, n):
+        raise ValueError(f"target_covariance must have shape ({n}, {n}), got {target_covariance.shape}.")
+
+    basis_np = _difference_basis(curves, field.shape[0])
+    basis = jnp.asarray(basis_np)
+    target_obs = basis @ target.reshape(-1)
+    target_cov = basis_np @ target_covariance @ basis_np.T
+
+    logp0 = jnp.log(_flatten(initial))
+    weight = 1.0 / (np.diag(target_cov) + np.diag(np.asarray(_model_covariance(ensemble, logp0, field, curves, basis))))
+    weight = jnp.asarray(weight)
+    jac0 = np.asarray(_jacobian(ensemble, logp0, field, curves, basis))
+    chol = np.linalg.cholesky(jac0.T @ (np.asarray(weight)[:, None] * jac0))  # H0 = L L^T, x = L^T (log p - log p0)
+    frame = (logp0, jnp.asarray(np.linalg.inv(chol.T)))
+
+    x = jnp.zeros(curves + 2)
+    state = _OPTIMIZER.init(x)
+    history, converged = [], False
+    for _ in range(steps):
+        new, state, value, grad = _lbfgs_step(x, state, ensemble, frame, field, target_obs, basis, weight)
+        history.append(float(value))
+        stalled = len(history) > 1 and abs(history[-2] - history[-1]) <= rtol * history[-1]
+        if float(jnp.max(jnp.abs(grad))) < gtol or stalled:  # value and grad belong to x (before this step)
+            converged = True
+            break
+        x = new
+    logp = frame[0] + frame[1] @ x
+
+    jac = np.asarray(_jacobian(ensemble, logp, field, curves, basis))
+    cov = target_cov + np.asarray(_model_covariance(ensemble, logp, field, curves, basis))
+    w = np.asarray(weight)
+    h_inv = np.linalg.inv(jac.T @ (w[:, None] * jac))
+    meat = jac.T @ (w[:, None] * cov * w[None, :]) @ jac
+    log_cov = h_inv @ meat @ h_inv
+    resid = np.asarray(_model_observables(ensemble, logp, field, curves, basis)) - np.asarray(target_obs)
+    values = np.exp(np.asarray(logp))
+    return InferenceResult(
+        params=_unflatten(jnp.asarray(values), curves),
+        stderr=_unflatten(jnp.asarray(values * np.sqrt(np.diag(log_cov))), curves),
+        log_covariance=log_cov, chi2=float(np.sum(w * resid**2)), dof=n - (curves + 2), history=tuple(history),
+        steps=len(history), converged=converged,
+    )
