@@ -1,0 +1,86 @@
+"""Shared pieces of the experiment scripts: run a config through the ensemble runner, load its raw results,
+statistics with standard errors, and a report that prints measured numbers next to theory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+from difftransport import _runner
+
+
+def arguments(name: str, doc: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    parser.add_argument("--config", type=pathlib.Path, default=ROOT / "configs" / f"{name}.toml")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out") / name)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser.parse_args()
+
+
+def run(config_path, out, quiet=False) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """Run (or resume) the config; returns (normalized config, {ensemble: {observable or grid_x: array}})."""
+    store = _runner.run(config_path, out, quiet=quiet, log=lambda *_: None)
+    data = {}
+    for name in store.config["ensembles"]:
+        with np.load(store.results_path(name)) as npz:
+            data[name] = {k: npz[k] for k in npz.files if "__" not in k}
+    return store.config, data
+
+
+def mean_err(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and its standard error along ``axis``."""
+    n = x.shape[axis]
+    return x.mean(axis), x.std(axis, ddof=1) / math.sqrt(n)
+
+
+def var_err(x: np.ndarray) -> tuple[float, float]:
+    """Sample variance (ddof 1) and its standard error from the fourth central moment:
+    SE^2 = (m4 - s^4 (n - 3)/(n - 1)) / n (no normality assumed)."""
+    x = np.asarray(x, float)
+    n = len(x)
+    d = x - x.mean()
+    s2 = d.var(ddof=1)
+    m4 = np.mean(d**4)
+    return float(s2), float(math.sqrt(max(m4 - s2**2 * (n - 3) / (n - 1), 0.0) / n))
+
+
+class Report:
+    """Collects measured-vs-theory lines; prints them and writes report.json."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.rows: list[dict] = []
+
+    def add(self, quantity: str, measured: float, error: float, theory: float | None, note: str = "") -> dict:
+        row = {"quantity": quantity, "measured": measured, "stderr": error, "theory": theory, "note": note}
+        if theory is not None and error > 0:
+            row["sigma"] = (measured - theory) / error
+        self.rows.append(row)
+        return row
+
+    def print(self) -> None:
+        print(f"\n{self.title}")
+        for r in self.rows:
+            theory = "" if r["theory"] is None else f"   theory {r['theory']:+.4f}"
+            sigma = f"  ({r['sigma']:+.1f} sigma)" if "sigma" in r else ""
+            print(f"  {r['quantity']:42s} {r['measured']:+.4f} +- {r['stderr']:.4f}{theory}{sigma}  {r['note']}")
+
+    def write(self, out: pathlib.Path, extra: dict | None = None) -> pathlib.Path:
+        path = out / "report.json"
+        path.write_text(json.dumps({"title": self.title, "rows": self.rows, **(extra or {})}, indent=2) + "\n")
+        return path
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
