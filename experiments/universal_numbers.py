@@ -1,0 +1,111 @@
+"""Quasi-1D universal numbers: WL/WAL corrections, universal conductance fluctuations and the Fano factor.
+
+    python experiments/universal_numbers.py [--config configs/universal_numbers.toml] [--out DIR] [--quiet]
+
+Theory (PHYSICS.md 3, total g summed over spin): the field-induced change of <g> saturates at +1/3
+(orthogonal -> unitary, WL) and -1/3 (symplectic -> unitary, WAL); var g = 2/15 (beta = 1), 1/15 (beta = 2),
+2/15 (beta = 4 with Kramers pairs); Fano factor 1/3 - (4/45)(1 - 2/beta)/g_0, where the O(1/g) term is the
+weak-localization correction of shot noise (from the DMPK eigenvalue density with its 1/g term,
+Beenakker RMP 69, 731: delta <sum T(1-T)> = (1 - 2/beta)/45, delta <sum T> = (1 - 2/beta)/3) and g_0 counts
+distinct (Kramers-degenerate counted once) channels. In a wire of finite length the field leaves a residual
+Cooperon, <g(phi)> - <g(0)> = s [1/3 - F(L/L_B)], F(x) = coth(x)/x - 1/x^2, with the magnetic length L_B of
+flux cancellation in a clean specular channel (PHYSICS.md 1d); the amplitude s [<g(phi)> - <g(0)>] + F(L/L_B)
+is compared with 1/3 at a flux below the onset of classical (band-structure) magnetoresistance.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import difftransport as dt
+from common import Report, arguments, mean_err, pyplot, run, var_err
+from difftransport import theory
+from difftransport._ensemble import make_sample
+
+
+def residual(config, name, g0, flux):
+    """Cooperon left at flux phi in a finite wire: F(L/L_B), L_B from flux cancellation in a clean, specular
+    channel (PHYSICS.md 1d), l_tr = (2/pi) l with the DMPK mean free path l from <g> = N l/(L + l)."""
+    entry = config["ensembles"][name]
+    sample = make_sample(entry["sample"])
+    model = {k: v for k, v in entry["model"].items() if v is not None and k in ("energy", "hopping", "rashba")}
+    channels = float(dt.open_channels(sample, dt.Model(**model))) / sample.orbitals  # per spin
+    g_spin = g0 / sample.orbitals
+    length, width = entry["sample"]["length"], entry["sample"]["width"]
+    l_dmpk = length * g_spin / (channels - g_spin)
+    l_tr = 2 / np.pi * l_dmpk
+    field = theory.field_from_flux(flux, 1.0)  # lattice constant a = 1 m: lengths in lattice units
+    l_b = np.asarray(theory.wire_field_length(field, width, mean_free_path=l_tr, boundary="specular"))
+    return np.asarray(theory.coherent_wire_function(length / l_b)), l_tr, l_b, channels
+
+
+def analyse(config, data, out):
+    report = Report("Quasi-1D universal numbers (total g, e^2/h)")
+    figure = {}
+    for name, sign, var0 in (("orthogonal", +1, 2 / 15), ("symplectic", -1, 2 / 15)):
+        entry = config["ensembles"][name]
+        g, fano = data[name]["conductance"], data[name]["fano_factor"]
+        flux = np.asarray(entry["grid"]["flux"])
+        n, length = g.shape[0], entry["sample"]["length"]
+        dg_mean, dg_err = mean_err(g - g[:, :1])
+        unitary = list(flux).index(config["analysis"]["unitary_flux"][name])
+        at = list(flux).index(config["analysis"]["wl_flux"][name])
+        res, l_tr, l_b, channels = residual(config, name, float(g[:, 0].mean()), flux[at])
+        amplitude = sign * dg_mean[at] + res
+        v0, e0 = var_err(g[:, 0])
+        v2, e2 = var_err(g[:, unitary])
+        fano_ensemble = np.sum(fano[:, 0] * g[:, 0]) / np.sum(g[:, 0])
+        f_mean, f_err = mean_err(fano[:, 0])
+        report.add(f"{name}: <g(0)>", *map(float, mean_err(g[:, 0])), None, f"{n} realizations, L = {length}")
+        report.add(f"{name}: <g(phi)> - <g(0)> at phi = {flux[at]:g}", float(dg_mean[at]), float(dg_err[at]), sign / 3,
+                   "raw, before the residual")
+        report.add(f"{name}: |WL| + residual F(L/L_B)", float(amplitude), float(dg_err[at]), 1 / 3,
+                   f"{'WL' if sign > 0 else 'WAL'}; N = {channels:.0f}/spin, l_tr = {l_tr:.1f}, L_B = {float(l_b):.1f}, F = {float(res):.3f}")
+        report.add(f"{name}: var g at phi = 0", v0, e0, var0, "beta = 1" if sign > 0 else "beta = 4 (Kramers)")
+        report.add(f"{name}: var g at phi = {flux[unitary]:g}", v2, e2, 1 / 15, "beta = 2")
+        beta, g_distinct = (1, g[:, 0].mean()) if sign > 0 else (4, g[:, 0].mean() / 2)
+        fano_theory = 1 / 3 - (4 / 45) * (1 - 2 / beta) / g_distinct
+        report.add(f"{name}: Fano factor <F> at phi = 0", float(f_mean), float(f_err), float(fano_theory),
+                   f"1/3 -(4/45)(1-2/beta)/g0; sum T(1-T)/sum T = {fano_ensemble:.4f}")
+        fu, fue = mean_err(fano[:, unitary])
+        report.add(f"{name}: Fano factor <F> at phi = {flux[unitary]:g}", float(fu), float(fue), 1 / 3, "beta = 2: no 1/g term")
+        figure[name] = (flux, dg_mean, dg_err, sign, g, residual(config, name, float(g[:, 0].mean()), np.maximum(flux, 1e-12))[0])
+    report.print()
+
+    plt = pyplot()
+    fig, axs = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    for name, (flux, dg, err, sign, g, res) in figure.items():
+        ax = axs[0]
+        bars = ax.errorbar(flux * 1e3, dg, yerr=err, fmt="o", ms=4, capsize=2, label=f"{name}: measured")
+        corrected = np.where(flux > 0, dg + sign * res, 0.0)
+        ax.plot(flux * 1e3, corrected, "--", lw=1, color=bars[0].get_color(), label=f"{name}: + residual F(L/L_B)")
+    axs[0].axhline(1 / 3, color="0.5", ls="--", lw=1)
+    axs[0].axhline(-1 / 3, color="0.5", ls="--", lw=1, label="±1/3")
+    axs[0].axhline(0, color="k", lw=0.5)
+    axs[0].set_xlabel(r"flux per plaquette $\phi$ ($10^{-3}\,h/e$)")
+    axs[0].set_ylabel(r"$\langle g(\phi)\rangle - \langle g(0)\rangle$ ($e^2/h$)")
+    axs[0].legend(fontsize=7)
+    ax = axs[1]
+    for name, (flux, *_rest) in figure.items():
+        g = figure[name][4]
+        variances = [var_err(g[:, i]) for i in range(len(flux))]
+        ax.errorbar(flux * 1e3, [v for v, _ in variances], yerr=[e for _, e in variances], fmt="o-", ms=4, capsize=2, label=name)
+    ax.axhline(2 / 15, color="0.5", ls="--", lw=1, label="2/15")
+    ax.axhline(1 / 15, color="0.5", ls=":", lw=1, label="1/15")
+    ax.set_xlabel(r"flux per plaquette $\phi$ ($10^{-3}\,h/e$)")
+    ax.set_ylabel(r"var $g$")
+    ax.legend(fontsize=7)
+    fig.suptitle(config["run"]["title"], fontsize=10)
+    path = out / "universal_numbers.png"
+    fig.savefig(path, dpi=140)
+    report.write(out)
+    print(f"figure: {path}")
+    return report
+
+
+if __name__ == "__main__":
+    args = arguments("universal_numbers", __doc__)
+    config, data = run(args.config, args.out, quiet=args.quiet)
+    analyse(config, data, args.out)
