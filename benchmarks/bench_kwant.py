@@ -1,0 +1,232 @@
+"""difftransport against Kwant 1.5, side by side in one run: time per disorder realization, realizations/s,
+the ratio Kwant / difftransport, achieved GFLOP/s against the machine's complex128 GEMM rate, and the largest
+conductance difference on identical potentials.
+
+    bash benchmarks/kwant_env.sh                 # once: builds .kwant-venv (Kwant is never our dependency)
+    python benchmarks/bench_kwant.py [--cases strip32 bar8] [--batch N] [--repeat 3] [--kwant-realizations N]
+
+Systems (all at E = 1, box disorder of width W_dis = 2, hopping t = 1, hard walls, clean leads of the same
+cross-section): spinless strips W x L = 32 x 128, 64 x 256, 128 x 512; a spinful strip with Rashba
+alpha = 0.2, 32 x 128; a cubic bar 8 x 8 x 64 (W x H x L). Conventions are those of the Kwant references
+(tests/data/REFERENCE_README.md), so one potential array V[x, y(, z)] feeds both codes unchanged.
+
+difftransport: a jitted vmap over a batch of realizations, best of ``--repeat`` calls after compilation
+(``bench_rgf.time_conductance``; its flop model, 16 n^3 real flops per slice, gives the GFLOP/s). Kwant:
+``kwant.smatrix(...).transmission(1, 0)`` per realization on a system finalized once (the potential enters
+through ``params``), the default MUMPS solver, in a subprocess running ``.kwant-venv/bin/python``; its time
+per realization is the best over ``--kwant-realizations`` realizations, after an untimed warm-up on a small
+system. Those same realizations are evaluated by difftransport and max |G_ours - G_kwant| is printed.
+Without the Kwant venv the suite says so and reports difftransport alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import difftransport as dt
+from bench_rgf import gemm_gflops, time_conductance
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+KWANT_PYTHON = ROOT / ".kwant-venv" / "bin" / "python"
+ENERGY, STRENGTH, RASHBA = 1.0, 2.0, 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    label: str
+    width: int
+    length: int
+    height: int | None = None  # a cubic bar when set
+    spinful: bool = False
+    batch: int = 64  # difftransport realizations per vmapped call
+    kwant_realizations: int = 5
+
+    def sample(self) -> dt.Sample:
+        lattice = dt.strip(self.width) if self.height is None else dt.bar(self.width, self.height)
+        return dt.Sample(lattice, self.length, spinful=self.spinful)
+
+    def model(self) -> dt.Model:
+        return dt.Model(energy=ENERGY, rashba=RASHBA if self.spinful else None)
+
+
+CASES = {
+    "strip32": Case("spinless 32x128", 32, 128),
+    "strip64": Case("spinless 64x256", 64, 256, batch=32),
+    "strip128": Case("spinless 128x512", 128, 512, batch=8, kwant_realizations=2),
+    "rashba32": Case("Rashba 32x128", 32, 128, spinful=True),
+    "bar8": Case("bar 8x8x64", 8, 64, height=8),
+}
+
+# Runs under .kwant-venv/bin/python: argv = (input .npz, output .json). Only numpy and kwant are imported.
+WORKER = r'''
+import json, sys, time
+import numpy as np
+import kwant
+
+def build(width, length, height, spinful, rashba, t=1.0):
+    """Finalized Kwant system in the reference conventions: H[r+x, r] = -t s0 + i a s_y, H[r+y, r] = -t s0 - i a s_x
+    (spinless: -t), on-site V(r) from params, clean leads continuing the sample on both ends."""
+    cross = [(y,) for y in range(width)] if height is None else [(y, z) for y in range(width) for z in range(height)]
+    dim = 1 + len(cross[0])
+    norbs = 2 if spinful else 1
+    s0, sx, sy = np.eye(2), np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]])
+    hops = [-t * s0 + 1j * rashba * sy, -t * s0 - 1j * rashba * sx, -t * s0] if spinful else [-t, -t, -t]
+    zero = np.zeros((2, 2)) if spinful else 0.0
+    lat = kwant.lattice.general(np.eye(dim), norbs=norbs)
+    onsite = (lambda site, V: V[tuple(site.tag)] * s0) if spinful else (lambda site, V: V[tuple(site.tag)])
+
+    def hoppings(builder):
+        for axis in range(dim):
+            delta = tuple(int(i == axis) for i in range(dim))
+            builder[kwant.builder.HoppingKind(delta, lat, lat)] = hops[axis]
+
+    syst = kwant.Builder()
+    syst[(lat(x, *c) for x in range(length) for c in cross)] = onsite
+    hoppings(syst)
+    lead = kwant.Builder(kwant.TranslationalSymmetry((-1,) + (0,) * (dim - 1)))
+    lead[(lat(0, *c) for c in cross)] = zero
+    hoppings(lead)
+    syst.attach_lead(lead)
+    syst.attach_lead(lead.reversed())
+    return syst.finalized()
+
+data = np.load(sys.argv[1])
+spec = json.loads(str(data["spec"]))
+warm = build(4, 4, None if spec["height"] is None else 2, spec["spinful"], spec["rashba"])
+kwant.smatrix(warm, spec["energy"], params=dict(V=np.zeros((4, 4) if spec["height"] is None else (4, 4, 2)))
+              ).transmission(1, 0)
+start = time.perf_counter()
+fsyst = build(spec["width"], spec["length"], spec["height"], spec["spinful"], spec["rashba"])
+finalize_s = time.perf_counter() - start
+conductances, seconds = [], []
+for V in data["V"]:
+    start = time.perf_counter()
+    conductances.append(kwant.smatrix(fsyst, spec["energy"], params=dict(V=V)).transmission(1, 0))
+    seconds.append(time.perf_counter() - start)
+maps = open("/proc/self/maps").read().split() if sys.platform == "linux" else []
+blas = sorted({m for m in maps if "/" in m and "site-packages" not in m and ("blas" in m or "lapack" in m)})
+json.dump({"G": conductances, "seconds": seconds, "finalize_s": finalize_s, "kwant": kwant.__version__,
+           "blas": blas}, open(sys.argv[2], "w"))
+'''
+
+
+def run_kwant(case: Case, potentials: np.ndarray, python: pathlib.Path) -> dict:
+    """Conductances and seconds per realization from Kwant for ``potentials`` (realization, x, y(, z))."""
+    spec = {"width": case.width, "length": case.length, "height": case.height, "spinful": case.spinful,
+            "rashba": RASHBA if case.spinful else 0.0, "energy": ENERGY}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        (tmp / "worker.py").write_text(WORKER)
+        np.savez(tmp / "in.npz", V=potentials, spec=json.dumps(spec))
+        proc = subprocess.run([str(python), str(tmp / "worker.py"), str(tmp / "in.npz"), str(tmp / "out.json")],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"Kwant worker failed for {case.label}:\n{proc.stderr[-3000:]}")
+        return json.loads((tmp / "out.json").read_text())
+
+
+def kwant_version(python: pathlib.Path) -> str | None:
+    """Kwant's version in the Kwant venv, or None when the venv or Kwant is missing."""
+    if not python.exists():
+        return None
+    proc = subprocess.run([str(python), "-c", "import kwant; print(kwant.__version__)"], capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES), metavar="CASE",
+                        help=f"subset of {list(CASES)} (default: all)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="difftransport realizations per vmapped call (default per case: 64, 32 for 64x256, "
+                             "8 for 128x512)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed difftransport calls after compilation")
+    parser.add_argument("--kwant-realizations", type=int, default=None,
+                        help="Kwant realizations per case (default 5, 2 for 128x512)")
+    parser.add_argument("--kwant-python", type=pathlib.Path, default=KWANT_PYTHON,
+                        help="interpreter with Kwant (default: .kwant-venv/bin/python)")
+    parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the rows to this file")
+    args = parser.parse_args()
+
+    kwant = kwant_version(args.kwant_python)
+    print(f"{os.cpu_count()} cores ({cpu_model()}), load average {os.getloadavg()[0]:.2f} at start; "
+          f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s)), "
+          f"Python {platform.python_version()}")
+    if kwant is None:
+        print(f"Kwant not found at {args.kwant_python}: run `bash benchmarks/kwant_env.sh` to build it. "
+              "Reporting difftransport alone.")
+    else:
+        where = args.kwant_python.relative_to(ROOT) if args.kwant_python.is_relative_to(ROOT) else args.kwant_python
+        print(f"Kwant {kwant} (MUMPS) via {where}")
+    peak = gemm_gflops()
+    print(f"complex128 GEMM peak (numpy 1024^3): {peak:.1f} GFLOP/s")
+    print(f"E = {ENERGY}, box disorder W_dis = {STRENGTH}, Rashba alpha = {RASHBA} (spinful); "
+          "ours: best of repeats of a vmapped batch; Kwant: best over its realizations.\n")
+
+    header = (f"{'case':18s} {'n':>4s} {'ch':>4s} {'batch':>5s} {'ours ms':>9s} {'ours r/s':>9s} {'GFLOP/s':>8s} "
+              f"{'%peak':>6s} {'Kwant ms':>9s} {'Kwant r/s':>9s} {'K/ours':>7s} {'max|dG|':>9s} {'compile s':>9s}")
+    print(header)
+    rows = []
+    for name in args.cases:
+        case = CASES[name]
+        sample, model = case.sample(), case.model()
+        batch = args.batch or case.batch
+        channels = int(dt.open_channels(sample, model))
+        if channels == 0:
+            print(f"{case.label}: no open channel at E = {ENERGY}; skipped")
+            continue
+        per, gflops, compile_s = time_conductance(sample, model, batch, args.repeat, strength=STRENGTH)
+        row = {"case": case.label, "n": sample.slice_size, "channels": channels, "batch": batch,
+               "ours_ms": 1e3 * per, "gflops": gflops, "peak": peak, "compile_s": compile_s}
+        kwant_cols = f"{'-':>9s} {'-':>9s} {'-':>7s} {'-':>9s}"
+        if kwant is not None:
+            count = args.kwant_realizations or case.kwant_realizations
+            keys = jax.random.split(jax.random.key(1), count)
+            potentials = jax.vmap(lambda k: dt.draw_disorder(k, sample, strength=STRENGTH).potential)(keys)
+            ours = jax.jit(jax.vmap(lambda v: dt.conductance(sample, model, dt.Disorder(potential=v))))(potentials)
+            result = run_kwant(case, np.asarray(potentials), args.kwant_python)
+            kwant_ms = 1e3 * min(result["seconds"])
+            diff = float(np.max(np.abs(np.asarray(ours) - np.asarray(result["G"]))))
+            row.update(kwant_ms=kwant_ms, kwant_seconds=result["seconds"], ratio=kwant_ms / row["ours_ms"],
+                       max_dG=diff, mean_G=float(jnp.mean(ours)), kwant_finalize_s=result["finalize_s"],
+                       kwant_blas=result["blas"])
+            kwant_cols = f"{kwant_ms:9.1f} {1e3 / kwant_ms:9.2f} {row['ratio']:6.1f}x {diff:9.1e}"
+        rows.append(row)
+        print(f"{case.label:18s} {sample.slice_size:4d} {channels:4d} {batch:5d} {row['ours_ms']:9.2f} "
+              f"{1e3 / row['ours_ms']:9.1f} {gflops:8.2f} {100 * gflops / peak:5.1f}% {kwant_cols} {compile_s:9.1f}",
+              flush=True)
+    blas = {lib for row in rows for lib in row.get("kwant_blas", [])}
+    if blas:
+        print(f"\nKwant's MUMPS ran on {', '.join(sorted(blas))}")
+    print(f"\nn: RGF block size (orbitals per slice); ch: open channels per lead; ms: per realization; "
+          f"r/s: realizations per second; K/ours: Kwant time / difftransport time.")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end (the machine has {os.cpu_count()} cores).")
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
+                                         "kwant": kwant, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
