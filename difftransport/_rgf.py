@@ -22,6 +22,16 @@ def _dag(x):
     return jnp.conj(jnp.swapaxes(x, -1, -2))
 
 
+def _cmatmul(a, b):
+    """a @ b for complex matrices by three real products (Gauss / 3M): on CPU, XLA's real batched dot is
+    ~1.4x faster per flop than its complex one and 3M needs 3/4 of the flops; differentiable as usual."""
+    if not (jnp.iscomplexobj(a) and jnp.iscomplexobj(b)):
+        return a @ b
+    ar, ai, br, bi = a.real, a.imag, b.real, b.imag
+    t1, t2, t3 = ar @ br, ai @ bi, (ar + ai) @ (br + bi)
+    return jax.lax.complex(t1 - t2, t3 - t1 - t2)
+
+
 def sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last):
     """Return (G_NN, G_N1): the full Green's function on the last slice and from the first to the last slice.
 
@@ -46,7 +56,7 @@ def sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last):
         g_prev, g_prev_first = carry
         site_s, bonds_s, hop, is_last = x
         g_s = inverse_block(site_s, bonds_s, hop.sandwich(g_prev) + is_last * sigma_last)
-        return (g_s, g_s @ hop.apply(g_prev_first)), None
+        return (g_s, _cmatmul(g_s, hop.apply(g_prev_first))), None
 
     xs = (site[1:], None if bonds is None else bonds[1:], ham.hops, last)
     (g, g_first), _ = jax.lax.scan(step, (g, g), xs)
