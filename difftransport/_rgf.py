@@ -32,6 +32,24 @@ def _cmatmul(a, b):
     return jax.lax.complex(t1 - t2, t3 - t1 - t2)
 
 
+@jax.custom_jvp
+def inverse(a):
+    """Matrix inverse (``jnp.linalg.inv``) whose derivative reuses the inverse: d(A^-1) = -A^-1 dA A^-1.
+
+    ``jnp.linalg.inv`` differentiates through its LU solve, so its reverse mode runs two more triangular solves
+    per matrix and keeps the LU factors; here the tangent is two products with the inverse itself (which the
+    sweeps carry anyway), and reverse mode transposes them. Forward and reverse mode both work.
+    """
+    return jnp.linalg.inv(a)
+
+
+@inverse.defjvp
+def _inverse_jvp(primals, tangents):
+    (a,), (da,) = primals, tangents
+    x = inverse(a)
+    return x, -_cmatmul(_cmatmul(x, da), x)
+
+
 def sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last):
     """Return (G_NN, G_N1): the full Green's function on the last slice and from the first to the last slice.
 
@@ -42,7 +60,7 @@ def sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last):
     site, bonds = ham.slice_data()
 
     def inverse_block(site_s, bonds_s, coupling):
-        return jnp.linalg.inv(energy * eye - ham.block(site_s, bonds_s) - coupling)
+        return inverse(energy * eye - ham.block(site_s, bonds_s) - coupling)
 
     first_bonds = None if bonds is None else bonds[0]
     coupling = sigma_first + (sigma_last if length == 1 else 0)
@@ -59,8 +77,36 @@ def sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last):
         return (g_s, _cmatmul(g_s, hop.apply(g_prev_first))), None
 
     xs = (site[1:], None if bonds is None else bonds[1:], ham.hops, last)
-    (g, g_first), _ = jax.lax.scan(step, (g, g), xs)
+    g, g_first = checkpointed_scan(step, (g, g), xs, length - 1)
     return g, g_first
+
+
+CHECKPOINT_MIN_LENGTH = 64  # shorter sweeps store every step's residuals (cheaper than recomputing)
+
+
+def checkpointed_scan(step, init, xs, length: int):
+    """Final carry of ``lax.scan(step, init, xs)`` (``step`` returns ``(carry, None)``), organised so that
+    reverse-mode differentiation stores O(sqrt(length)) carries instead of every step's residuals.
+
+    The steps are grouped into blocks of b ~ sqrt(length); each block is a ``jax.checkpoint``-ed inner scan,
+    so the backward pass keeps only the carries between blocks and recomputes one block's forward steps at a
+    time: memory O(sqrt(L) n^2) instead of O(L n^2), for one extra forward sweep. The forward pass and its
+    results are unchanged (the same steps in the same order). Below ``CHECKPOINT_MIN_LENGTH`` a plain scan.
+    """
+    if length < CHECKPOINT_MIN_LENGTH:
+        return jax.lax.scan(step, init, xs)[0]
+    block = max(1, int(round(length**0.5)))
+    blocks, rest = divmod(length, block)
+    head = jax.tree.map(lambda x: x[: blocks * block].reshape((blocks, block) + x.shape[1:]), xs)
+
+    @jax.checkpoint
+    def run_block(carry, xs_block):
+        return jax.lax.scan(step, carry, xs_block)[0], None
+
+    carry = jax.lax.scan(run_block, init, head)[0]
+    if rest:
+        carry = jax.lax.scan(step, carry, jax.tree.map(lambda x: x[blocks * block:], xs))[0]
+    return carry
 
 
 def left_connected(energy, ham: SlicedHamiltonian, sigma_first, sigma_last):
@@ -71,7 +117,7 @@ def left_connected(energy, ham: SlicedHamiltonian, sigma_first, sigma_last):
     n, length = ham.size, ham.length
     eye = jnp.eye(n, dtype=ham.base.dtype)
     site, bonds = ham.slice_data()
-    first = jnp.linalg.inv(
+    first = inverse(
         energy * eye - ham.block(site[0], None if bonds is None else bonds[0])
         - sigma_first - (sigma_last if length == 1 else 0)
     )
@@ -81,7 +127,7 @@ def left_connected(energy, ham: SlicedHamiltonian, sigma_first, sigma_last):
 
     def step(g_prev, x):
         site_s, bonds_s, hop, is_last = x
-        g_s = jnp.linalg.inv(energy * eye - ham.block(site_s, bonds_s) - hop.sandwich(g_prev) - is_last * sigma_last)
+        g_s = inverse(energy * eye - ham.block(site_s, bonds_s) - hop.sandwich(g_prev) - is_last * sigma_last)
         return g_s, g_s
 
     xs = (site[1:], None if bonds is None else bonds[1:], ham.hops, last)

@@ -101,3 +101,52 @@ def test_energy_sweep_does_not_retrace():
 
     for energy in (0.1, 0.2, 0.3):  # Python floats become arrays in Model: one trace for all
         g(dt.Model(energy=energy))
+
+
+def _compiled_bytes(f, *args):
+    m = jax.jit(f).lower(*args).compile().memory_analysis()
+    return m.temp_size_in_bytes + m.output_size_in_bytes + m.argument_size_in_bytes
+
+
+@pytest.fixture
+def _fresh_traces():
+    jax.clear_caches()
+    yield
+    jax.clear_caches()
+
+
+def test_checkpointed_sweep_gradient_equals_plain_scan(monkeypatch, _fresh_traces):
+    """The sqrt(L)-checkpointed sweep (L = 150 > CHECKPOINT_MIN_LENGTH, blocks of 12 plus a remainder of 5)
+    gives the same value and gradient as the plain scan, to rounding."""
+    from difftransport import _rgf
+
+    sample = dt.Sample(dt.strip(4), 150, spinful=True)
+    disorder = dt.draw_disorder(jax.random.key(3), sample, strength=1.5)
+    f = lambda p: dt.conductance(sample, dt.Model(energy=0.8, tau_phi=p[0], flux=p[1], rashba=p[2]), disorder)
+    p = jnp.array([30.0, 0.01, 0.2])
+    checkpointed = jax.value_and_grad(f)(p)
+    monkeypatch.setattr(_rgf, "CHECKPOINT_MIN_LENGTH", 10**9)
+    jax.clear_caches()  # conductance is jitted: retrace with the plain scan
+    plain = jax.value_and_grad(f)(p)
+    np.testing.assert_allclose(checkpointed[0], plain[0], rtol=1e-12)
+    np.testing.assert_allclose(checkpointed[1], plain[1], rtol=1e-9)
+
+
+def test_gradient_memory_grows_like_sqrt_length(monkeypatch, _fresh_traces):
+    """Compiled peak memory (XLA's buffer assignment: arguments + outputs + temporaries) of the gradient of G
+    with respect to (tau_phi, phi, alpha) for a long spinful strip, L = 4000: at most 10x the forward pass
+    (performance issue target); the plain scan, which stores every slice's residuals, needs ~28x here
+    (asserted: more than 5x the checkpointed ratio)."""
+    from difftransport import _rgf
+
+    sample = dt.Sample(dt.strip(8), 4000, spinful=True)
+    disorder = dt.draw_disorder(jax.random.key(0), sample, strength=2.0)
+    f = lambda p: dt.conductance(sample, dt.Model(energy=1.0, tau_phi=p[0], flux=p[1], rashba=p[2]), disorder)
+    p = jnp.array([20.0, 0.01, 0.2])
+    forward = _compiled_bytes(f, p)
+    ratio = _compiled_bytes(jax.value_and_grad(f), p) / forward
+    monkeypatch.setattr(_rgf, "CHECKPOINT_MIN_LENGTH", 10**9)
+    jax.clear_caches()  # conductance is jitted: retrace with the plain scan
+    plain_ratio = _compiled_bytes(jax.value_and_grad(f), p) / forward
+    assert ratio <= 10, (ratio, plain_ratio)
+    assert plain_ratio > 5 * ratio, (ratio, plain_ratio)
