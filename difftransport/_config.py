@@ -60,6 +60,7 @@ ENSEMBLE = {
     "observables": Field(list, ["conductance"], doc=f"any of {list(OBSERVABLES)}"),
     "dephasing": Field(str, "probe", allowed=DEPHASING, doc="treatment of absorption from tau_phi"),
     "label": Field(str, "", doc="legend label (defaults to the ensemble name)"),
+    "realizations": Field(int, None, minimum=1, doc="realizations of this ensemble (default: run.realizations)"),
 }
 SAMPLE = {
     "lattice": Field(str, allowed=LATTICES),
@@ -246,6 +247,8 @@ def validate(data: dict, source: str = "<config>", text: str = "") -> dict:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
             raise v.error(("ensembles", name), "is not a valid name: use letters, digits, '_' and '-'")
         out["ensembles"][name] = _ensemble(v, name, entry)
+        if out["ensembles"][name]["realizations"] is None:  # written out: the stored config is complete
+            out["ensembles"][name]["realizations"] = run["realizations"]
     analysis = data.get("analysis", {})
     if not isinstance(analysis, dict):
         raise v.error(("analysis",), "must be a table (it is validated by the experiment that reads it)")

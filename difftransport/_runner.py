@@ -97,7 +97,6 @@ def run(config_path, out=None, *, chunk: int | None = None, devices: int | None 
     store = RunDirectory(out, config, process)
     resumed = store.prepare()
     chosen = _ensemble.select_devices(devices)
-    n = config["run"]["realizations"]
     seed = config["run"]["seed"]
     started = time.perf_counter()
     meta = store.metadata()
@@ -111,6 +110,7 @@ def run(config_path, out=None, *, chunk: int | None = None, devices: int | None 
     from tqdm.auto import tqdm
 
     for name, entry in config["ensembles"].items():
+        n = entry["realizations"]
         runner = _ensemble.ChunkRunner(entry, seed, chosen, config["run"]["chunk"])
         done = _all_processes_or(store.completed(name, n))
         todo = np.nonzero(~done)[0]
@@ -142,9 +142,9 @@ def run(config_path, out=None, *, chunk: int | None = None, devices: int | None 
 def finalize(store: RunDirectory) -> None:
     """Assemble every ensemble in index order, reduce statistics, write results, summary and figures."""
     config = store.config
-    n = config["run"]["realizations"]
     summary = {}
     for name, entry in config["ensembles"].items():
+        n = entry["realizations"]
         raw = store.gather(name, n, entry["observables"])
         grid_ndim = len(entry["grid"])
         arrays = {"index": np.arange(n)}

@@ -103,6 +103,19 @@ def test_chunk_size_does_not_change_results(reference, tmp_path, chunk):
     _assert_same(_results(store.path), expected)
 
 
+def test_an_ensemble_can_set_its_own_realization_count(reference, tmp_path):
+    """ensembles.NAME.realizations overrides run.realizations; realization r is the same draw in both runs."""
+    config, _, expected = reference
+    text = pathlib.Path(config).read_text().replace("[ensembles.rashba]\n", "[ensembles.rashba]\nrealizations = 6\n")
+    store = _runner.run(_write(tmp_path, text), tmp_path / "run", quiet=True, log=lambda *_: None)
+    assert store.config["ensembles"]["strip"]["realizations"] == 20  # the default is written out
+    assert "realizations = 6" in (store.path / "config.toml").read_text()
+    got = _results(store.path)
+    assert got["rashba/conductance"].shape == (6,) and got["strip/conductance"].shape == (20, 3)
+    np.testing.assert_array_equal(got["rashba/conductance"], expected["rashba/conductance"][:6])
+    np.testing.assert_array_equal(got["strip/conductance"], expected["strip/conductance"])
+
+
 def test_one_and_four_devices_agree(reference, tmp_path):
     """Sharding over 4 host devices (a subprocess with XLA_FLAGS) gives the same arrays as 1 device."""
     config, _, expected = reference
@@ -267,6 +280,7 @@ def _with(path, value):
     ("run.realizations", "many", r"run.realizations = 'many' has the wrong type: must be an integer"),
     ("run.seeds", 1, r"run.seeds is not a known key; allowed keys here: \['chunk', 'realizations', 'seed', 'title'\]"),
     ("run.chunk", -4, r"run.chunk = -4 is out of range"),
+    ("ensembles.a.realizations", 0, r"ensembles.a.realizations = 0 is out of range: must be an integer >= 1"),
     ("extra", {}, r"extra is not a known section; allowed: \['analysis', 'ensembles', 'run'\]"),
     ("analysis", 3, r"analysis must be a table"),
     ("ensembles.a.sample.lattice", "kagome", r"ensembles.a.sample.lattice = 'kagome' is not allowed: must be one of \['chain', 'strip'"),
