@@ -118,6 +118,8 @@ _BETA_FIT = {
     "asymptote": (str, lambda v: v in ("orthogonal", "symplectic", "unitary", "none"),
                   "'orthogonal', 'symplectic', 'unitary' or 'none'"),
     "max_steps": (int, _positive, "a positive integer"),
+    "min_strength": (float, _non_negative, "a number >= 0 (weaker disorder is left out of the fit)"),
+    "min_length": (int, _positive, "a positive integer (shorter samples are left out of the fit)"),
 }
 SCHEMAS = {
     "fss": {"study": _STUDY, "system": _SYSTEM, "tmm": _TMM, "fit": _FSS_FIT},
@@ -212,6 +214,11 @@ def _cross_checks(c, kind, path):
             raise ValueError(f"{path}: system.dimension = 1: beta(g) needs 2D or 3D samples.")
         if system["boundary"] == "periodic" and e["lengths"][0] < 3:
             raise ValueError(f"{path}: ensemble.lengths = {e['lengths']}: periodic boundaries need L >= 3.")
+        f = c["fit"]
+        if len([w for w in e["strengths"] if w >= f["min_strength"]]) < 1:
+            raise ValueError(f"{path}: fit.min_strength = {f['min_strength']} leaves no disorder strength to fit.")
+        if len([L for L in e["lengths"] if L >= f["min_length"]]) < 2:
+            raise ValueError(f"{path}: fit.min_length = {f['min_length']} leaves fewer than two lengths to fit.")
         if system["flux"] != 0 and system["boundary"] == "periodic":
             bad = [L for L in e["lengths"] if abs(system["flux"] * L - round(system["flux"] * L)) > 1e-9]
             if bad:
@@ -492,15 +499,15 @@ def _plot_fss(c, data, fit, main, by_stage, by_largest, path):
     plt.close(fig)
 
 
-def run_beta(c: dict, out: pathlib.Path, stem: str) -> dict:
+def _beta_ensembles(c: dict) -> dict:
+    """Run the conductance ensembles of a beta study: the table of <ln g> (contacts removed if asked) over
+    (strength, length), with its standard errors; a dict as stored under "data" in the study's JSON."""
     import jax
     import jax.numpy as jnp
 
     import difftransport as dt
 
-    from ._scaling import beta_one_loop, finite_difference_beta, fit_beta
-
-    system, e, f = c["system"], c["ensemble"], c["fit"]
+    system, e = c["system"], c["ensemble"]
     model = _model(dt, system)
     lengths, strengths = e["lengths"], e["strengths"]
     n = e["realizations"]
@@ -548,6 +555,26 @@ def run_beta(c: dict, out: pathlib.Path, stem: str) -> dict:
     mean = np.nanmean(logs, axis=2)
     count = np.sum(np.isfinite(logs), axis=2)
     err = np.nanstd(logs, axis=2, ddof=1) / np.sqrt(count)
+    return {"lengths": lengths, "strengths": strengths, "open_channels": [channels[L] for L in lengths],
+            "mean_g": g.mean(axis=2).tolist(), "mean_log_g": mean.tolist(), "stderr_log_g": err.tolist(),
+            "var_log_g": np.nanvar(logs, axis=2, ddof=1).tolist(), "realizations": n,
+            "contact_correction": e["contact_correction"], "dropped_ballistic": dropped, "seconds": seconds}
+
+
+def run_beta(c: dict, out: pathlib.Path, stem: str, stored: dict | None = None) -> dict:
+    """A beta study: the ensembles (or ``stored``, the "data" of an earlier run of the same ensembles), the
+    single-parameter-scaling fit over strengths >= fit.min_strength and lengths >= fit.min_length, figure."""
+    from ._scaling import beta_one_loop, finite_difference_beta, fit_beta
+
+    f = c["fit"]
+    data = stored if stored is not None else _beta_ensembles(c)
+    seconds = data.pop("seconds", 0.0)
+    use_w = [i for i, w in enumerate(data["strengths"]) if w >= f["min_strength"]]
+    use_l = [j for j, L in enumerate(data["lengths"]) if L >= f["min_length"]]
+    lengths = [data["lengths"][j] for j in use_l]
+    strengths = [data["strengths"][i] for i in use_w]
+    mean = np.asarray(data["mean_log_g"])[np.ix_(use_w, use_l)]
+    err = np.asarray(data["stderr_log_g"])[np.ix_(use_w, use_l)]
     fit = fit_beta(np.asarray(lengths, float), mean, err, knots=f["knots"], smoothing=f["smoothing"],
                    substeps=f["substeps"], max_steps=f["max_steps"])
     xm, bm, sm = finite_difference_beta(lengths, mean, err)
@@ -557,11 +584,9 @@ def run_beta(c: dict, out: pathlib.Path, stem: str) -> dict:
     crossings = _zero_crossings(grid, beta, band)
     summary = {
         "kind": "beta", "title": c["study"]["title"], "seconds": seconds,
-        "data": {"lengths": lengths, "strengths": strengths, "open_channels": [channels[L] for L in lengths],
-                 "mean_g": g.mean(axis=2).tolist(), "mean_log_g": mean.tolist(), "stderr_log_g": err.tolist(),
-                 "var_log_g": np.nanvar(logs, axis=2, ddof=1).tolist(), "realizations": n,
-                 "contact_correction": e["contact_correction"], "dropped_ballistic": dropped},
+        "data": data,
         "fit": {"chi2": float(fit.chi2), "dof": fit.dof, "converged": bool(fit.converged),
+                "strengths": strengths, "lengths": lengths,
                 "log_g": grid[::10].tolist(), "beta": beta[::10].tolist(), "beta_stderr": band[::10].tolist(),
                 "zero_crossings_log_g": crossings},
     }
@@ -632,7 +657,11 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel(r"$\ln g$  ($g$ in $e^2/h$, all channels)")
     ax.set_ylabel(r"$\beta = d\ln g / d\ln L$")
-    ax.set_ylim(max(-3.0, float(np.min(beta - 3 * band)) - 0.1), float(np.max(beta + 3 * band)) + 0.1)
+    bottom = max(-3.0, float(np.min(beta - 3 * band)) - 0.1)
+    ax.set_ylim(bottom, float(np.max(beta + 3 * band)) + 0.1)
+    visible = grid[beta >= bottom]  # deep-insulator points far below the window only stretch the axis
+    if visible.size:
+        ax.set_xlim(float(visible[0]) - 0.5, float(grid[-1]) + 0.3)
     ax.set_title(rf"$\chi^2$/dof = {float(fit.chi2):.1f}/{fit.dof}; points: raw slopes between successive L",
                  fontsize=9)
     ax.legend(fontsize=8)
@@ -644,11 +673,38 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
 # Entry points
 
 
+def _stored_beta_data(config: dict, out: pathlib.Path, stem: str) -> dict:
+    """The "data" of an earlier beta study in ``out``, if it ran the same ensembles; else ValueError."""
+    if config["study"]["kind"] != "beta":
+        raise ValueError("--refit applies to beta studies (study.kind = 'beta') only.")
+    old_config, old_json = out / "config.toml", out / f"{stem}.json"
+    if not (old_config.exists() and old_json.exists()):
+        raise ValueError(f"--refit: no earlier run in {out} ({old_config.name} and {old_json.name} are needed).")
+    old = tomllib.loads(old_config.read_text())  # only [system] and [ensemble] must match: not validated whole
+
+    def old_value(section, key):
+        value = old.get(section, {}).get(key)
+        return None if value is None else _coerce(str(old_config), f"{section}.{key}", value, SCHEMAS["beta"][section][key][0])
+
+    changed = [f"{section}.{key}: {old_value(section, key)!r} -> {config[section][key]!r}"
+               for section in ("system", "ensemble") for key in config[section]
+               if key != "workers" and old_value(section, key) != config[section][key]]
+    if changed:
+        raise ValueError(f"--refit: the ensembles in {out} were run with a different config ({'; '.join(changed)}); "
+                         "rerun without --refit.")
+    data = json.loads(old_json.read_text())["data"]
+    data["seconds"] = json.loads(old_json.read_text()).get("seconds", 0.0)
+    return data
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``difftransport scale``."""
     parser.add_argument("config", type=pathlib.Path, help="TOML config of the study (see configs/scaling_*.toml)")
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="output folder (default: out/<config name>)")
+    parser.add_argument("--refit", action="store_true",
+                        help="beta studies: reuse the <ln g> table of the earlier run in --out (same [system] and "
+                             "[ensemble]) and redo only the fit and the figures")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -659,12 +715,22 @@ def main(args: argparse.Namespace) -> int:
         print(f"difftransport scale: error: {err}", file=sys.stderr)
         return 2
     out = args.out if args.out is not None else pathlib.Path("out") / args.config.stem
+    stem = config["study"]["figure"]
+    stored = None
+    if args.refit:
+        try:
+            stored = _stored_beta_data(config, out, stem)
+        except ValueError as err:
+            print(f"difftransport scale: error: {err}", file=sys.stderr)
+            return 2
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.config, out / "config.toml")
-    stem = config["study"]["figure"]
-    _log(f"difftransport scale: {config['study']['title']} ({config['study']['kind']}) -> {out}")
-    run = run_fss if config["study"]["kind"] == "fss" else run_beta
-    summary = run(config, out, stem)
+    _log(f"difftransport scale: {config['study']['title']} ({config['study']['kind']}) -> {out}"
+         + (" (refit of stored ensembles)" if stored is not None else ""))
+    if config["study"]["kind"] == "fss":
+        summary = run_fss(config, out, stem)
+    else:
+        summary = run_beta(config, out, stem, stored)
     (out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
     _log(f"wrote {out / (stem + '.png')} and {out / (stem + '.json')} ({summary['seconds']:.0f} s of computation)")
     return 0

@@ -203,7 +203,8 @@ def _tiny_beta():
                    "hopping": 1.0, "flux": 0.0, "distribution": "box"},
         "ensemble": {"lengths": [4, 6, 8], "strengths": [2.0, 4.0, 8.0], "realizations": 16, "chunk": 16,
                      "seed": 0, "contact_correction": True, "workers": 1},
-        "fit": {"knots": 2, "smoothing": 1.0, "substeps": 2, "asymptote": "orthogonal", "max_steps": 500},
+        "fit": {"knots": 2, "smoothing": 1.0, "substeps": 2, "asymptote": "orthogonal", "max_steps": 500,
+                "min_strength": 0.0, "min_length": 1},
     }
 
 
@@ -265,12 +266,12 @@ def _toml(config):
     return "\n".join(f"[{s}]\n" + "\n".join(f"{k} = {value(v)}" for k, v in t.items()) for s, t in config.items())
 
 
-def _run_cli(tmp_path, config):
+def _run_cli(tmp_path, config, *extra):
     path = tmp_path / "study.toml"
     path.write_text(_toml(config))
     parser = argparse.ArgumentParser()
     _cli_scale.add_arguments(parser)
-    return _cli_scale.main(parser.parse_args([str(path), "--out", str(tmp_path / "out")]))
+    return _cli_scale.main(parser.parse_args([str(path), "--out", str(tmp_path / "out"), *extra]))
 
 
 def test_cli_rejects_a_bad_config(tmp_path, capsys):
@@ -304,3 +305,20 @@ def test_cli_beta_study_end_to_end(tmp_path):
     channels = [float(dt.open_channels(dt.Sample(dt.strip(L), L), model)) for L in (4, 6, 8)]
     assert summary["data"]["open_channels"] == channels
     assert (tmp_path / "out" / "tiny_beta.png").stat().st_size > 10_000
+
+
+def test_cli_beta_refit_reuses_the_ensembles(tmp_path, capsys):
+    """--refit redoes the fit over a narrower range from the stored table; a changed ensemble is refused."""
+    config = _tiny_beta()
+    config["ensemble"]["lengths"] = [4, 6, 8, 10]
+    assert _run_cli(tmp_path, config) == 0
+    first = json.loads((tmp_path / "out" / "tiny_beta.json").read_text())
+    config["fit"].update(min_strength=2.0, min_length=6)
+    assert _run_cli(tmp_path, config, "--refit") == 0
+    refit = json.loads((tmp_path / "out" / "tiny_beta.json").read_text())
+    assert refit["data"]["mean_log_g"] == first["data"]["mean_log_g"]  # reused, not recomputed
+    assert refit["fit"]["strengths"] == [2.0, 4.0, 8.0] and refit["fit"]["lengths"] == [6, 8, 10]
+    assert refit["fit"]["dof"] < first["fit"]["dof"]
+    config["ensemble"]["realizations"] = 17
+    assert _run_cli(tmp_path, config, "--refit") == 2
+    assert "ensemble.realizations: 16 -> 17" in capsys.readouterr().err
