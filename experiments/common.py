@@ -10,6 +10,10 @@ import pathlib
 
 import numpy as np
 
+import difftransport as dt
+from difftransport import theory
+from difftransport._ensemble import make_sample
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 from difftransport import _runner
@@ -48,6 +52,37 @@ def var_err(x: np.ndarray) -> tuple[float, float]:
     s2 = d.var(ddof=1)
     m4 = np.mean(d**4)
     return float(s2), float(math.sqrt(max(m4 - s2**2 * (n - 3) / (n - 1), 0.0) / n))
+
+
+def residual(config, name, g0, flux):
+    """Cooperon left at flux phi in a finite wire: F(L/L_B), L_B from flux cancellation in a clean, specular
+    channel (PHYSICS.md 1d), l_tr = (2/pi) l with the DMPK mean free path l from <g> = N l/(L + l)."""
+    entry = config["ensembles"][name]
+    sample = make_sample(entry["sample"])
+    model = {k: v for k, v in entry["model"].items() if v is not None and k in ("energy", "hopping", "rashba")}
+    channels = float(dt.open_channels(sample, dt.Model(**model))) / sample.orbitals  # per spin
+    g_spin = g0 / sample.orbitals
+    length, width = entry["sample"]["length"], entry["sample"]["width"]
+    l_dmpk = length * g_spin / (channels - g_spin)
+    l_tr = 2 / np.pi * l_dmpk
+    field = theory.field_from_flux(flux, 1.0)  # lattice constant a = 1 m: lengths in lattice units
+    l_b = np.asarray(theory.wire_field_length(field, width, mean_free_path=l_tr, boundary="specular"))
+    return np.asarray(theory.coherent_wire_function(length / l_b)), l_tr, l_b, channels
+
+
+
+def sheet_conductance(config, name, g, **model):
+    """Per-realization sheet conductance sigma = (L/W) / (1/G - 1/N) from two-terminal G (e^2/h), removing the
+    ideal-lead (Sharvin) contact resistance 1/N, N the open channels of the leads (all spin projections).
+    ``model`` overrides the ensemble's lead parameters (e.g. one value of a rashba grid axis). Returns
+    (sigma, N)."""
+    entry = config["ensembles"][name]
+    sample = make_sample(entry["sample"])
+    lead = {k: v for k, v in {**entry["model"], **model}.items()
+            if v is not None and k in ("energy", "hopping", "rashba")}
+    channels = float(dt.open_channels(sample, dt.Model(**lead)))
+    aspect = entry["sample"]["length"] / entry["sample"]["width"]
+    return aspect / (1.0 / np.asarray(g) - 1.0 / channels), channels
 
 
 class Report:

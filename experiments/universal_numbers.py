@@ -15,30 +15,9 @@ is compared with 1/3 at a flux below the onset of classical (band-structure) mag
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-import difftransport as dt
-from common import Report, arguments, mean_err, pyplot, run, var_err
-from difftransport import theory
-from difftransport._ensemble import make_sample
-
-
-def residual(config, name, g0, flux):
-    """Cooperon left at flux phi in a finite wire: F(L/L_B), L_B from flux cancellation in a clean, specular
-    channel (PHYSICS.md 1d), l_tr = (2/pi) l with the DMPK mean free path l from <g> = N l/(L + l)."""
-    entry = config["ensembles"][name]
-    sample = make_sample(entry["sample"])
-    model = {k: v for k, v in entry["model"].items() if v is not None and k in ("energy", "hopping", "rashba")}
-    channels = float(dt.open_channels(sample, dt.Model(**model))) / sample.orbitals  # per spin
-    g_spin = g0 / sample.orbitals
-    length, width = entry["sample"]["length"], entry["sample"]["width"]
-    l_dmpk = length * g_spin / (channels - g_spin)
-    l_tr = 2 / np.pi * l_dmpk
-    field = theory.field_from_flux(flux, 1.0)  # lattice constant a = 1 m: lengths in lattice units
-    l_b = np.asarray(theory.wire_field_length(field, width, mean_free_path=l_tr, boundary="specular"))
-    return np.asarray(theory.coherent_wire_function(length / l_b)), l_tr, l_b, channels
+from common import Report, arguments, mean_err, pyplot, residual, run, var_err
 
 
 def analyse(config, data, out):

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 import difftransport as dt
-from common import Report, arguments, mean_err, pyplot, run
+from common import Report, arguments, mean_err, pyplot, run, sheet_conductance
 from difftransport import theory
 from difftransport._ensemble import make_sample
 
@@ -43,16 +43,6 @@ def _line(x, y, err):
     cov = np.linalg.inv(a.T @ (w[:, None] * a))
     slope, icpt = cov @ (a.T @ (w * y))
     return float(slope), float(math.sqrt(cov[0, 0])), float(icpt)
-
-
-def _sheet(config, name, g):
-    """Per-realization sheet conductance from two-terminal G with the Sharvin contact resistance 1/N."""
-    entry = config["ensembles"][name]
-    sample = make_sample(entry["sample"])
-    model = dt.Model(energy=entry["model"]["energy"])
-    channels = float(dt.open_channels(sample, model))
-    aspect = entry["sample"]["length"] / entry["sample"]["width"]
-    return aspect / (1.0 / g - 1.0 / channels), channels
 
 
 def _density_of_states(entry, realizations=8, seed=123):
@@ -75,7 +65,7 @@ def analyse(config, data, out):
     sizes, delta, delta_err, sigma_field = [], [], [], []
     for name in an["sizes"]:
         g = data[name]["conductance"]  # (N, flux)
-        sigma, _ = _sheet(config, name, g)
+        sigma, _ = sheet_conductance(config, name, g)
         d = sigma[:, 0] - sigma[:, 1]
         m, e = mean_err(d)
         sizes.append(config["ensembles"][name]["sample"]["length"])
@@ -102,7 +92,7 @@ def analyse(config, data, out):
     g = data["dephasing"]["conductance"]  # (N, tau, flux)
     taus = np.asarray(deph["grid"]["tau_phi"], float)
     flux = np.asarray(deph["grid"]["flux"], float)
-    sigma, _ = _sheet(config, "dephasing", g)
+    sigma, _ = sheet_conductance(config, "dephasing", g)
     dsig = sigma - sigma[..., :1]
     mean, err = mean_err(dsig)
     l_phi_theory = np.sqrt(diffusion * taus)

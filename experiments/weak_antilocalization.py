@@ -1,0 +1,114 @@
+"""Weak localization and weak antilocalization of coherent 2D squares: the HLN prefactor alpha and the
+crossover WL -> WAL as the Rashba spin-orbit coupling grows.
+
+    python experiments/weak_antilocalization.py [--config configs/weak_antilocalization.toml] [--out DIR] [--quiet]
+
+L x L squares between ideal leads; the sheet conductance sigma = 1/(1/G - 1/N) (Sharvin contact resistance 1/N
+removed, realization by realization). The paired magnetoconductance sigma(phi) - sigma(0), flux phi per
+plaquette as the field unit, is fitted with the simplified HLN form (PHYSICS.md 1b)
+
+    Delta sigma = (alpha/pi) [psi(1/2 + phi_phi/phi) - ln(phi_phi/phi)]   (e^2/h, total over spin)
+
+for phi up to ``analysis.fit_max_flux`` (magnetic length a few mean free paths). The samples are coherent, so
+the cutoff is the sample (L_phi ~ L) and phi_phi is a free parameter per curve; alpha is the slope
+d Delta sigma / d ln phi = alpha/pi over l << l_B << L and does not depend on how the cutoff is modelled.
+
+Theory: spinless alpha = +1/2; spinful without spin-orbit +1 (two spin copies); strong spin-orbit
+(L_so << l_B) -1/2 (only the singlet Cooperon survives). In between, sigma(phi) turns from rising (WL) to
+falling (WAL) at small field first: the effective alpha of the fit crosses over from +1 to -1/2.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+import difftransport as dt
+from common import Report, arguments, mean_err, pyplot, run, sheet_conductance
+from difftransport import theory
+
+
+def magnetoconductance(config, name, g, **model):
+    """Paired sigma(phi) - sigma(0): mean and standard error over realizations, for g of shape (N, flux)."""
+    sigma, channels = sheet_conductance(config, name, g, **model)
+    mean, err = mean_err(sigma - sigma[:, :1])
+    return mean, err, float(np.mean(sigma[:, 0])), channels
+
+
+def fit_alpha(flux, mean, err, max_flux):
+    """Simplified-HLN fit (alpha, phi_phi) of one curve over 0 < phi <= max_flux."""
+    mask = (flux > 0) & (flux <= max_flux)
+    return dt.fit_magnetoconductance(flux[mask], mean[mask], model="alpha", sigma=err[mask]), mask
+
+
+def analyse(config, data, out):
+    report = Report("2D WL and WAL of coherent squares (sigma in e^2/h per square, total over spin)")
+    max_flux = config["analysis"]["fit_max_flux"]
+    curves = []  # (label, flux, mean, err, fit, theory alpha or None)
+
+    entry = config["ensembles"]["spinless"]
+    flux = np.asarray(entry["grid"]["flux"])
+    mean, err, sigma0, channels = magnetoconductance(config, "spinless", data["spinless"]["conductance"])
+    fit, _ = fit_alpha(flux, mean, err, max_flux)
+    n = data["spinless"]["conductance"].shape[0]
+    report.add("spinless: sigma(0)", sigma0, 0.0, None, f"{n} realizations, N = {channels:.0f}")
+    report.add("spinless: HLN alpha", fit.value("alpha"), fit.error("alpha"), 0.5,
+               f"chi2/dof = {fit.chi2:.1f}/{fit.dof}, L_phi = {float(theory.length_from_flux(fit.value('b_phi'))):.1f}")
+    curves.append(("spinless", flux, mean, err, fit, 0.5))
+
+    entry = config["ensembles"]["rashba"]
+    flux = np.asarray(entry["grid"]["flux"])
+    rashba = np.asarray(entry["grid"]["rashba"])
+    g = data["rashba"]["conductance"]  # (N, rashba, flux)
+    alphas = []
+    for i, a in enumerate(rashba):
+        mean, err, sigma0, channels = magnetoconductance(config, "rashba", g[:, i], rashba=float(a) or None)
+        fit, _ = fit_alpha(flux, mean, err, max_flux)
+        expected = 1.0 if a == 0 else (-0.5 if i == len(rashba) - 1 else None)
+        note = "two spin copies" if a == 0 else ("strong spin-orbit" if expected is not None else "crossover")
+        report.add(f"Rashba {a:g}: HLN alpha", fit.value("alpha"), fit.error("alpha"), expected,
+                   f"{note}; sigma(0) = {sigma0:.3f}, chi2/dof = {fit.chi2:.1f}/{fit.dof}")
+        alphas.append((fit.value("alpha"), fit.error("alpha")))
+        curves.append((f"Rashba {a:g}", flux, mean, err, fit, expected))
+    report.print()
+
+    plt = pyplot()
+    fig, axs = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    ax = axs[0]
+    for label, flux, mean, err, fit, _ in curves:
+        line = ax.errorbar(flux * 1e3, mean, yerr=err, fmt="o", ms=3, capsize=2,
+                           label=fr"{label}: $\alpha$ = {fit.value('alpha'):+.2f} ± {fit.error('alpha'):.2f}")
+        fine = np.linspace(1e-7, max_flux, 200)
+        ax.plot(fine * 1e3, np.asarray(theory.hln_alpha(fine, fit.value("b_phi"), fit.value("alpha"))),
+                color=line[0].get_color(), lw=1)
+    ax.axvline(max_flux * 1e3, color="0.7", ls=":", lw=1)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel(r"flux per plaquette $\phi$ ($10^{-3}\,h/e$)")
+    ax.set_ylabel(r"$\sigma(\phi)-\sigma(0)$ ($e^2/h$)")
+    ax.set_title("magnetoconductance and HLN fits (dotted: fit range)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axs[1]
+    ax.errorbar(rashba, [a for a, _ in alphas], yerr=[e for _, e in alphas], fmt="o-", capsize=2,
+                label="spinful, HLN fit")
+    ax.errorbar([0.0], [curves[0][4].value("alpha")], yerr=[curves[0][4].error("alpha")], fmt="s", capsize=2,
+                label="spinless, HLN fit")
+    for value, text in ((1.0, "+1 (orthogonal, two spins)"), (0.5, "+1/2 (spinless)"), (-0.5, "-1/2 (symplectic)")):
+        ax.axhline(value, color="0.6", ls="--", lw=1)
+        ax.text(rashba[-1], value + 0.03, text, ha="right", fontsize=7, color="0.4")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel(r"Rashba $\alpha_R$ ($t$)")
+    ax.set_ylabel(r"HLN prefactor $\alpha$")
+    ax.set_title("crossover WL → WAL", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.suptitle(config["run"]["title"], fontsize=10)
+    path = out / "weak_antilocalization.png"
+    fig.savefig(path, dpi=140)
+    report.write(out, {"fits": {label: fit.to_dict() for label, *_, fit, _ in curves}})
+    print(f"figure: {path}")
+    return report
+
+
+if __name__ == "__main__":
+    args = arguments("weak_antilocalization", __doc__)
+    config, data = run(args.config, args.out, quiet=args.quiet)
+    analyse(config, data, args.out)
