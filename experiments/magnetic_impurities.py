@@ -5,7 +5,7 @@
 Spinful wire without spin-orbit coupling (total g summed over spin, PHYSICS.md 3):
   J = 0: two identical, independent spin copies, beta = 1: WL +2/3 (2 x 1/3), var g = 8/15.
   strong static J m.sigma: one mixed species, beta = 2: WL 0, var g = 1/15 (finite: static spins do not dephase).
-  dephasing (Buttiker probes, L_phi << L): WL -> 0 and var g -> 0.
+  dephasing (absorption on every site plus one current-restoring probe, L_phi << L): WL -> 0 and var g -> 0.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def analyse(config, data, out):
     report.add(f"J = {values[-1]:g}: var g at phi = {wl_flux:g}", *var_b[-1], 1 / 15, "the field changes nothing more")
     taus, wl_t, var_t, _, g_t = series["dephasing"]
     for i, tau in enumerate(taus):
-        report.add(f"tau_phi = {tau:g}: WL", *map(float, wl_t[i]), None, "Buttiker probes")
+        report.add(f"tau_phi = {tau:g}: WL", *map(float, wl_t[i]), None, "absorbing probe")
         report.add(f"tau_phi = {tau:g}: var g at phi = 0", *var_t[i], 8 / 15 if np.isinf(tau) else None,
                    "coherent" if np.isinf(tau) else "dephasing suppresses the fluctuations")
     report.print()
@@ -57,7 +57,7 @@ def analyse(config, data, out):
         ax.axhline(1 / 15, color="0.6", ls=":", lw=1, label="1/15")
         ax.axhline(0, color="k", lw=0.5)
         ax.set_xlabel("exchange $J$ ($t$)" if name == "exchange" else r"$1/\tau_\phi$ ($t/\hbar$)")
-        ax.set_title("static magnetic moments" if name == "exchange" else "dephasing (Büttiker probes)", fontsize=9)
+        ax.set_title("static magnetic moments" if name == "exchange" else "dephasing (absorbing probe)", fontsize=9)
         ax.legend(fontsize=7)
     axs[0].set_ylabel("$e^2/h$, $(e^2/h)^2$")
     fig.suptitle(config["run"]["title"], fontsize=10)
