@@ -8,6 +8,7 @@ import json
 import math
 import pathlib
 
+import jax
 import numpy as np
 
 import difftransport as dt
@@ -72,7 +73,8 @@ def residual(config, name, g0, flux):
 
 
 def sheet_conductance(config, name, g, **model):
-    """Per-realization sheet conductance sigma = (L/W) / (1/G - 1/N) from two-terminal G (e^2/h), removing the
+    """Per-realization sheet conductance sigma = (L/W) / (1/G - 1/N) from two-terminal G (e^2/h) (for a 3D bar the
+    conductivity (L/(W H)) / (1/G - 1/N), e^2/h per lattice constant), removing the
     ideal-lead (Sharvin) contact resistance 1/N, N the open channels of the leads (all spin projections).
     ``model`` overrides the ensemble's lead parameters (e.g. one value of a rashba grid axis). Returns
     (sigma, N)."""
@@ -81,8 +83,33 @@ def sheet_conductance(config, name, g, **model):
     lead = {k: v for k, v in {**entry["model"], **model}.items()
             if v is not None and k in ("energy", "hopping", "rashba")}
     channels = float(dt.open_channels(sample, dt.Model(**lead)))
-    aspect = entry["sample"]["length"] / entry["sample"]["width"]
+    aspect = entry["sample"]["length"] / entry["sample"]["width"] / (entry["sample"].get("height") or 1)
     return aspect / (1.0 / np.asarray(g) - 1.0 / channels), channels
+
+
+def line_fit(x, y, err):
+    """Weighted straight-line fit y = slope x + intercept: (slope, its standard error, intercept, chi^2)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    w = 1.0 / np.asarray(err, float) ** 2
+    a = np.vstack([x, np.ones_like(x)]).T
+    cov = np.linalg.inv(a.T @ (w[:, None] * a))
+    slope, icpt = cov @ (a.T @ (w * y))
+    chi2 = float(np.sum(w * (y - slope * x - icpt) ** 2))
+    return float(slope), float(math.sqrt(cov[0, 0])), float(icpt), chi2
+
+
+def density_of_states(entry, realizations=8, seed=123):
+    """DOS per site (per spin orbital) at the ensemble's Fermi energy, from exact eigenvalues of closed disordered
+    samples of the ensemble's size (Lorentzian broadening 0.1; theory.density_of_states)."""
+    sample = make_sample(entry["sample"])
+    model = dt.Model(energy=entry["model"]["energy"])
+    values = []
+    for k in jax.random.split(jax.random.key(seed), realizations):
+        disorder = dt.draw_disorder(k, sample, strength=entry["disorder"]["strength"])
+        h = dt.dense_hamiltonian(dt.build_hamiltonian(sample, model, disorder))
+        values.append(np.linalg.eigvalsh(np.asarray(h)))
+    sites = realizations * sample.length * sample.lattice.sites * sample.orbitals
+    return float(theory.density_of_states(np.concatenate(values), model.energy, broadening=0.1, sites=sites))
 
 
 class Report:

@@ -27,34 +27,11 @@ from __future__ import annotations
 import json
 import math
 
-import jax
 import numpy as np
 
 import difftransport as dt
-from common import Report, arguments, mean_err, pyplot, run, sheet_conductance
+from common import Report, arguments, density_of_states, line_fit, mean_err, pyplot, run, sheet_conductance
 from difftransport import theory
-from difftransport._ensemble import make_sample
-
-
-def _line(x, y, err):
-    """Weighted straight-line fit: (slope, its standard error, intercept)."""
-    w = 1.0 / np.asarray(err) ** 2
-    a = np.vstack([x, np.ones_like(x)]).T
-    cov = np.linalg.inv(a.T @ (w[:, None] * a))
-    slope, icpt = cov @ (a.T @ (w * y))
-    return float(slope), float(math.sqrt(cov[0, 0])), float(icpt)
-
-
-def _density_of_states(entry, realizations=8, seed=123):
-    """DOS per site at the Fermi energy from exact eigenvalues of closed disordered samples."""
-    sample = make_sample(entry["sample"])
-    model = dt.Model(energy=entry["model"]["energy"])
-    values = []
-    for k in jax.random.split(jax.random.key(seed), realizations):
-        h = dt.dense_hamiltonian(dt.build_hamiltonian(sample, model, dt.draw_disorder(k, sample, **entry["disorder"])))
-        values.append(np.linalg.eigvalsh(np.asarray(h)))
-    return float(theory.density_of_states(np.concatenate(values), model.energy, broadening=0.1,
-                                          sites=realizations * sample.length * sample.lattice.sites))
 
 
 def analyse(config, data, out):
@@ -73,7 +50,7 @@ def analyse(config, data, out):
         delta_err.append(float(e))
         sigma_field.append(mean_err(sigma[:, 1]))
     sizes = np.asarray(sizes, float)
-    slope_l, slope_l_err, _ = _line(np.log(sizes), np.asarray(delta), np.asarray(delta_err))
+    slope_l, slope_l_err, _, _ = line_fit(np.log(sizes), np.asarray(delta), np.asarray(delta_err))
     report.add("size: d[sigma(0) - sigma(phi_B)] / d ln L", slope_l, slope_l_err, -1 / math.pi,
                f"L = {sizes.astype(int).tolist()}")
 
@@ -81,7 +58,7 @@ def analyse(config, data, out):
     deph = config["ensembles"]["dephasing"]
     ref = an["drude_size"]
     sigma_d, sigma_d_err = (float(v) for v in sigma_field[an["sizes"].index(ref)])
-    rho = _density_of_states(deph)
+    rho = density_of_states(deph)
     diffusion = sigma_d / (2 * math.pi * rho)
     report.add("Drude sigma_D (field-broken square)", sigma_d, sigma_d_err, None, ref)
     report.add("DOS per site rho(E_F)", rho, 0.0, float(theory.square_lattice_dos(deph["model"]["energy"])),
@@ -114,7 +91,7 @@ def analyse(config, data, out):
         l_fit_err.append(0.5 * lf * be / b)
         report.add(f"tau_phi = {taus[c]:g}: L_phi(HLN) / sqrt(D tau_phi)", lf / l_phi_theory[c],
                    0.5 * lf * be / b / l_phi_theory[c], 1.0, f"sqrt(D tau) = {l_phi_theory[c]:.2f}")
-    slope_t, slope_t_err, _ = _line(np.log(taus), np.log(l_fit), np.asarray(l_fit_err) / np.asarray(l_fit))
+    slope_t, slope_t_err, _, _ = line_fit(np.log(taus), np.log(l_fit), np.asarray(l_fit_err) / np.asarray(l_fit))
     report.add("d ln L_phi(HLN) / d ln tau_phi", slope_t, slope_t_err, 0.5, "L_phi = sqrt(D tau_phi)")
     report.print()
 

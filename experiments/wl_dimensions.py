@@ -1,0 +1,124 @@
+"""Dimension dependence of the weak-localization correction against L_phi: proportional to L_phi in a quasi-1D
+wire, to ln L_phi in 2D and to const - 1/L_phi in 3D (PHYSICS.md 2).
+
+    python experiments/wl_dimensions.py [--config configs/wl_dimensions.toml] [--out DIR] [--quiet]
+
+Spinless samples with Buttiker probes on every site (local, current-conserving dephasing; tau_phi = hbar/2 eta).
+Each realization is evaluated at flux 0 and at a flux phi_B whose magnetic length is below every L_phi, so the
+field-removable part Delta = X(0) - X(phi_B) is the zero-field correction up to a constant (the correction left
+in the field, which does not depend on L_phi while l_B << L_phi). With two fields the classical (quadratic in
+the field) magnetoresistance is extrapolated away (``field_broken``). The probes also relax momentum, which moves the
+Drude conductance by a relative tau/tau_phi; that part is the same at both fluxes and drops out of Delta.
+
+One-loop predictions, spinless (half the spin-degenerate values), e^2/h, no free parameter but the constant:
+
+* quasi-1D wire, X = sigma A = L / (1/G - 1/N):  Delta = -L F(L/L_phi) + c  (F(x) = coth x / x - 1/x^2, the
+  finite wire between ideal leads; -> -L_phi for L >> L_phi)
+* 2D square, X = sigma per square:               Delta = -(1/pi) ln L_phi + c
+* 3D bar, X = sigma per lattice constant:        Delta = +(1/pi^2) / L_phi + c
+
+with L_phi = sqrt(D tau_phi) and D = sigma_D / (2 pi rho) (Einstein relation, hbar = 1, lattice units): sigma_D
+from the field-broken point at the longest tau_phi, rho the DOS per site from exact eigenvalues of closed samples.
+The script fits Delta = a x_d(L_phi) + c with each dimension's own x_d (theory a = 1) and, to show that the
+dimension picks the form, also with the other two forms (chi^2 of each).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from common import Report, arguments, density_of_states, line_fit, mean_err, pyplot, run, sheet_conductance
+from difftransport import theory
+
+DIMENSIONS = {"wire": 1, "square": 2, "bar": 3}
+
+
+def shapes(length):
+    """The three candidate forms x(L_phi) (e^2/h units, spinless), keyed by dimension."""
+    return {
+        1: lambda l_phi: -length * np.asarray(theory.coherent_wire_function(length / np.asarray(l_phi))),
+        2: lambda l_phi: -np.log(l_phi) / math.pi,
+        3: lambda l_phi: 1.0 / (math.pi**2 * np.asarray(l_phi)),
+    }
+
+
+def field_broken(x, flux):
+    """X with time reversal broken, per realization and tau_phi, from x (..., flux). One field: X(phi_B). Two
+    fields phi_1 < phi_2: the classical magnetoresistance (quadratic in phi) is extrapolated away,
+    X = (phi_2^2 X(phi_1) - phi_1^2 X(phi_2)) / (phi_2^2 - phi_1^2); what the field leaves of the WL correction
+    does not depend on L_phi while l_B << L_phi, so it only shifts the constant."""
+    flux = [float(f) for f in flux]
+    if flux[0] != 0.0 or len(flux) not in (2, 3):
+        raise ValueError(f"flux grid must be [0, phi_B] or [0, phi_1, phi_2], got {flux}")
+    if len(flux) == 2:
+        return x[..., 1]
+    f1, f2 = flux[1] ** 2, flux[2] ** 2
+    return (f2 * x[..., 1] - f1 * x[..., 2]) / (f2 - f1)
+
+
+def analyse(config, data, out):
+    report = Report("WL correction against L_phi by dimension (spinless, e^2/h)")
+    an = config["analysis"]
+    results = {}
+    for name, d in DIMENSIONS.items():
+        entry = config["ensembles"][name]
+        taus = np.asarray(entry["grid"]["tau_phi"], float)
+        length = entry["sample"]["length"]
+        sigma, _ = sheet_conductance(config, name, data[name]["conductance"])  # (N, tau, flux)
+        scale = entry["sample"]["width"] if d == 1 else 1.0  # wire: sigma A = sheet x W
+        x_of = sigma * scale
+        delta, delta_err = mean_err(x_of[:, :, 0] - field_broken(x_of, entry["grid"]["flux"]))
+        sigma_d, sigma_d_err = (float(v) for v in mean_err(field_broken(sigma, entry["grid"]["flux"])[:, -1]))
+        rho = density_of_states(entry, realizations=an["dos_realizations"])
+        diffusion = sigma_d / (2 * math.pi * rho)
+        l_phi = np.sqrt(diffusion * taus)
+        forms = shapes(length)
+        fits = {k: line_fit(np.asarray(f(l_phi)), delta, delta_err) for k, f in forms.items()}
+        a, a_err, c, chi2 = fits[d]
+        dof = len(taus) - 2
+        report.add(f"{name} (d = {d}): D = sigma_D / (2 pi rho)", diffusion, diffusion * sigma_d_err / sigma_d, None,
+                   f"sigma_D = {sigma_d:.3f}, rho = {rho:.4f}, L_phi = {np.round(l_phi, 1).tolist()}")
+        others = ", ".join(f"d={k}: {v[3]:.1f}" for k, v in fits.items() if k != d)
+        report.add(f"{name} (d = {d}): amplitude a", a, a_err, 1.0,
+                   f"chi2/dof = {chi2:.1f}/{dof}; other forms' chi2: {others}")
+        results[name] = {"dimension": d, "tau_phi": taus.tolist(), "l_phi": l_phi.tolist(), "delta": delta.tolist(),
+                         "delta_err": delta_err.tolist(), "diffusion": diffusion, "sigma_drude": sigma_d, "rho": rho,
+                         "fits": {str(k): dict(zip(("a", "a_err", "c", "chi2"), v)) for k, v in fits.items()}}
+    report.print()
+
+    plt = pyplot()
+    fig, axs = plt.subplots(1, 3, figsize=(14, 4), layout="constrained")
+    xlabels = {1: r"$-L\,F(L/L_\phi)$ ($\to -L_\phi$)", 2: r"$-\ln(L_\phi)/\pi$", 3: r"$1/(\pi^2 L_\phi)$"}
+    ylabels = {1: r"$\Delta(\sigma A)$ ($e^2/h$ · site)", 2: r"$\Delta\sigma$ ($e^2/h$)",
+               3: r"$\Delta\sigma$ ($e^2/h$ per site)"}
+    for ax, (name, r) in zip(axs, results.items()):
+        d = r["dimension"]
+        entry = config["ensembles"][name]
+        form = shapes(entry["sample"]["length"])[d]
+        x = np.asarray(form(r["l_phi"]))
+        a, a_err, c, chi2 = (r["fits"][str(d)][k] for k in ("a", "a_err", "c", "chi2"))
+        ax.errorbar(x, r["delta"], yerr=r["delta_err"], fmt="o", capsize=2, label="X(0) − X(φ_B)")
+        fine = np.linspace(min(x), max(x), 50)
+        ax.plot(fine, fine + np.average(np.asarray(r["delta"]) - x, weights=1 / np.asarray(r["delta_err"]) ** 2),
+                "k--", lw=1, label="one loop (slope 1)")
+        ax.plot(fine, a * fine + c, "C1-", lw=1, label=f"fit: a = {a:.2f} ± {a_err:.2f}")
+        for xv, yv, lv in zip(x, r["delta"], r["l_phi"]):
+            ax.annotate(f"{lv:.1f}", (xv, yv), textcoords="offset points", xytext=(4, -10), fontsize=7, color="0.4")
+        ax.set_xlabel(xlabels[d])
+        ax.set_ylabel(ylabels[d])
+        ax.set_title(f"{entry['label']}\nd = {d}: χ²/dof = {chi2:.1f}/{len(x) - 2} (labels: L_φ)", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.suptitle(config["run"]["title"], fontsize=10)
+    path = out / "wl_dimensions.png"
+    fig.savefig(path, dpi=140)
+    report.write(out, {"results": results})
+    print(f"figure: {path}")
+    return report
+
+
+if __name__ == "__main__":
+    args = arguments("wl_dimensions", __doc__)
+    config, data = run(args.config, args.out, quiet=args.quiet)
+    analyse(config, data, args.out)
