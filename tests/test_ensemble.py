@@ -326,3 +326,16 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     assert cli_main(["run", str(path), "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "ensembles.rashba.sample.color is not a known key" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # validation happens before anything is written
+
+
+# configs of the ensemble runner (return_probability.toml has its own schema, validated by its script)
+_ENSEMBLE_CONFIGS = [p for p in sorted((ROOT / "configs").glob("*.toml")) if "observables =" in p.read_text()]
+
+
+@pytest.mark.parametrize("path", _ENSEMBLE_CONFIGS, ids=lambda p: p.stem)
+def test_shipped_ensemble_configs_are_valid(path):
+    """Every experiment config in configs/ passes validation, and builds every ensemble's sample."""
+    config = _config.load(path)
+    assert config["ensembles"]
+    for entry in config["ensembles"].values():
+        assert _ensemble.make_sample(entry["sample"]).length == entry["sample"]["length"]
