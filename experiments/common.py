@@ -100,7 +100,7 @@ def line_fit(x, y, err):
 
 def density_of_states(entry, realizations=8, seed=123):
     """DOS per site (per spin orbital) at the ensemble's Fermi energy, from exact eigenvalues of closed disordered
-    samples of the ensemble's size (Lorentzian broadening 0.1; theory.density_of_states)."""
+    samples of the ensemble's size (Gaussian broadening 0.1; theory.density_of_states)."""
     sample = make_sample(entry["sample"])
     model = dt.Model(energy=entry["model"]["energy"])
     values = []
