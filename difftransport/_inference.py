@@ -34,7 +34,11 @@ Units: lattice units (a = t = hbar = 1); conductances in e^2/h, all orbitals (sp
 
 **Status: experimental.** The gradients are tested against finite differences; recovery of tau_phi and alpha
 from noisy targets is not yet validated. On samples shorter than L_phi the conductance barely depends on tau_phi
-(a flat direction), and the optimizer can run away along it: choose samples with L_phi < L.
+(a flat direction), and the optimizer can run away along it: choose samples with L_phi < L. In the diffusive
+(HLN) regime the magnetoconductance depends on B only through s B / B_phi(tau_phi) and s B / B_so(alpha), so
+(s, tau_phi, alpha) -> (lambda s, tau_phi / lambda, alpha sqrt(lambda)) leaves the differences G(B_k) - G(B_0)
+unchanged: only the levels G(B_0) and non-universal lattice features pin all three. Where the field scale is known
+(lattice constant), fix it by giving a tight starting value and check the recovered one.
 """
 
 from __future__ import annotations
