@@ -38,7 +38,7 @@ from noisy targets is not yet validated. On samples shorter than L_phi the condu
 (HLN) regime the magnetoconductance depends on B only through s B / B_phi(tau_phi) and s B / B_so(alpha), so
 (s, tau_phi, alpha) -> (lambda s, tau_phi / lambda, alpha sqrt(lambda)) leaves the differences G(B_k) - G(B_0)
 unchanged: only the levels G(B_0) and non-universal lattice features pin all three. Where the field scale is known
-(lattice constant), fix it by giving a tight starting value and check the recovered one.
+(lattice constant), compare the recovered one with it: a large deviation signals this degeneracy.
 """
 
 from __future__ import annotations
