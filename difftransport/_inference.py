@@ -32,13 +32,15 @@ p sqrt(cov_ii) (first order).
 
 Units: lattice units (a = t = hbar = 1); conductances in e^2/h, all orbitals (spin included).
 
-**Status: experimental.** The gradients are tested against finite differences; recovery of tau_phi and alpha
-from noisy targets is not yet validated. On samples shorter than L_phi the conductance barely depends on tau_phi
-(a flat direction), and the optimizer can run away along it: choose samples with L_phi < L. In the diffusive
-(HLN) regime the magnetoconductance depends on B only through s B / B_phi(tau_phi) and s B / B_so(alpha), so
-(s, tau_phi, alpha) -> (lambda s, tau_phi / lambda, alpha sqrt(lambda)) leaves the differences G(B_k) - G(B_0)
-unchanged: only the levels G(B_0) and non-universal lattice features pin all three. Where the field scale is known
-(lattice constant), compare the recovered one with it: a large deviation signals this degeneracy.
+**Regime and identifiability.** The objective is not convex: a stronger spin-orbit coupling with a longer
+tau_phi fits a WAL curve nearly as well locally, hence the coarse grid and multi-start refinement of
+:func:`infer_parameters`. On samples shorter than L_phi the conductance barely depends on tau_phi (a flat
+direction): choose samples with L_phi < L, and a curve with L_phi beyond the spin-precession length, or alpha
+barely changes the curves. In the diffusive (HLN) regime the magnetoconductance depends on B only through
+s B / B_phi(tau_phi) and s B / B_so(alpha), so (s, tau_phi, alpha) -> (lambda s, tau_phi / lambda,
+alpha sqrt(lambda)) leaves the differences G(B_k) - G(B_0) unchanged: only the levels G(B_0) and non-universal
+lattice features pin all three. Where the field scale is known (lattice constant), hold it (``fixed``); where it
+is fitted, a large deviation from the expected value signals this degeneracy.
 """
 
 from __future__ import annotations
@@ -172,11 +174,15 @@ class InferenceResult:
 
     Attributes:
         params: the recovered :class:`MicroscopicParameters`.
-        stderr: their first-order standard errors (same structure).
-        log_covariance: sandwich covariance of (log tau_phi..., log rashba, log field_scale).
-        chi2, dof: chi^2 at the optimum (fixed diagonal weights, difference basis) and points - parameters.
+        stderr: their first-order standard errors (same structure; 0 for fixed parameters).
+        log_covariance: sandwich covariance of (log tau_phi..., log rashba, log field_scale); rows and columns of
+            fixed parameters are 0.
+        chi2, dof: chi^2 at the optimum (fixed diagonal weights, difference basis) and points - free parameters.
         history: chi^2 at every optimizer step.
         steps: optimizer steps taken; converged: whether the tolerance was met.
+        start: where the returned local fit started: a minimum of the coarse grid (``search``) or ``initial``.
+        local_fits: (parameters, chi^2) of every local fit (one per refined grid minimum), same weights:
+            several with similar chi^2 and different parameters mean the data do not single out one solution.
     """
 
     params: MicroscopicParameters
@@ -187,10 +193,28 @@ class InferenceResult:
     history: tuple
     steps: int
     converged: bool
+    start: MicroscopicParameters
+    local_fits: tuple = ()
 
 
 def _flatten(p: MicroscopicParameters):
     return jnp.concatenate([p.tau_phi, p.rashba[None], p.field_scale[None]])
+
+
+_NAMES = ("tau_phi", "rashba", "field_scale")
+
+
+def _free_indices(fixed, curves: int) -> np.ndarray:
+    """Indices of the fitted entries of the flat vector (tau_phi..., rashba, field_scale)."""
+    fixed = (fixed,) if isinstance(fixed, str) else tuple(fixed)
+    unknown = [name for name in fixed if name not in _NAMES]
+    if unknown:
+        raise ValueError(f"fixed names unknown parameters {unknown}; choose from {list(_NAMES)}.")
+    blocks = {"tau_phi": range(curves), "rashba": [curves], "field_scale": [curves + 1]}
+    free = [i for name in _NAMES if name not in fixed for i in blocks[name]]
+    if not free:
+        raise ValueError("every parameter is fixed: nothing to fit.")
+    return np.asarray(free)
 
 
 def _unflatten(x, curves):
@@ -203,12 +227,73 @@ def _model_observables(ensemble, logp, field, curves, basis):
 
 
 def _chi2(x, ensemble, frame, field, target, basis, weight):
-    """chi^2 in preconditioned coordinates x: log p = logp0 + R^{-1} x (``frame`` = (logp0, R^{-1}))."""
-    logp0, rinv = frame
-    resid = _model_observables(ensemble, logp0 + rinv @ x, field, target.shape[0] // field.shape[0], basis) - target
+    """chi^2 in preconditioned coordinates x of the free parameters: log p = logp0 + P R^{-1} x, with P the
+    embedding of the free entries (``frame`` = (logp0, P R^{-1}))."""
+    logp0, embed = frame
+    resid = _model_observables(ensemble, logp0 + embed @ x, field, target.shape[0] // field.shape[0], basis) - target
     return jnp.sum(weight * resid**2)
 
 
+@eqx.filter_jit
+def _chi2_log(logp, ensemble, field, target, basis, weight):
+    """chi^2 at log parameters ``logp`` (all entries; forward only)."""
+    resid = _model_observables(ensemble, logp, field, target.shape[0] // field.shape[0], basis) - target
+    return jnp.sum(weight * resid**2)
+
+
+def _grid_offsets(free: np.ndarray, curves: int, span: float, points: int) -> tuple[np.ndarray, tuple]:
+    """Log offsets of a coarse grid: each free group (all tau_phi together, rashba, field_scale) scaled by
+    factors span^(-1 .. 1) in ``points`` steps: (offsets (points^groups, curves + 2), grid shape)."""
+    groups = [g for g in (list(range(curves)), [curves], [curves + 1]) if set(g) <= set(free.tolist())]
+    steps = np.linspace(-np.log(span), np.log(span), points)
+    mesh = np.stack(np.meshgrid(*[steps] * len(groups), indexing="ij"), -1).reshape(-1, len(groups))
+    offsets = np.zeros((mesh.shape[0], curves + 2))
+    for k, g in enumerate(groups):
+        offsets[:, g] = mesh[:, k:k + 1]
+    return offsets, (points,) * len(groups)
+
+
+def _grid_minima(chi2s: np.ndarray, shape) -> list[int]:
+    """Flat indices of the grid points whose chi^2 is below that of every axis neighbour, lowest first."""
+    grid = np.where(np.isfinite(chi2s), chi2s, np.inf).reshape(shape)
+    minimum = np.ones(shape, bool)
+    for axis in range(grid.ndim):
+        for shift in (1, -1):
+            neighbour = np.roll(grid, shift, axis)
+            edge = [slice(None)] * grid.ndim
+            edge[axis] = 0 if shift == 1 else -1  # np.roll wraps around: the edge has no neighbour there
+            neighbour[tuple(edge)] = np.inf
+            minimum &= grid <= neighbour
+    order = np.argsort(grid, axis=None)
+    return [int(i) for i in order if minimum.reshape(-1)[i]]
+
+
+def _local_fit(ensemble, logp0, free, field, target_obs, basis, weight, steps, rtol, gtol):
+    """L-BFGS from ``logp0`` over the free entries, preconditioned by the Gauss-Newton matrix there.
+    Returns (log p, chi^2 history, converged, logp0)."""
+    curves = logp0.shape[0] - 2
+    jac0 = np.asarray(_jacobian(ensemble, logp0, jnp.asarray(free), field, curves, basis))
+    chol = np.linalg.cholesky(jac0.T @ (np.asarray(weight)[:, None] * jac0))  # H0 = L L^T, x = L^T (log q - log q0)
+    embed = np.zeros((curves + 2, free.size))
+    embed[free, np.arange(free.size)] = 1.0
+    frame = (logp0, jnp.asarray(embed @ np.linalg.inv(chol.T)))
+
+    x = jnp.zeros(free.size)
+    state = _OPTIMIZER.init(x)
+    history, converged = [], False
+    for _ in range(steps):
+        new, state, value, grad = _lbfgs_step(x, state, ensemble, frame, field, target_obs, basis, weight)
+        history.append(float(value))  # value and grad belong to x (before this step)
+        largest = float(jnp.max(jnp.abs(grad)))
+        stalled = len(history) > 1 and abs(history[-2] - history[-1]) <= rtol * history[-1]
+        if largest < gtol or stalled:
+            converged = largest < max(gtol, STALL_GTOL)
+            break
+        x = new
+    return frame[0] + frame[1] @ x, history, converged, logp0
+
+
+STALL_GTOL = 1e-2  # a stalled chi^2 counts as converged only within ~0.005 standard errors of a stationary point
 _OPTIMIZER = optax.lbfgs()  # memory 10, zoom line search (strong Wolfe conditions)
 
 
@@ -230,16 +315,27 @@ def _model_covariance(ensemble, logp, field, curves, basis):
 
 
 @eqx.filter_jit
-def _jacobian(ensemble, logp, field, curves, basis):
-    """d o_model / d log p, shape (n, parameters), by forward mode."""
-    return jax.jacfwd(lambda lp: _model_observables(ensemble, lp, field, curves, basis))(logp)
+def _jacobian(ensemble, logp, free, field, curves, basis):
+    """d o_model / d log p of the free entries ``free`` of log p, shape (n, free parameters), by forward mode."""
+    f = lambda lq: _model_observables(ensemble, logp.at[free].set(lq), field, curves, basis)
+    return jax.jacfwd(f)(logp[free])
 
 
 def infer_parameters(field, target, ensemble: LatticeEnsemble, initial: MicroscopicParameters, *,
+                     fixed=(), search: float | None = 4.0, search_points: int = 7, refine: int = 2,
                      target_covariance=None, target_error=None, steps: int = 30, rtol: float = 1e-6,
                      gtol: float = 1e-4) -> InferenceResult:
     """Recover (tau_phi per curve, rashba, field_scale) from target curves <G(B)> by L-BFGS (optax) on the log
     parameters, through the ensemble-averaged RGF conductance over ``ensemble``'s fixed realizations.
+
+    The objective can have several local minima (a tau_phi / alpha trade-off: a stronger spin-orbit coupling
+    with a longer tau_phi fits nearly as well locally). Before the local fit, ``search`` evaluates chi^2 on a
+    coarse grid around ``initial`` -- every free group (all tau_phi together, rashba, field_scale) scaled by
+    ``search_points`` factors from 1/search to search, geometrically -- and L-BFGS runs from each of the
+    ``refine`` lowest local minima of the grid; the fit with the lowest final chi^2 is returned.
+
+    In the diffusive regime the three are nearly degenerate (module docstring): where the field scale is known
+    (lattice constant a: s = a^2 e/h per tesla), pass ``fixed=("field_scale",)`` and fit tau_phi and rashba.
 
     Args:
         field: the target's field axis, shape (fields,), any unit; the model flux is ``field_scale * field``. The
@@ -247,13 +343,20 @@ def infer_parameters(field, target, ensemble: LatticeEnsemble, initial: Microsco
         target: target mean conductances <G(B)> (e^2/h), shape (curves, fields) or (fields,) for one curve.
         ensemble: the fit's sample and realizations (:func:`lattice_ensemble`), drawn with keys other than the
             target's.
-        initial: starting :class:`MicroscopicParameters` (``tau_phi`` with one entry per curve).
+        initial: starting :class:`MicroscopicParameters` (``tau_phi`` with one entry per curve); fixed
+            parameters keep their initial values.
+        fixed: names of parameters held at their initial values: any of "tau_phi", "rashba", "field_scale".
+        search, search_points: span (> 1) and points per free group of the coarse grid (forward evaluations:
+            search_points ** groups); ``search=None`` starts L-BFGS at ``initial``.
+        refine: how many grid minima (distinct basins, lowest chi^2 first) to start L-BFGS from.
         target_covariance: covariance of the target means, shape (curves*fields, curves*fields), curve-major
             (:func:`curve_statistics` computes it from realizations). Or give ``target_error`` (standard errors,
             shape of ``target``; uncorrelated). Neither: the target is taken as exact.
         steps: maximum number of L-BFGS steps.
-        rtol, gtol: stop when chi^2 changes by less than ``rtol`` relative over a step, or when the largest
-            component of its gradient in the preconditioned coordinates is below ``gtol``.
+        rtol, gtol: stop when the largest component of the gradient of chi^2 in the preconditioned coordinates
+            (where chi^2 ~ |x - x*|^2 + const, so a component g is a distance ~g/2 in standard errors) is below
+            ``gtol`` (converged), or when chi^2 changes by less than ``rtol`` relative over a step (converged only
+            if that gradient is below ``STALL_GTOL``: a stalled line search far from a minimum is reported).
 
     Returns:
         An :class:`InferenceResult` with sandwich (Gauss-Newton) standard errors.
@@ -266,9 +369,15 @@ def infer_parameters(field, target, ensemble: LatticeEnsemble, initial: Microsco
         raise ValueError(f"target must have shape (curves, fields) = (curves, {field.shape[0]}), got {target.shape}.")
     curves, n = target.shape[0], target.size
     if initial.tau_phi.shape != (curves,):
-        raise ValueError(f"initial.tau_phi must have one entry per curve ({curves}), got shape {initial.tau_phi.shape}.")
-    if n <= curves + 2:
-        raise ValueError(f"too few target points: {n} for {curves + 2} parameters.")
+        raise ValueError(f"initial.tau_phi must have one entry per curve ({curves}), got {initial.tau_phi.shape}.")
+    free = _free_indices(fixed, curves)
+    if search is not None and not (search > 1 and int(search_points) == search_points and search_points >= 2):
+        raise ValueError(f"search must be None or a span > 1 with search_points >= 2 (an integer), got "
+                         f"search={search}, search_points={search_points}.")
+    if not (int(refine) == refine and refine >= 1):
+        raise ValueError(f"refine must be a positive integer, got {refine}.")
+    if n <= free.size:
+        raise ValueError(f"too few target points: {n} for {free.size} parameters.")
     if target_covariance is not None and target_error is not None:
         raise ValueError("give target_covariance or target_error, not both.")
     if target_covariance is None:
@@ -285,37 +394,35 @@ def infer_parameters(field, target, ensemble: LatticeEnsemble, initial: Microsco
     target_obs = basis @ target.reshape(-1)
     target_cov = basis_np @ target_covariance @ basis_np.T
 
-    logp0 = jnp.log(_flatten(initial))
-    weight = 1.0 / (np.diag(target_cov) + np.diag(np.asarray(_model_covariance(ensemble, logp0, field, curves, basis))))
-    weight = jnp.asarray(weight)
-    jac0 = np.asarray(_jacobian(ensemble, logp0, field, curves, basis))
-    chol = np.linalg.cholesky(jac0.T @ (np.asarray(weight)[:, None] * jac0))  # H0 = L L^T, x = L^T (log p - log p0)
-    frame = (logp0, jnp.asarray(np.linalg.inv(chol.T)))
-
-    x = jnp.zeros(curves + 2)
-    state = _OPTIMIZER.init(x)
-    history, converged = [], False
-    for _ in range(steps):
-        new, state, value, grad = _lbfgs_step(x, state, ensemble, frame, field, target_obs, basis, weight)
-        history.append(float(value))
-        stalled = len(history) > 1 and abs(history[-2] - history[-1]) <= rtol * history[-1]
-        if float(jnp.max(jnp.abs(grad))) < gtol or stalled:  # value and grad belong to x (before this step)
-            converged = True
-            break
-        x = new
-    logp = frame[0] + frame[1] @ x
-
-    jac = np.asarray(_jacobian(ensemble, logp, field, curves, basis))
+    model_variance = lambda lp: np.diag(np.asarray(_model_covariance(ensemble, lp, field, curves, basis)))
+    starts = [jnp.log(_flatten(initial))]
+    if search is not None:
+        # Grid chi^2 with weights from the initial point; the local fits start from the grid's lowest local
+        # minima (distinct basins), all with weights re-estimated at the grid's best point, so that their
+        # final chi^2 are comparable.
+        weight = jnp.asarray(1.0 / (np.diag(target_cov) + model_variance(starts[0])))
+        offsets, shape = _grid_offsets(free, curves, search, int(search_points))
+        candidates = np.asarray(starts[0])[None] + offsets
+        chi2s = np.array([float(_chi2_log(jnp.asarray(c), ensemble, field, target_obs, basis, weight))
+                          for c in candidates])
+        starts = [jnp.asarray(candidates[i]) for i in _grid_minima(chi2s, shape)[:refine]]
+    weight = jnp.asarray(1.0 / (np.diag(target_cov) + model_variance(starts[0])))
+    fits = [_local_fit(ensemble, logp0, free, field, target_obs, basis, weight, steps, rtol, gtol) for logp0 in starts]
+    finals = [float(_chi2_log(f[0], ensemble, field, target_obs, basis, weight)) for f in fits]
+    logp, history, converged, logp0 = fits[int(np.argmin(finals))]
+    jac = np.asarray(_jacobian(ensemble, logp, jnp.asarray(free), field, curves, basis))
     cov = target_cov + np.asarray(_model_covariance(ensemble, logp, field, curves, basis))
     w = np.asarray(weight)
     h_inv = np.linalg.inv(jac.T @ (w[:, None] * jac))
     meat = jac.T @ (w[:, None] * cov * w[None, :]) @ jac
-    log_cov = h_inv @ meat @ h_inv
+    log_cov = np.zeros((curves + 2, curves + 2))
+    log_cov[np.ix_(free, free)] = h_inv @ meat @ h_inv
     resid = np.asarray(_model_observables(ensemble, logp, field, curves, basis)) - np.asarray(target_obs)
     values = np.exp(np.asarray(logp))
     return InferenceResult(
         params=_unflatten(jnp.asarray(values), curves),
         stderr=_unflatten(jnp.asarray(values * np.sqrt(np.diag(log_cov))), curves),
-        log_covariance=log_cov, chi2=float(np.sum(w * resid**2)), dof=n - (curves + 2), history=tuple(history),
-        steps=len(history), converged=converged,
+        log_covariance=log_cov, chi2=float(np.sum(w * resid**2)), dof=n - free.size, history=tuple(history),
+        steps=len(history), converged=converged, start=_unflatten(jnp.exp(logp0), curves),
+        local_fits=tuple((_unflatten(jnp.exp(f[0]), curves), c) for f, c in zip(fits, finals)),
     )
