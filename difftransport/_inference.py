@@ -226,19 +226,20 @@ def _model_observables(ensemble, logp, field, curves, basis):
     return basis @ g
 
 
+def _chi2_log(logp, ensemble, field, target, basis, weight):
+    """chi^2 at log parameters ``logp`` (all entries)."""
+    resid = _model_observables(ensemble, logp, field, target.shape[0] // field.shape[0], basis) - target
+    return jnp.sum(weight * resid**2)
+
+
 def _chi2(x, ensemble, frame, field, target, basis, weight):
     """chi^2 in preconditioned coordinates x of the free parameters: log p = logp0 + P R^{-1} x, with P the
     embedding of the free entries (``frame`` = (logp0, P R^{-1}))."""
     logp0, embed = frame
-    resid = _model_observables(ensemble, logp0 + embed @ x, field, target.shape[0] // field.shape[0], basis) - target
-    return jnp.sum(weight * resid**2)
+    return _chi2_log(logp0 + embed @ x, ensemble, field, target, basis, weight)
 
 
-@eqx.filter_jit
-def _chi2_log(logp, ensemble, field, target, basis, weight):
-    """chi^2 at log parameters ``logp`` (all entries; forward only)."""
-    resid = _model_observables(ensemble, logp, field, target.shape[0] // field.shape[0], basis) - target
-    return jnp.sum(weight * resid**2)
+_chi2_jit = eqx.filter_jit(_chi2_log)  # forward-only evaluations (grid points, final chi^2)
 
 
 def _grid_offsets(free: np.ndarray, curves: int, span: float, points: int) -> tuple[np.ndarray, tuple]:
@@ -254,7 +255,8 @@ def _grid_offsets(free: np.ndarray, curves: int, span: float, points: int) -> tu
 
 
 def _grid_minima(chi2s: np.ndarray, shape) -> list[int]:
-    """Flat indices of the grid points whose chi^2 is below that of every axis neighbour, lowest first."""
+    """Flat indices of the grid points whose chi^2 is below that of every axis neighbour (ties: the first in
+    flat order wins), lowest first."""
     grid = np.where(np.isfinite(chi2s), chi2s, np.inf).reshape(shape)
     minimum = np.ones(shape, bool)
     for axis in range(grid.ndim):
@@ -264,8 +266,31 @@ def _grid_minima(chi2s: np.ndarray, shape) -> list[int]:
             edge[axis] = 0 if shift == 1 else -1  # np.roll wraps around: the edge has no neighbour there
             neighbour[tuple(edge)] = np.inf
             minimum &= grid <= neighbour
-    order = np.argsort(grid, axis=None)
-    return [int(i) for i in order if minimum.reshape(-1)[i]]
+    order = np.argsort(grid, axis=None, kind="stable")
+    chosen = []
+    for i in order:
+        if minimum.reshape(-1)[i] and not any(_adjacent(i, j, shape) for j in chosen):
+            chosen.append(int(i))
+    return chosen
+
+
+def _adjacent(i: int, j: int, shape) -> bool:
+    """Whether flat grid indices i and j are axis neighbours."""
+    a, b = np.unravel_index(i, shape), np.unravel_index(j, shape)
+    return sum(abs(int(x) - int(y)) for x, y in zip(a, b)) == 1
+
+
+STALL_GTOL = 1e-2  # a stalled chi^2 counts as converged only within ~0.005 standard errors of a stationary point
+_OPTIMIZER = optax.lbfgs()  # memory 10, zoom line search (strong Wolfe conditions)
+
+
+@eqx.filter_jit
+def _lbfgs_step(x, state, ensemble, frame, field, target, basis, weight):
+    """One L-BFGS step; the line search's value and gradient at the accepted point are reused from ``state``."""
+    f = lambda y: _chi2(y, ensemble, frame, field, target, basis, weight)
+    value, grad = optax.value_and_grad_from_state(f)(x, state=state)
+    updates, state = _OPTIMIZER.update(grad, state, x, value=value, grad=grad, value_fn=f)
+    return optax.apply_updates(x, updates), state, value, grad
 
 
 def _local_fit(ensemble, logp0, free, field, target_obs, basis, weight, steps, rtol, gtol):
@@ -291,19 +316,6 @@ def _local_fit(ensemble, logp0, free, field, target_obs, basis, weight, steps, r
             break
         x = new
     return frame[0] + frame[1] @ x, history, converged, logp0
-
-
-STALL_GTOL = 1e-2  # a stalled chi^2 counts as converged only within ~0.005 standard errors of a stationary point
-_OPTIMIZER = optax.lbfgs()  # memory 10, zoom line search (strong Wolfe conditions)
-
-
-@eqx.filter_jit
-def _lbfgs_step(x, state, ensemble, frame, field, target, basis, weight):
-    """One L-BFGS step; the line search's value and gradient at the accepted point are reused from ``state``."""
-    f = lambda y: _chi2(y, ensemble, frame, field, target, basis, weight)
-    value, grad = optax.value_and_grad_from_state(f)(x, state=state)
-    updates, state = _OPTIMIZER.update(grad, state, x, value=value, grad=grad, value_fn=f)
-    return optax.apply_updates(x, updates), state, value, grad
 
 
 @eqx.filter_jit
@@ -403,12 +415,12 @@ def infer_parameters(field, target, ensemble: LatticeEnsemble, initial: Microsco
         weight = jnp.asarray(1.0 / (np.diag(target_cov) + model_variance(starts[0])))
         offsets, shape = _grid_offsets(free, curves, search, int(search_points))
         candidates = np.asarray(starts[0])[None] + offsets
-        chi2s = np.array([float(_chi2_log(jnp.asarray(c), ensemble, field, target_obs, basis, weight))
+        chi2s = np.array([float(_chi2_jit(jnp.asarray(c), ensemble, field, target_obs, basis, weight))
                           for c in candidates])
         starts = [jnp.asarray(candidates[i]) for i in _grid_minima(chi2s, shape)[:refine]]
     weight = jnp.asarray(1.0 / (np.diag(target_cov) + model_variance(starts[0])))
     fits = [_local_fit(ensemble, logp0, free, field, target_obs, basis, weight, steps, rtol, gtol) for logp0 in starts]
-    finals = [float(_chi2_log(f[0], ensemble, field, target_obs, basis, weight)) for f in fits]
+    finals = [float(_chi2_jit(f[0], ensemble, field, target_obs, basis, weight)) for f in fits]
     logp, history, converged, logp0 = fits[int(np.argmin(finals))]
     jac = np.asarray(_jacobian(ensemble, logp, jnp.asarray(free), field, curves, basis))
     cov = target_cov + np.asarray(_model_covariance(ensemble, logp, field, curves, basis))

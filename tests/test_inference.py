@@ -70,9 +70,10 @@ def test_recovers_tau_phi_and_rashba_from_disjoint_realizations():
     """Issue "inverse fitting", item 2, at small size: target curves from 128 realizations, the fit through 32
     others (disjoint seeds), start off by 2 in both directions (tau_phi x2, alpha x1/2). The field scale is known.
     Spinful 6 x 32 strip at E = 1.15 (between the subband edges at 0.75 and 1.56), fluxes up to 0.02 (no channel
-    opens or closes), tau_phi = 4, 16, 64 (L_phi ~ 4.5 - 18 < L). Without the coarse grid a local fit from
-    alpha = 0.6 stays in a secondary minimum (tau_phi / alpha trade-off); the grid + refinement must reach the
-    truth: every value within 15% and within 3 of its standard errors (target plus fit-ensemble noise)."""
+    opens or closes), tau_phi = 4, 16, 64 (L_phi ~ 4.5 - 18 < L). In the full experiment a plain local fit from
+    alpha = 0.6 stays in a secondary minimum (tau_phi / alpha trade-off); the coarse grid + refinement must
+    reach the truth: every value within 15% and within 3 of its standard errors (target plus fit-ensemble
+    noise; measured: 1.7-9.6%, 0.26-0.42 standard errors)."""
     sample, energy = dt.Sample(dt.strip(6), 32, spinful=True), 1.15
     field = jnp.array([0.0, 0.25, 0.5, 0.75, 1.0])
     truth = dt.MicroscopicParameters(tau_phi=jnp.array([4.0, 16.0, 64.0]), rashba=jnp.array(0.3),
@@ -88,6 +89,13 @@ def test_recovers_tau_phi_and_rashba_from_disjoint_realizations():
     assert float(res.params.field_scale) == pytest.approx(0.02, rel=1e-12) and float(res.stderr.field_scale) == 0
     np.testing.assert_array_less(np.abs(got / want - 1), 0.15)
     np.testing.assert_array_less(np.abs(got - want), 3 * err)
+
+
+def test_grid_minima_are_distinct_basins():
+    from difftransport._inference import _grid_minima
+    grid = np.array([[5, 4, 6, 7], [3, 9, 8, 2], [6, 7, 8, 9], [1, 5, 5, 5]], float)
+    # minima 1 (3,0), 2 (1,3), 3 (1,0), 4 (0,1); the plateau of 5s on the last row counts once
+    assert _grid_minima(grid.ravel(), grid.shape) == [12, 7, 4, 1, 14]
 
 
 def test_fixed_and_search_errors(ensemble):
