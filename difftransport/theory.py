@@ -1,5 +1,5 @@
-"""Analytic weak-localization theory (public namespace): HLN, quasi-1D wires, Kawabata's 3D formula, unit
-conversions and Drude transport. Conventions: ``docs/theory.md``; implementation: ``_theory.py``."""
+"""Analytic weak-localization theory (public namespace): HLN, quasi-1D wires, Kawabata's 3D formula,
+the one-loop correction of finite lattice samples, unit conversions and Drude transport. Conventions: ``docs/theory.md``; implementation: ``_theory.py``."""
 
 from ._theory import (
     CONDUCTANCE_QUANTUM,
@@ -22,6 +22,7 @@ from ._theory import (
     hln_function,
     kawabata,
     kawabata_function,
+    lattice_wl_correction,
     length_from_field,
     length_from_flux,
     magnetic_length,
@@ -54,6 +55,7 @@ __all__ = [
     "hln_function",
     "kawabata",
     "kawabata_function",
+    "lattice_wl_correction",
     "length_from_field",
     "length_from_flux",
     "magnetic_length",

@@ -7,7 +7,13 @@ Spinless square samples (W = L), so the one-loop correction is -(1/pi) ln(L_cut/
 (PHYSICS.md 1-2):
 
 * **Size.** Coherent L x L squares at phi = 0 and at a flux phi_B whose magnetic length is below every L:
-  sigma(0) - sigma(phi_B) = -(1/pi) ln(L / l_B) + const, slope -1/pi against ln L.
+  sigma(0) - sigma(phi_B) = -(1/pi) ln(L / l_B) + const for L >> l_B. At the sizes we reach (L ~ 2 - 16 l_B) the
+  square is still crossing over into that regime (the Cooperon of a square is cut at ~L/pi, not L), so a straight
+  line in ln L underestimates the coefficient. The data are fitted with A times the one-loop difference of the
+  same squares (``theory.lattice_wl_correction``: the lattice Cooperon with absorbing leads and the field), plus
+  a constant; A = 1 is the -(1/pi) ln L law. The Cooperon vanishes an extrapolation length z0 beyond each lead
+  interface, z0 = sigma W / (2N), the length that reproduces the Sharvin resistance 1/N: no free parameter. One
+  series per disorder strength shows how A depends on sigma.
 * **HLN.** Buttiker probes on every site (local, current-conserving dephasing, tau_phi);
   sigma(phi) - sigma(0) at each tau_phi, fitted jointly with the simplified HLN form (alpha shared,
   B_phi per tau_phi; flux per plaquette as the field unit), gives alpha (theory +1/2) and
@@ -38,26 +44,47 @@ def analyse(config, data, out):
     report = Report("2D weak localization (spinless, e^2/h per square)")
     an = config["analysis"]
 
-    # --- size scaling of coherent squares
-    sizes, delta, delta_err, sigma_field = [], [], [], []
-    for name in an["sizes"]:
-        g = data[name]["conductance"]  # (N, flux)
-        sigma, _ = sheet_conductance(config, name, g)
-        d = sigma[:, 0] - sigma[:, 1]
-        m, e = mean_err(d)
-        sizes.append(config["ensembles"][name]["sample"]["length"])
-        delta.append(float(m))
-        delta_err.append(float(e))
-        sigma_field.append(mean_err(sigma[:, 1]))
-    sizes = np.asarray(sizes, float)
-    slope_l, slope_l_err, _, _ = line_fit(np.log(sizes), np.asarray(delta), np.asarray(delta_err))
-    report.add("size: d[sigma(0) - sigma(phi_B)] / d ln L", slope_l, slope_l_err, -1 / math.pi,
-               f"L = {sizes.astype(int).tolist()}")
-
+    # --- size scaling of coherent squares, one series per disorder strength
+    sigma_field = {n: mean_err(sheet_conductance(config, n, data[n]["conductance"])[0][:, 1])
+                   for names in an["size_series"].values() for n in names}
+    series = {}
+    for key, names in an["size_series"].items():
+        entry = config["ensembles"][names[0]]
+        flux_b = float(entry["grid"]["flux"][1])
+        sizes, delta, delta_err, crossover, z0 = [], [], [], [], []
+        for name in names:
+            g = data[name]["conductance"]  # (N, flux): flux = [0, phi_B]
+            sigma, channels = sheet_conductance(config, name, g)
+            m, e = mean_err(sigma[:, 0] - sigma[:, 1])
+            size = config["ensembles"][name]["sample"]["length"]
+            sizes.append(size)
+            delta.append(float(m))
+            delta_err.append(float(e))
+            # Extrapolation length of the absorbing boundary at each lead: the Cooperon (like the diffuson) vanishes
+            # z0 beyond the interface, and the same z0 makes the Sharvin resistance 1/N = 2 z0 / (sigma W).
+            z0.append(float(np.mean(sigma[:, 1])) * size / (2 * channels))
+            # one-loop sigma(0) - sigma(phi_B) of this square, finite-size crossover included (UV constant free)
+            crossover.append(float(theory.lattice_wl_correction(size, size, extrapolation=z0[-1])
+                                   - theory.lattice_wl_correction(size, size, flux=flux_b, extrapolation=z0[-1])))
+        sizes, delta, delta_err, crossover = (np.asarray(v, float) for v in (sizes, delta, delta_err, crossover))
+        amp, amp_err, icpt, chi2 = line_fit(crossover, delta, delta_err)
+        slope, slope_err, _, _ = line_fit(np.log(sizes), delta, delta_err)
+        strength = entry["disorder"]["strength"]
+        series[key] = dict(strength=strength, flux=flux_b, sizes=sizes, delta=delta, delta_err=delta_err,
+                           crossover=crossover, amplitude=amp, amplitude_err=amp_err, intercept=icpt,
+                           z0=float(np.mean(z0)))
+        tag = f"W = {strength:g}, sigma_B = {float(sigma_field[names[-1]][0]):.2f}"
+        report.add(f"size ({tag}): amplitude A of the one-loop crossover", amp, amp_err, 1.0,
+                   f"L = {sizes.astype(int).tolist()}, l_B = {1 / math.sqrt(2 * math.pi * flux_b):.1f}, "
+                   f"z0 = {np.mean(z0):.2f}, chi2 = {chi2:.1f}/{len(sizes) - 2}")
+        report.add(f"size ({tag}): -A/pi, the ln L coefficient", -amp / math.pi, amp_err / math.pi, -1 / math.pi,
+                   "asymptotic slope of sigma(0) - sigma(phi_B) against ln L")
+        report.add(f"size ({tag}): straight-line slope", slope, slope_err, None,
+                   "biased by the crossover at L ~ pi l_B")
     # --- Drude conductance and diffusion constant
     deph = config["ensembles"]["dephasing"]
     ref = an["drude_size"]
-    sigma_d, sigma_d_err = (float(v) for v in sigma_field[an["sizes"].index(ref)])
+    sigma_d, sigma_d_err = (float(v) for v in sigma_field[ref])
     rho = density_of_states(deph)
     diffusion = sigma_d / (2 * math.pi * rho)
     report.add("Drude sigma_D (field-broken square)", sigma_d, sigma_d_err, None, ref)
@@ -98,15 +125,26 @@ def analyse(config, data, out):
     plt = pyplot()
     fig, axs = plt.subplots(1, 3, figsize=(14, 4), layout="constrained")
     ax = axs[0]
-    ax.errorbar(sizes, delta, yerr=delta_err, fmt="o", capsize=2, label=r"$\sigma(0)-\sigma(\phi_B)$")
-    xs = np.linspace(np.log(sizes[0]), np.log(sizes[-1]), 20)
-    c0 = np.average(np.asarray(delta) + np.log(sizes) / math.pi, weights=1 / np.asarray(delta_err) ** 2)
-    ax.plot(np.exp(xs), c0 - xs / math.pi, "k--", lw=1, label=r"slope $-1/\pi$")
+    for key, sr in series.items():
+        line = ax.errorbar(sr["sizes"], sr["delta"], yerr=sr["delta_err"], fmt="o", capsize=2,
+                           label=fr"W = {sr['strength']:g}: A = {sr['amplitude']:.2f} ± {sr['amplitude_err']:.2f}")
+        fine = np.unique(np.geomspace(sr["sizes"][0], sr["sizes"][-1], 12).round().astype(int))
+        kw = dict(extrapolation=sr["z0"])
+        cross = np.array([float(theory.lattice_wl_correction(n, n, **kw)
+                                - theory.lattice_wl_correction(n, n, flux=sr["flux"], **kw)) for n in fine])
+        ax.plot(fine, sr["amplitude"] * cross + sr["intercept"], color=line[0].get_color(), lw=1)
+        w = 1 / sr["delta_err"] ** 2  # one-loop theory (A = 1), only its constant fitted
+        c1 = np.sum(w * (sr["delta"] - sr["crossover"])) / np.sum(w)
+        ax.plot(fine, cross + c1, ":", color=line[0].get_color(), lw=1)
+    ax.plot([], [], "k:", lw=1, label="one loop (A = 1), crossover included")
     ax.set_xscale("log")
+    ticks = sorted({int(n) for sr in series.values() for n in sr["sizes"]})
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("L = W (sites)")
-    ax.set_ylabel(r"$e^2/h$ per square")
-    ax.set_title(f"size: slope {slope_l:+.3f} ± {slope_l_err:.3f} (theory {-1 / math.pi:+.3f})", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.set_ylabel(r"$\sigma(0)-\sigma(\phi_B)$ ($e^2/h$ per square)")
+    ax.set_title(r"size: $A\,\Delta_{1\mathrm{loop}}(L)$ + const, $A$ = 1 is $-\ln L/\pi$", fontsize=9)
+    ax.legend(fontsize=7)
 
     ax = axs[1]
     fine = np.linspace(1e-6, flux[fit_mask].max(), 200)

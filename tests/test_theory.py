@@ -236,3 +236,68 @@ def test_value_errors():
         th.hln(0.1, -0.1)
     with pytest.raises(eqx.EquinoxRuntimeError, match="b_so must be >= 0"):
         eqx.filter_jit(th.hln)(0.1, 0.1, -1.0)
+
+
+def test_lattice_wl_correction_exact_limits():
+    """Zero field: the block recursion equals the closed-form mode sum of the lattice Laplacian (Dirichlet at the
+    leads, Neumann or periodic across), and a width-1 wire gives exactly -(1 + 2/L)/3 (the -1/3 of PHYSICS.md
+    section 3 with its 1/L lattice term: sum_n 1/(2 - 2 cos(n pi/(L+1))) = L(L+2)/6)."""
+    length, width, l_phi = 30, 17, 7.0
+    n = np.arange(1, length + 1)[:, None]
+    m = np.arange(width)[None, :]
+    for periodic, k in ((False, 1), (True, 2)):
+        modes = 2 - 2 * np.cos(n * np.pi / (length + 1)) + 2 - 2 * np.cos(k * np.pi * m / width) + 1 / l_phi**2
+        exact = -2 * np.sum(1 / modes) / length**2
+        got = th.lattice_wl_correction(length, width, l_phi=l_phi, periodic=periodic)
+        np.testing.assert_allclose(got, exact, rtol=1e-12)
+    for length in (5, 50):
+        np.testing.assert_allclose(th.lattice_wl_correction(length, 1), -(1 + 2 / length) / 3, rtol=1e-12)
+
+
+def test_lattice_wl_correction_reproduces_hln_in_the_bulk():
+    """A periodic strip much longer and wider than L_phi = 6: (L/W)[dG(B) - dG(0)], extrapolated in 1/L from
+    L = 128 and 256 (the absorbing ends remove a boundary layer ~L_phi), against HLN with alpha = 1/2. This pins
+    the Cooperon charge 2e (charge e would double B_phi/B). Measured agreement 1.5% at l_B = 6.3, 0.7% at
+    l_B = L_phi = 8 (W = 96, L = 512, 1024): the residual is the lattice's own correction at a few sites, so the
+    tolerance is 2.5%. The winding Cooperon around the circumference is e^(-W/L_phi) ~ 2e-5 of dG."""
+    l_phi, width, flux = 6.0, 64, 0.004
+
+    def delta(length):
+        d = th.lattice_wl_correction(length, width, flux=flux, l_phi=l_phi, periodic=True)
+        return length / width * float(d - th.lattice_wl_correction(length, width, l_phi=l_phi, periodic=True))
+
+    bulk = 2 * delta(256) - delta(128)
+    hln = float(th.hln_alpha(flux, th.flux_from_length(l_phi), 0.5))
+    assert hln > 0.04
+    np.testing.assert_allclose(bulk, hln, rtol=0.025)
+
+
+def test_lattice_wl_correction_square_log_and_errors():
+    """Squares at zero field: the correction per doubling tends to -(1/pi) ln 2 from above (the discrete mode sum
+    of the square converges as 1/L: -0.185, -0.200, -0.208 for L = 16 -> 32 -> 64 -> 128), and the flux
+    derivative matches a finite difference."""
+    d = [float(th.lattice_wl_correction(n, n)) for n in (16, 32, 64, 128)]
+    steps = np.diff(d) / math.log(2)
+    assert np.all(np.diff(steps) < 0) and np.all(steps > -1 / math.pi)
+    np.testing.assert_allclose(steps[-1], -1 / math.pi, rtol=0.07)
+    f = lambda phi: th.lattice_wl_correction(12, 9, flux=phi, l_phi=20.0)
+    np.testing.assert_allclose(jax.grad(f)(0.003), central_difference(f, 0.003, 1e-4), rtol=1e-7)
+    with pytest.raises(ValueError, match="positive integers"):
+        th.lattice_wl_correction(10.5, 4)
+    with pytest.raises(ValueError, match="must be scalars"):
+        th.lattice_wl_correction(10, 4, flux=np.array([0.0, 0.1]))
+
+
+def test_lattice_wl_correction_extrapolation_is_an_extended_sample():
+    """Robin ends with z0 = k + 1/2 equal a Dirichlet chain k sites longer at each end, traced over the central L
+    sites (1D at zero field and mass the Cooperon is harmonic outside, so the condition is exact):
+    C_ii = i (M + 1 - i)/(M + 1) for a Dirichlet chain of M sites."""
+    length, k = 20, 3
+    m = length + 2 * k
+    i = np.arange(k + 1, k + length + 1)
+    exact = -2 * np.sum(i * (m + 1 - i) / (m + 1)) / length**2
+    np.testing.assert_allclose(th.lattice_wl_correction(length, 1, extrapolation=k + 0.5), exact, rtol=1e-12)
+    np.testing.assert_allclose(th.lattice_wl_correction(length, 1, extrapolation=0.5),
+                               th.lattice_wl_correction(length, 1), rtol=1e-14)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="extrapolation must be positive"):
+        th.lattice_wl_correction(length, 1, extrapolation=-1.0)
