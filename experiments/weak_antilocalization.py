@@ -16,11 +16,19 @@ d Delta sigma / d ln phi = alpha/pi over l << l_B << L and does not depend on ho
 Theory: spinless alpha = +1/2; spinful without spin-orbit +1 (two spin copies); strong spin-orbit
 (L_so << l_B) -1/2 (only the singlet Cooperon survives). In between, sigma(phi) turns from rising (WL) to
 falling (WAL) at small field first: the effective alpha of the fit crosses over from +1 to -1/2.
+
+HLN describes an infinite plane; in a square barely larger than the magnetic lengths of the fit, alpha and
+phi_phi are strongly correlated. The second fit has no cutoff parameter: the one-loop magnetoconductance of the
+same coherent square, Delta sigma = 2 alpha [dG(phi) - dG(0)] with dG = ``theory.lattice_wl_correction`` (the
+lattice Cooperon of the L x L square, absorbing leads an extrapolation length z0 = sigma W / 2N beyond the
+interfaces: the length that reproduces the Sharvin resistance), so alpha = +1/2 is the spinless one-loop value.
+Its only parameter is alpha (a weighted linear fit through the origin).
 """
 
 from __future__ import annotations
 
-
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 import difftransport as dt
@@ -33,6 +41,19 @@ def magnetoconductance(config, name, g, **model):
     sigma, channels = sheet_conductance(config, name, g, **model)
     mean, err = mean_err(sigma - sigma[:, :1])
     return mean, err, float(np.mean(sigma[:, 0])), channels
+
+
+def fit_square(size, flux, mean, err, sigma0, channels, max_flux):
+    """One-loop fit of a coherent size x size square: (alpha, its standard error, chi^2, dof, z0), with
+    Delta sigma = 2 alpha [dG(phi) - dG(0)] over 0 < phi <= max_flux."""
+    z0 = sigma0 * size / (2 * channels)
+    mask = (flux > 0) & (flux <= max_flux)
+    shape = jax.jit(jax.vmap(lambda phi: theory.lattice_wl_correction(size, size, flux=phi, extrapolation=z0)))
+    x = 2 * np.asarray(shape(jnp.asarray(flux[mask])) - theory.lattice_wl_correction(size, size, extrapolation=z0))
+    w = 1 / err[mask] ** 2
+    alpha = float(np.sum(w * x * mean[mask]) / np.sum(w * x**2))
+    chi2 = float(np.sum(w * (mean[mask] - alpha * x) ** 2))
+    return alpha, float(1 / np.sqrt(np.sum(w * x**2))), chi2, int(mask.sum()) - 1, z0
 
 
 def fit_alpha(flux, mean, err, max_flux):
@@ -55,6 +76,11 @@ def analyse(config, data, out):
     report.add("spinless: HLN alpha", fit.value("alpha"), fit.error("alpha"), 0.5,
                f"chi2/dof = {fit.chi2:.1f}/{fit.dof}, L_phi = {float(theory.length_from_flux(fit.value('b_phi'))):.1f}")
     curves.append(("spinless", flux, mean, err, fit, 0.5))
+    size = entry["sample"]["length"]
+    a_sq, a_sq_err, chi2, dof, z0 = fit_square(size, flux, mean, err, sigma0, channels, max_flux)
+    report.add("spinless: alpha, one loop of the square", a_sq, a_sq_err, 0.5,
+               f"chi2/dof = {chi2:.1f}/{dof}, z0 = {z0:.2f}")
+    square_alphas = {"spinless": (a_sq, a_sq_err)}
 
     entry = config["ensembles"]["rashba"]
     flux = np.asarray(entry["grid"]["flux"])
@@ -69,6 +95,11 @@ def analyse(config, data, out):
         report.add(f"Rashba {a:g}: HLN alpha", fit.value("alpha"), fit.error("alpha"), expected,
                    f"{note}; sigma(0) = {sigma0:.3f}, chi2/dof = {fit.chi2:.1f}/{fit.dof}")
         alphas.append((fit.value("alpha"), fit.error("alpha")))
+        size = entry["sample"]["length"]
+        a_sq, a_sq_err, chi2, dof, z0 = fit_square(size, flux, mean, err, sigma0, channels, max_flux)
+        report.add(f"Rashba {a:g}: alpha, one loop of the square", a_sq, a_sq_err, expected,
+                   f"chi2/dof = {chi2:.1f}/{dof}, z0 = {z0:.2f}")
+        square_alphas[f"Rashba {a:g}"] = (a_sq, a_sq_err)
         curves.append((f"Rashba {a:g}", flux, mean, err, fit, expected))
     report.print()
 
@@ -92,18 +123,26 @@ def analyse(config, data, out):
                 label="spinful, HLN fit")
     ax.errorbar([0.0], [curves[0][4].value("alpha")], yerr=[curves[0][4].error("alpha")], fmt="s", capsize=2,
                 label="spinless, HLN fit")
+    sq = [square_alphas[f"Rashba {a:g}"] for a in rashba]
+    ax.errorbar(rashba + 0.008, [a for a, _ in sq], yerr=[e for _, e in sq], fmt="D--", ms=4, capsize=2,
+                color="C2", label="spinful, one loop of the square")
+    ax.errorbar([0.008], [square_alphas["spinless"][0]], yerr=[square_alphas["spinless"][1]], fmt="D", ms=4,
+                capsize=2, color="C3", label="spinless, one loop of the square")
     for value, text in ((1.0, "+1 (orthogonal, two spins)"), (0.5, "+1/2 (spinless)"), (-0.5, "-1/2 (symplectic)")):
         ax.axhline(value, color="0.6", ls="--", lw=1)
-        ax.text(rashba[-1], value + 0.03, text, ha="right", fontsize=7, color="0.4")
+        right = value < 0  # the legend sits at the upper right
+        ax.text(rashba[-1] if right else 0.13, value + (-0.1 if right else 0.03), text, ha="right" if right else "left", fontsize=7,
+                color="0.4")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel(r"Rashba $\alpha_R$ ($t$)")
     ax.set_ylabel(r"HLN prefactor $\alpha$")
     ax.set_title("crossover WL → WAL", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper right")
     fig.suptitle(config["run"]["title"], fontsize=10)
     path = out / "weak_antilocalization.png"
     fig.savefig(path, dpi=140)
-    report.write(out, {"fits": {label: fit.to_dict() for label, *_, fit, _ in curves}})
+    report.write(out, {"fits": {label: fit.to_dict() for label, *_, fit, _ in curves},
+                       "square_alpha": square_alphas})
     print(f"figure: {path}")
     return report
 
