@@ -55,6 +55,16 @@ def var_err(x: np.ndarray) -> tuple[float, float]:
     return float(s2), float(math.sqrt(max(m4 - s2**2 * (n - 3) / (n - 1), 0.0) / n))
 
 
+def jackknife(estimate, realizations: int, blocks: int = 10) -> np.ndarray:
+    """Delete-a-block jackknife standard error of ``estimate(rows)`` (an array of statistics computed from the
+    realizations ``rows``) over ``blocks`` groups. Use it for fits of curves whose points share realizations
+    (paired magnetoconductances), where a fit that treats the points as independent underestimates the errors."""
+    everything = np.arange(realizations)
+    parts = np.array([np.asarray(estimate(np.setdiff1d(everything, p)), float)
+                      for p in np.array_split(everything, blocks)])
+    return np.sqrt((blocks - 1) / blocks * np.sum((parts - parts.mean(0)) ** 2, axis=0))
+
+
 def residual(config, name, g0, flux):
     """Cooperon left at flux phi in a finite wire: F(L/L_B), L_B from flux cancellation in a clean, specular
     channel (PHYSICS.md 1d), l_tr = (2/pi) l with the DMPK mean free path l from <g> = N l/(L + l)."""

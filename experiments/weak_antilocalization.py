@@ -22,7 +22,8 @@ phi_phi are strongly correlated. The second fit has no cutoff parameter: the one
 same coherent square, Delta sigma = 2 alpha [dG(phi) - dG(0)] with dG = ``theory.lattice_wl_correction`` (the
 lattice Cooperon of the L x L square, absorbing leads an extrapolation length z0 = sigma W / 2N beyond the
 interfaces: the length that reproduces the Sharvin resistance), so alpha = +1/2 is the spinless one-loop value.
-Its only parameter is alpha (a weighted linear fit through the origin).
+Its only parameter is alpha (a weighted linear fit through the origin; its error from the spread of the
+per-realization fits, since one realization's magnetoconductances at neighbouring fluxes are correlated).
 """
 
 from __future__ import annotations
@@ -32,54 +33,63 @@ import jax.numpy as jnp
 import numpy as np
 
 import difftransport as dt
-from common import Report, arguments, mean_err, pyplot, run, sheet_conductance
+from common import Report, arguments, jackknife, mean_err, pyplot, run, sheet_conductance
 from difftransport import theory
 
 
 def magnetoconductance(config, name, g, **model):
-    """Paired sigma(phi) - sigma(0): mean and standard error over realizations, for g of shape (N, flux)."""
+    """Paired sigma(phi) - sigma(0) per realization, shape (N, flux), for g of shape (N, flux); with the mean
+    sigma(0) and the lead channels N."""
     sigma, channels = sheet_conductance(config, name, g, **model)
-    mean, err = mean_err(sigma - sigma[:, :1])
-    return mean, err, float(np.mean(sigma[:, 0])), channels
+    return sigma - sigma[:, :1], float(np.mean(sigma[:, 0])), channels
 
 
-def fit_square(size, flux, mean, err, sigma0, channels, max_flux):
-    """One-loop fit of a coherent size x size square: (alpha, its standard error, chi^2, dof, z0), with
-    Delta sigma = 2 alpha [dG(phi) - dG(0)] over 0 < phi <= max_flux."""
+def fit_square(size, flux, delta, sigma0, channels, max_flux):
+    """One-loop fit of a coherent size x size square: (alpha, its standard error, z0), with
+    Delta sigma = 2 alpha [dG(phi) - dG(0)] over 0 < phi <= max_flux, ``delta`` of shape (N, flux).
+
+    The estimator is linear in the data, alpha = sum_i c_i Delta sigma_i, with weights from the per-flux spread.
+    One realization's magnetoconductances at neighbouring fluxes are strongly correlated, so the error is the
+    spread of the per-realization projections sum_i c_i Delta sigma_{r,i}, not the diagonal-error formula."""
     z0 = sigma0 * size / (2 * channels)
     mask = (flux > 0) & (flux <= max_flux)
     shape = jax.jit(jax.vmap(lambda phi: theory.lattice_wl_correction(size, size, flux=phi, extrapolation=z0)))
     x = 2 * np.asarray(shape(jnp.asarray(flux[mask])) - theory.lattice_wl_correction(size, size, extrapolation=z0))
-    w = 1 / err[mask] ** 2
-    alpha = float(np.sum(w * x * mean[mask]) / np.sum(w * x**2))
-    chi2 = float(np.sum(w * (mean[mask] - alpha * x) ** 2))
-    return alpha, float(1 / np.sqrt(np.sum(w * x**2))), chi2, int(mask.sum()) - 1, z0
+    w = 1 / np.var(delta[:, mask], axis=0, ddof=1)
+    alpha, err = mean_err(delta[:, mask] @ (w * x) / np.sum(w * x**2))
+    return float(alpha), float(err), z0
 
 
-def fit_alpha(flux, mean, err, max_flux):
-    """Simplified-HLN fit (alpha, phi_phi) of one curve over 0 < phi <= max_flux."""
+def fit_alpha(flux, delta, max_flux):
+    """Simplified-HLN fit (alpha, phi_phi) of one curve over 0 < phi <= max_flux, from ``delta`` (N, flux): the
+    fit of the mean curve, and the jackknife error of alpha (the fit's own error treats the fluxes as independent,
+    but one realization's points are correlated)."""
     mask = (flux > 0) & (flux <= max_flux)
-    return dt.fit_magnetoconductance(flux[mask], mean[mask], model="alpha", sigma=err[mask]), mask
+
+    def fit(rows):
+        mean, err = mean_err(delta[rows][:, mask])
+        return dt.fit_magnetoconductance(flux[mask], mean, model="alpha", sigma=err)
+
+    return fit(np.arange(len(delta))), float(jackknife(lambda rows: [fit(rows).value("alpha")], len(delta))[0])
 
 
 def analyse(config, data, out):
     report = Report("2D WL and WAL of coherent squares (sigma in e^2/h per square, total over spin)")
     max_flux = config["analysis"]["fit_max_flux"]
-    curves = []  # (label, flux, mean, err, fit, theory alpha or None)
+    curves = []  # (label, flux, mean, err, fit, jackknife error of alpha)
 
     entry = config["ensembles"]["spinless"]
     flux = np.asarray(entry["grid"]["flux"])
-    mean, err, sigma0, channels = magnetoconductance(config, "spinless", data["spinless"]["conductance"])
-    fit, _ = fit_alpha(flux, mean, err, max_flux)
-    n = data["spinless"]["conductance"].shape[0]
-    report.add("spinless: sigma(0)", sigma0, 0.0, None, f"{n} realizations, N = {channels:.0f}")
-    report.add("spinless: HLN alpha", fit.value("alpha"), fit.error("alpha"), 0.5,
-               f"chi2/dof = {fit.chi2:.1f}/{fit.dof}, L_phi = {float(theory.length_from_flux(fit.value('b_phi'))):.1f}")
-    curves.append(("spinless", flux, mean, err, fit, 0.5))
-    size = entry["sample"]["length"]
-    a_sq, a_sq_err, chi2, dof, z0 = fit_square(size, flux, mean, err, sigma0, channels, max_flux)
-    report.add("spinless: alpha, one loop of the square", a_sq, a_sq_err, 0.5,
-               f"chi2/dof = {chi2:.1f}/{dof}, z0 = {z0:.2f}")
+    delta, sigma0, channels = magnetoconductance(config, "spinless", data["spinless"]["conductance"])
+    mean, err = mean_err(delta)
+    fit, alpha_err = fit_alpha(flux, delta, max_flux)
+    report.add("spinless: sigma(0)", sigma0, 0.0, None, f"{len(delta)} realizations, N = {channels:.0f}")
+    report.add("spinless: HLN alpha", fit.value("alpha"), alpha_err, 0.5,
+               f"chi2/dof = {fit.chi2:.1f}/{fit.dof} (diagonal), L_phi = "
+               f"{float(theory.length_from_flux(fit.value('b_phi'))):.1f}")
+    curves.append(("spinless", flux, mean, err, fit, alpha_err))
+    a_sq, a_sq_err, z0 = fit_square(entry["sample"]["length"], flux, delta, sigma0, channels, max_flux)
+    report.add("spinless: alpha, one loop of the square", a_sq, a_sq_err, 0.5, f"z0 = {z0:.2f}")
     square_alphas = {"spinless": (a_sq, a_sq_err)}
 
     entry = config["ensembles"]["rashba"]
@@ -88,27 +98,26 @@ def analyse(config, data, out):
     g = data["rashba"]["conductance"]  # (N, rashba, flux)
     alphas = []
     for i, a in enumerate(rashba):
-        mean, err, sigma0, channels = magnetoconductance(config, "rashba", g[:, i], rashba=float(a) or None)
-        fit, _ = fit_alpha(flux, mean, err, max_flux)
+        delta, sigma0, channels = magnetoconductance(config, "rashba", g[:, i], rashba=float(a) or None)
+        mean, err = mean_err(delta)
+        fit, alpha_err = fit_alpha(flux, delta, max_flux)
         expected = 1.0 if a == 0 else (-0.5 if i == len(rashba) - 1 else None)
         note = "two spin copies" if a == 0 else ("strong spin-orbit" if expected is not None else "crossover")
-        report.add(f"Rashba {a:g}: HLN alpha", fit.value("alpha"), fit.error("alpha"), expected,
-                   f"{note}; sigma(0) = {sigma0:.3f}, chi2/dof = {fit.chi2:.1f}/{fit.dof}")
-        alphas.append((fit.value("alpha"), fit.error("alpha")))
-        size = entry["sample"]["length"]
-        a_sq, a_sq_err, chi2, dof, z0 = fit_square(size, flux, mean, err, sigma0, channels, max_flux)
-        report.add(f"Rashba {a:g}: alpha, one loop of the square", a_sq, a_sq_err, expected,
-                   f"chi2/dof = {chi2:.1f}/{dof}, z0 = {z0:.2f}")
+        report.add(f"Rashba {a:g}: HLN alpha", fit.value("alpha"), alpha_err, expected,
+                   f"{note}; sigma(0) = {sigma0:.3f}, chi2/dof = {fit.chi2:.1f}/{fit.dof} (diagonal)")
+        alphas.append((fit.value("alpha"), alpha_err))
+        a_sq, a_sq_err, z0 = fit_square(entry["sample"]["length"], flux, delta, sigma0, channels, max_flux)
+        report.add(f"Rashba {a:g}: alpha, one loop of the square", a_sq, a_sq_err, expected, f"z0 = {z0:.2f}")
         square_alphas[f"Rashba {a:g}"] = (a_sq, a_sq_err)
-        curves.append((f"Rashba {a:g}", flux, mean, err, fit, expected))
+        curves.append((f"Rashba {a:g}", flux, mean, err, fit, alpha_err))
     report.print()
 
     plt = pyplot()
     fig, axs = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     ax = axs[0]
-    for label, flux, mean, err, fit, _ in curves:
+    for label, flux, mean, err, fit, alpha_err in curves:
         line = ax.errorbar(flux * 1e3, mean, yerr=err, fmt="o", ms=3, capsize=2,
-                           label=fr"{label}: $\alpha$ = {fit.value('alpha'):+.2f} ± {fit.error('alpha'):.2f}")
+                           label=fr"{label}: $\alpha$ = {fit.value('alpha'):+.2f} ± {alpha_err:.2f}")
         fine = np.linspace(1e-7, max_flux, 200)
         ax.plot(fine * 1e3, np.asarray(theory.hln_alpha(fine, fit.value("b_phi"), fit.value("alpha"))),
                 color=line[0].get_color(), lw=1)
@@ -121,7 +130,7 @@ def analyse(config, data, out):
     ax = axs[1]
     ax.errorbar(rashba, [a for a, _ in alphas], yerr=[e for _, e in alphas], fmt="o-", capsize=2,
                 label="spinful, HLN fit")
-    ax.errorbar([0.0], [curves[0][4].value("alpha")], yerr=[curves[0][4].error("alpha")], fmt="s", capsize=2,
+    ax.errorbar([0.0], [curves[0][4].value("alpha")], yerr=[curves[0][5]], fmt="s", capsize=2,
                 label="spinless, HLN fit")
     sq = [square_alphas[f"Rashba {a:g}"] for a in rashba]
     ax.errorbar(rashba + 0.008, [a for a, _ in sq], yerr=[e for _, e in sq], fmt="D--", ms=4, capsize=2,

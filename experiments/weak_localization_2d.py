@@ -36,7 +36,8 @@ import math
 import numpy as np
 
 import difftransport as dt
-from common import Report, arguments, density_of_states, line_fit, mean_err, pyplot, run, sheet_conductance
+from common import (Report, arguments, density_of_states, jackknife, line_fit, mean_err, pyplot, run,
+                    sheet_conductance)
 from difftransport import theory
 
 
@@ -103,22 +104,30 @@ def analyse(config, data, out):
 
     fit_mask = (flux > 0) & (flux <= an["fit_max_flux"])
     x = np.tile(flux[fit_mask], len(taus))
-    y = mean[:, fit_mask].reshape(-1)
-    s = err[:, fit_mask].reshape(-1)
     labels = np.repeat(np.arange(len(taus)), fit_mask.sum())
-    fit = dt.fit_magnetoconductance(x, y, model="alpha", sigma=s, curve=labels)
-    alpha, alpha_err = fit.value("alpha"), fit.error("alpha")
-    report.add("HLN alpha", alpha, alpha_err, 0.5, f"chi2/dof = {fit.chi2:.1f}/{fit.dof}")
+
+    def hln_fit(rows):
+        m, e = mean_err(dsig[rows])
+        return dt.fit_magnetoconductance(x, m[:, fit_mask].reshape(-1), model="alpha",
+                                         sigma=e[:, fit_mask].reshape(-1), curve=labels)
+
+    def estimates(f):
+        """alpha, L_phi per tau_phi and the exponent of L_phi against tau_phi (unweighted line in logs)."""
+        l_phi = np.array([float(theory.length_from_flux(f.value("b_phi", c))) for c in range(len(taus))])
+        return np.concatenate([[f.value("alpha")], l_phi, [np.polyfit(np.log(taus), np.log(l_phi), 1)[0]]])
+
+    # The points of all curves share realizations (paired in flux and tau_phi): errors by the jackknife.
+    fit = hln_fit(np.arange(len(dsig)))
+    values = estimates(fit)
+    errors = jackknife(lambda rows: estimates(hln_fit(rows)), len(dsig))
+    alpha, alpha_err = values[0], errors[0]
+    report.add("HLN alpha", alpha, alpha_err, 0.5, f"chi2/dof = {fit.chi2:.1f}/{fit.dof} (diagonal errors)")
     (out / "hln_fit.json").write_text(json.dumps(fit.to_dict(), indent=2) + "\n")
-    l_fit, l_fit_err = [], []
+    l_fit, l_fit_err = values[1:-1].tolist(), errors[1:-1].tolist()
     for c in range(len(taus)):
-        b, be = fit.value("b_phi", c), fit.error("b_phi", c)
-        lf = float(theory.length_from_flux(b))
-        l_fit.append(lf)
-        l_fit_err.append(0.5 * lf * be / b)
-        report.add(f"tau_phi = {taus[c]:g}: L_phi(HLN) / sqrt(D tau_phi)", lf / l_phi_theory[c],
-                   0.5 * lf * be / b / l_phi_theory[c], 1.0, f"sqrt(D tau) = {l_phi_theory[c]:.2f}")
-    slope_t, slope_t_err, _, _ = line_fit(np.log(taus), np.log(l_fit), np.asarray(l_fit_err) / np.asarray(l_fit))
+        report.add(f"tau_phi = {taus[c]:g}: L_phi(HLN) / sqrt(D tau_phi)", l_fit[c] / l_phi_theory[c],
+                   l_fit_err[c] / l_phi_theory[c], 1.0, f"sqrt(D tau) = {l_phi_theory[c]:.2f}")
+    slope_t, slope_t_err = values[-1], errors[-1]
     report.add("d ln L_phi(HLN) / d ln tau_phi", slope_t, slope_t_err, 0.5, "L_phi = sqrt(D tau_phi)")
     report.print()
 
