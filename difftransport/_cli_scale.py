@@ -601,10 +601,51 @@ def run_beta(c: dict, out: pathlib.Path, stem: str, stored: dict | None = None) 
                 "g": gg[big][::10].tolist(), "relative": rel[::10].tolist(),
                 "max_abs": float(np.max(np.abs(rel))), "band_over_one_loop_max": float(np.max(band[big] / np.abs(ref[big]))),
             }
+    finite = None
+    if f["asymptote"] in ("orthogonal", "symplectic") and c["system"]["dimension"] == 2:
+        channels = [data["open_channels"][j] for j in use_l]
+        finite = _finite_size_one_loop(c, lengths, channels, mean)
+        metal = np.exp(xm) >= ONE_LOOP_MIN_G  # the one-loop domain; deep in the insulator 1/g explodes
+        if np.any(metal):
+            w = np.where(metal, 1.0 / sm**2, 0.0)
+            amp = float(np.sum(w * bm * finite) / np.sum(w * finite**2))
+            summary["fit"]["finite_size_one_loop"] = {
+                "g_min": ONE_LOOP_MIN_G, "points": int(metal.sum()), "amplitude": amp,
+                "amplitude_stderr": float(1.0 / np.sqrt(np.sum(w * finite**2))),
+                "chi2": float(np.sum(w * (bm - amp * finite) ** 2)), "dof": int(metal.sum() - 1),
+                "beta": finite.tolist(), "log_g_mid": xm.tolist()}
+        finite = np.where(metal, finite, np.nan)
     summary["fit"]["max_beta"] = float(np.max(beta))
     summary["fit"]["min_beta"] = float(np.min(beta))
-    _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, (xm, bm, sm), out / f"{stem}.png")
+    _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, (xm, bm, sm), out / f"{stem}.png",
+               finite=finite)
     return summary
+
+
+ONE_LOOP_MIN_G = 2.0  # raw slopes compared with the finite-size one-loop beta from this g (e^2/h, all channels)
+
+
+def _finite_size_one_loop(c, lengths, channels, mean_log_g):
+    """One-loop beta of the raw slopes, for the finite L x L squares of a 2D study: (curves, lengths - 1).
+
+    Between successive lengths, [dG(L2) - dG(L1)] / ln(L2/L1) / g_mid with dG = theory.lattice_wl_correction of
+    the square (its boundaries; the Cooperon vanishes z0 = g L / 2N beyond each lead, the length that reproduces
+    the Sharvin resistance, g = exp<ln g> with contacts removed) and g_mid = exp of the mean <ln g>; the sign of
+    the symplectic class (total g) is opposite. At the sizes of a study the square has not reached its ln L
+    regime: this, not -1/(pi g), is what the raw slopes should follow at one loop."""
+    from . import theory
+
+    sign = {"orthogonal": 1.0, "symplectic": -1.0}[c["fit"]["asymptote"]]
+    periodic = c["system"]["boundary"] == "periodic"
+    mean_log_g = np.asarray(mean_log_g, float)
+    correction = np.zeros_like(mean_log_g)
+    for i in range(mean_log_g.shape[0]):
+        for j, (size, n) in enumerate(zip(lengths, channels)):
+            z0 = float(np.exp(mean_log_g[i, j])) * size / (2 * n)
+            correction[i, j] = sign * float(theory.lattice_wl_correction(size, size, periodic=periodic,
+                                                                           extrapolation=z0))
+    g_mid = np.exp(0.5 * (mean_log_g[:, 1:] + mean_log_g[:, :-1]))
+    return np.diff(correction, axis=1) / np.diff(np.log(np.asarray(lengths, float))) / g_mid
 
 
 def _zero_crossings(grid, beta, band):
@@ -617,7 +658,7 @@ def _zero_crossings(grid, beta, band):
     return out
 
 
-def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, path):
+def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, path, finite=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -627,7 +668,10 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
 
     f = c["fit"]
     colors = plt.cm.plasma(np.linspace(0, 0.85, len(strengths)))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
+    metal = np.isfinite(finite) if finite is not None else None
+    zoom_panel = metal is not None and bool(np.any(metal))
+    fig, axes = plt.subplots(1, 3 if zoom_panel else 2, figsize=(17 if zoom_panel else 12, 4.6),
+                             layout="constrained")
     ax = axes[0]
     traj = np.asarray(fit.trajectories())
     for i, (w, col) in enumerate(zip(strengths, colors)):
@@ -665,6 +709,25 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
     ax.set_title(rf"$\chi^2$/dof = {float(fit.chi2):.1f}/{fit.dof}; points: raw slopes between successive L",
                  fontsize=9)
     ax.legend(fontsize=8)
+    if zoom_panel:  # the one-loop domain, where the asymptote and the finite squares' one loop differ
+        ax = axes[2]
+        for i, col in enumerate(colors):
+            m = metal[i]
+            ax.errorbar(xm[i][m], bm[i][m], yerr=sm[i][m], fmt="o", ms=3.5, color=col, capsize=2,
+                        label=f"W = {strengths[i]:g}" if np.any(m) else None)
+            ax.plot(xm[i][m], finite[i][m], "x", ms=7, color=col)
+        x0, x1 = float(np.min(xm[metal])) - 0.1, float(np.max(xm[metal])) + 0.1
+        zoom = (grid >= x0) & (grid <= x1)
+        ax.fill_between(grid[zoom], (beta - 2 * band)[zoom], (beta + 2 * band)[zoom], color="C0", alpha=0.25)
+        ax.plot(grid[zoom], beta[zoom], color="C0", lw=2, label=r"fitted $\beta(\ln g)$")
+        ax.plot(grid[zoom], np.asarray(beta_one_loop(np.exp(grid[zoom]), f["asymptote"])), "k--", lw=1,
+                label=f"one loop ({f['asymptote']}), L → ∞")
+        ax.plot([], [], "kx", ms=7, label="one loop of the finite squares")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xlabel(r"$\ln g$")
+        ax.set_ylabel(r"$\beta$")
+        ax.set_title(rf"$g \geq {ONE_LOOP_MIN_G:g}$: raw slopes against one loop", fontsize=9)
+        ax.legend(fontsize=7)
     fig.savefig(path, dpi=130)
     plt.close(fig)
 

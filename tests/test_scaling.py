@@ -322,3 +322,25 @@ def test_cli_beta_refit_reuses_the_ensembles(tmp_path, capsys):
     config["ensemble"]["realizations"] = 17
     assert _run_cli(tmp_path, config, "--refit") == 2
     assert "ensemble.realizations: 16 -> 17" in capsys.readouterr().err
+
+
+def test_finite_size_one_loop_beta_of_a_beta_study():
+    """The one-loop reference of the raw slopes: the finite difference of the lattice Cooperon correction of the
+    study's squares (z0 = g L / 2N) divided by g, negative for the orthogonal class and of opposite sign for the
+    symplectic one; as the squares grow it approaches -1/(pi g) from above (0.84, 0.88 of it at L = 16-32-48
+    with z0 = 0.5, slower with the larger z0 of a real study)."""
+    from difftransport import theory
+    from difftransport._cli_scale import _finite_size_one_loop
+
+    lengths = [16, 32, 48]
+    channels = [5.0 * L for L in lengths]  # with g = 5: z0 = g L / 2N = 1/2, the Dirichlet default
+    log_g = np.log(np.array([[5.0, 5.0, 5.0]]))
+    study = {"fit": {"asymptote": "orthogonal"}, "system": {"boundary": "periodic"}}
+    got = _finite_size_one_loop(study, lengths, channels, log_g)
+    d = [float(theory.lattice_wl_correction(L, L, periodic=True)) for L in lengths]
+    expected = np.diff(d) / np.diff(np.log(lengths)) / 5.0
+    np.testing.assert_allclose(got[0], expected, rtol=1e-12)
+    assert np.all(got < 0) and np.all(got[0] > -1 / (np.pi * 5.0))
+    np.testing.assert_allclose(got[0] * np.pi * 5.0, [-0.84, -0.88], atol=0.02)
+    study["fit"]["asymptote"] = "symplectic"
+    np.testing.assert_allclose(_finite_size_one_loop(study, lengths, channels, log_g), -got)
