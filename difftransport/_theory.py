@@ -2,7 +2,8 @@
 
 Every function is a pure ``jax.numpy`` function of arrays: it broadcasts over its arguments (vectorized) and is
 differentiable (``jax.grad``, ``jax.jacfwd``) everywhere inside its domain, including zero field, where the
-magnetoconductance is quadratic in B. Digamma is ``jax.scipy.special.digamma``. Conventions follow the project's
+magnetoconductance is quadratic in B. The exception is :func:`lattice_wl_correction`, whose sample size is static
+and whose field and L_phi are scalars (``jax.vmap`` it for a sweep). Digamma is ``jax.scipy.special.digamma``. Conventions follow the project's
 reference sheet (PHYSICS.md sections 0 and 1; ``docs/theory.md``):
 
 * **Sign.** Every magnetoconductance is Delta sigma(B) = sigma(B) - sigma(0). Weak localization (WL) means
@@ -327,7 +328,6 @@ def _cooperon_trace(length, width, periodic, flux, mass, z0):
         hop = hop.at[width - 1, 0].set(1.0)
     # number of transverse neighbours (Neumann walls) plus the two longitudinal ones (Dirichlet at the leads)
     degree = 2.0 + jnp.sum(jnp.abs(hop + hop.T) > 0, axis=1)
-    eye = jnp.eye(width, dtype=complex)
 
     # Robin ends: C vanishes z0 beyond the lead interface (half a site outside the end slice), so the ghost site
     # outside carries C_end (d - 1)/d with d = z0 + 1/2; z0 = 1/2 is Dirichlet on the first lead slice.
@@ -344,7 +344,7 @@ def _cooperon_trace(length, width, periodic, flux, mass, z0):
         g = jnp.linalg.inv(a - sigma)
         return g, g
 
-    zero = jnp.zeros_like(eye)
+    zero = jnp.zeros((width, width), complex)
     _, g_left = jax.lax.scan(sweep, zero, blocks)
     _, g_right = jax.lax.scan(sweep, zero, blocks, reverse=True)
     sigma_l = jnp.concatenate([zero[None], g_left[:-1]])

@@ -1,5 +1,6 @@
-"""Analytic weak-localization theory (public namespace): HLN, quasi-1D wires, Kawabata's 3D formula,
-the one-loop correction of finite lattice samples, unit conversions and Drude transport. Conventions: ``docs/theory.md``; implementation: ``_theory.py``."""
+"""Analytic weak-localization theory (public namespace): HLN, quasi-1D wires, Kawabata's 3D formula, the
+one-loop correction of finite lattice samples, unit conversions and Drude transport. Conventions:
+``docs/theory.md``; implementation: ``_theory.py``."""
 
 from ._theory import (
     CONDUCTANCE_QUANTUM,

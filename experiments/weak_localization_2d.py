@@ -46,8 +46,7 @@ def analyse(config, data, out):
     an = config["analysis"]
 
     # --- size scaling of coherent squares, one series per disorder strength
-    sigma_field = {n: mean_err(sheet_conductance(config, n, data[n]["conductance"])[0][:, 1])
-                   for names in an["size_series"].values() for n in names}
+    sigma_field = {}  # field-broken sheet conductance (mean, error) per ensemble
     series = {}
     for key, names in an["size_series"].items():
         entry = config["ensembles"][names[0]]
@@ -57,6 +56,7 @@ def analyse(config, data, out):
             g = data[name]["conductance"]  # (N, flux): flux = [0, phi_B]
             sigma, channels = sheet_conductance(config, name, g)
             m, e = mean_err(sigma[:, 0] - sigma[:, 1])
+            sigma_field[name] = mean_err(sigma[:, 1])
             size = config["ensembles"][name]["sample"]["length"]
             sizes.append(size)
             delta.append(float(m))
