@@ -14,7 +14,8 @@ One-loop predictions, spinless (half the spin-degenerate values), e^2/h, no free
 
 * quasi-1D wire, X = sigma A = L / (1/G - 1/N):  Delta = -L F(L/L_phi) + c  (F(x) = coth x / x - 1/x^2, the
   finite wire between ideal leads; -> -L_phi for L >> L_phi)
-* 2D square, X = sigma per square:               Delta = -(1/pi) ln L_phi + c
+* 2D square, X = sigma per square:               Delta = one loop of the square + c  (theory.lattice_wl_correction
+  at the grid's fluxes, combined like the data; -> -(1/pi) ln L_phi + c when l_B << L_phi << L)
 * 3D bar, X = sigma per lattice constant:        Delta = +(1/pi^2) / L_phi + c
 
 with L_phi = sqrt(D tau_phi) and D = sigma_D / (2 pi rho) (Einstein relation, hbar = 1, lattice units): sigma_D
@@ -29,7 +30,8 @@ import math
 
 import numpy as np
 
-from common import Report, arguments, density_of_states, line_fit, mean_err, pyplot, run, sheet_conductance
+from common import (Report, arguments, density_of_states, jackknife, line_fit, mean_err, pyplot, run,
+                    sheet_conductance)
 from difftransport import theory
 
 DIMENSIONS = {"wire": 1, "square": 2, "bar": 3}
@@ -42,6 +44,20 @@ def shapes(length):
         2: lambda l_phi: -np.log(l_phi) / math.pi,
         3: lambda l_phi: 1.0 / (math.pi**2 * np.asarray(l_phi)),
     }
+
+
+def square_one_loop(entry, l_phi, z0):
+    """One-loop Delta = X(0) - X(phi_B) of the dephased L x W sample itself at each L_phi, per square: the lattice
+    Cooperon (``theory.lattice_wl_correction``, absorbing leads z0 beyond the interfaces, the sample's walls) at
+    every flux of the grid, combined exactly as the data are (``field_broken``). A field difference is free of the
+    ultraviolet cutoff, so this predicts the absolute Delta, not only its L_phi dependence."""
+    length, width, flux = entry["sample"]["length"], entry["sample"]["width"], entry["grid"]["flux"]
+    out = []
+    for lp in np.atleast_1d(l_phi):
+        dg = np.array([float(theory.lattice_wl_correction(length, width, flux=f, l_phi=float(lp),
+                                                          extrapolation=z0)) for f in flux])
+        out.append(length / width * (dg[0] - field_broken(dg[None, :], flux)[0]))
+    return np.asarray(out)
 
 
 def field_broken(x, flux):
@@ -66,39 +82,49 @@ def analyse(config, data, out):
         entry = config["ensembles"][name]
         taus = np.asarray(entry["grid"]["tau_phi"], float)
         length = entry["sample"]["length"]
-        sigma, _ = sheet_conductance(config, name, data[name]["conductance"])  # (N, tau, flux)
+        sigma, channels = sheet_conductance(config, name, data[name]["conductance"])  # (N, tau, flux)
         scale = entry["sample"]["width"] if d == 1 else 1.0  # wire: sigma A = sheet x W
         x_of = sigma * scale
-        delta, delta_err = mean_err(x_of[:, :, 0] - field_broken(x_of, entry["grid"]["flux"]))
+        per_realization = x_of[:, :, 0] - field_broken(x_of, entry["grid"]["flux"])  # (N, tau)
+        delta, delta_err = mean_err(per_realization)
         sigma_d, sigma_d_err = (float(v) for v in mean_err(field_broken(sigma, entry["grid"]["flux"])[:, -1]))
         rho = density_of_states(entry, realizations=an["dos_realizations"])
         diffusion = sigma_d / (2 * math.pi * rho)
         l_phi = np.sqrt(diffusion * taus)
         forms = shapes(length)
-        fits = {k: line_fit(np.asarray(f(l_phi)), delta, delta_err) for k, f in forms.items()}
-        a, a_err, c, chi2 = fits[d]
+        if d == 2:  # the square's own one loop: finite size and field included (z0 reproduces the Sharvin 1/N)
+            z0 = sigma_d * entry["sample"]["width"] / (2 * channels)
+            forms[2] = lambda lp, entry=entry, z0=z0: square_one_loop(entry, lp, z0)
+        xs = {k: np.asarray(f(l_phi)) for k, f in forms.items()}
+        fits = {k: line_fit(x, delta, delta_err) for k, x in xs.items()}
+        a, _, c, chi2 = fits[d]
+        # every tau_phi point comes from the same realizations: the error of a by the jackknife
+        a_err = float(jackknife(lambda rows: [line_fit(xs[d], *mean_err(per_realization[rows]))[0]],
+                                len(per_realization))[0])
         dof = len(taus) - 2
         report.add(f"{name} (d = {d}): D = sigma_D / (2 pi rho)", diffusion, diffusion * sigma_d_err / sigma_d, None,
                    f"sigma_D = {sigma_d:.3f}, rho = {rho:.4f}, L_phi = {np.round(l_phi, 1).tolist()}")
         others = ", ".join(f"d={k}: {v[3]:.1f}" for k, v in fits.items() if k != d)
         report.add(f"{name} (d = {d}): amplitude a", a, a_err, 1.0,
                    f"chi2/dof = {chi2:.1f}/{dof}; other forms' chi2: {others}")
-        results[name] = {"dimension": d, "tau_phi": taus.tolist(), "l_phi": l_phi.tolist(), "delta": delta.tolist(),
+        results[name] = {"dimension": d, "x": xs[d].tolist(), "a_err_jackknife": a_err, "tau_phi": taus.tolist(),
+                         "l_phi": l_phi.tolist(), "delta": delta.tolist(),
                          "delta_err": delta_err.tolist(), "diffusion": diffusion, "sigma_drude": sigma_d, "rho": rho,
                          "fits": {str(k): dict(zip(("a", "a_err", "c", "chi2"), v)) for k, v in fits.items()}}
     report.print()
 
     plt = pyplot()
     fig, axs = plt.subplots(1, 3, figsize=(14, 4), layout="constrained")
-    xlabels = {1: r"$-L\,F(L/L_\phi)$ ($\to -L_\phi$)", 2: r"$-\ln(L_\phi)/\pi$", 3: r"$1/(\pi^2 L_\phi)$"}
+    xlabels = {1: r"$-L\,F(L/L_\phi)$ ($\to -L_\phi$)", 2: r"one loop of the square ($\to -\ln(L_\phi)/\pi$)",
+               3: r"$1/(\pi^2 L_\phi)$"}
     ylabels = {1: r"$\Delta(\sigma A)$ ($e^2/h$ · site)", 2: r"$\Delta\sigma$ ($e^2/h$)",
                3: r"$\Delta\sigma$ ($e^2/h$ per site)"}
     for ax, (name, r) in zip(axs, results.items()):
         d = r["dimension"]
         entry = config["ensembles"][name]
-        form = shapes(entry["sample"]["length"])[d]
-        x = np.asarray(form(r["l_phi"]))
-        a, a_err, c, chi2 = (r["fits"][str(d)][k] for k in ("a", "a_err", "c", "chi2"))
+        x = np.asarray(r["x"])
+        a, c, chi2 = (r["fits"][str(d)][k] for k in ("a", "c", "chi2"))
+        a_err = r["a_err_jackknife"]
         ax.errorbar(x, r["delta"], yerr=r["delta_err"], fmt="o", capsize=2, label="X(0) − X(φ_B)")
         fine = np.linspace(min(x), max(x), 50)
         ax.plot(fine, fine + np.average(np.asarray(r["delta"]) - x, weights=1 / np.asarray(r["delta_err"]) ** 2),
