@@ -65,6 +65,16 @@ def jackknife(estimate, realizations: int, blocks: int = 10) -> np.ndarray:
     return np.sqrt((blocks - 1) / blocks * np.sum((parts - parts.mean(0)) ** 2, axis=0))
 
 
+def linear_amplitude(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """Amplitude a of y = a x (a line through the origin) for per-realization curves y (N, points) and a theory
+    shape x (points,), weighted by the per-point spread; with its standard error from the spread of the
+    per-realization estimates, which is right when one realization's points are correlated (paired fluxes)."""
+    y, x = np.asarray(y, float), np.asarray(x, float)
+    w = 1.0 / y.var(axis=0, ddof=1)
+    a, err = mean_err(y @ (w * x) / np.sum(w * x**2))
+    return float(a), float(err)
+
+
 def residual(config, name, g0, flux):
     """Cooperon left at flux phi in a finite wire: F(L/L_B), L_B from flux cancellation in a clean, specular
     channel (PHYSICS.md 1d), l_tr = (2/pi) l with the DMPK mean free path l from <g> = N l/(L + l)."""

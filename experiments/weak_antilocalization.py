@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import difftransport as dt
-from common import Report, arguments, jackknife, mean_err, pyplot, run, sheet_conductance
+from common import Report, arguments, jackknife, linear_amplitude, mean_err, pyplot, run, sheet_conductance
 from difftransport import theory
 
 
@@ -48,16 +48,14 @@ def fit_square(size, flux, delta, sigma0, channels, max_flux):
     """One-loop fit of a coherent size x size square: (alpha, its standard error, z0), with
     Delta sigma = 2 alpha [dG(phi) - dG(0)] over 0 < phi <= max_flux, ``delta`` of shape (N, flux).
 
-    The estimator is linear in the data, alpha = sum_i c_i Delta sigma_i, with weights from the per-flux spread.
     One realization's magnetoconductances at neighbouring fluxes are strongly correlated, so the error is the
-    spread of the per-realization projections sum_i c_i Delta sigma_{r,i}, not the diagonal-error formula."""
+    spread of the per-realization estimates (``linear_amplitude``), not the diagonal-error formula."""
     z0 = sigma0 * size / (2 * channels)
     mask = (flux > 0) & (flux <= max_flux)
-    shape = jax.jit(jax.vmap(lambda phi: theory.lattice_wl_correction(size, size, flux=phi, extrapolation=z0)))
+    shape = jax.vmap(lambda phi: theory.lattice_wl_correction(size, size, flux=phi, extrapolation=z0))
     x = 2 * np.asarray(shape(jnp.asarray(flux[mask])) - theory.lattice_wl_correction(size, size, extrapolation=z0))
-    w = 1 / np.var(delta[:, mask], axis=0, ddof=1)
-    alpha, err = mean_err(delta[:, mask] @ (w * x) / np.sum(w * x**2))
-    return float(alpha), float(err), z0
+    alpha, err = linear_amplitude(delta[:, mask], x)
+    return alpha, err, z0
 
 
 def fit_alpha(flux, delta, max_flux):
@@ -140,8 +138,8 @@ def analyse(config, data, out):
     for value, text in ((1.0, "+1 (orthogonal, two spins)"), (0.5, "+1/2 (spinless)"), (-0.5, "-1/2 (symplectic)")):
         ax.axhline(value, color="0.6", ls="--", lw=1)
         right = value < 0  # the legend sits at the upper right
-        ax.text(rashba[-1] if right else 0.13, value + (-0.1 if right else 0.03), text, ha="right" if right else "left", fontsize=7,
-                color="0.4")
+        ax.text(rashba[-1] if right else 0.13, value + (-0.1 if right else 0.03), text,
+                ha="right" if right else "left", fontsize=7, color="0.4")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel(r"Rashba $\alpha_R$ ($t$)")
     ax.set_ylabel(r"HLN prefactor $\alpha$")

@@ -38,8 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import difftransport as dt
-from common import (Report, arguments, density_of_states, jackknife, line_fit, mean_err, pyplot, run,
-                    sheet_conductance)
+from common import (Report, arguments, density_of_states, jackknife, line_fit, linear_amplitude, mean_err, pyplot,
+                    run, sheet_conductance)
 from difftransport import theory
 
 
@@ -145,10 +145,8 @@ def analyse(config, data, out):
         return 2 * size / width * np.asarray(shape(jnp.asarray(fluxes)) - zero)  # Delta sigma per unit alpha
 
     x_sq = np.stack([one_loop(lp, flux[fit_mask]) for lp in l_phi_theory])  # (tau, fit fluxes)
-    y_sq = dsig[:, :, fit_mask].reshape(len(dsig), -1)
-    w_sq = 1 / y_sq.var(axis=0, ddof=1)
-    alpha_sq, alpha_sq_err = mean_err(y_sq @ (w_sq * x_sq.reshape(-1)) / np.sum(w_sq * x_sq.reshape(-1) ** 2))
-    report.add("alpha, one loop of the dephased square", float(alpha_sq), float(alpha_sq_err), 0.5,
+    alpha_sq, alpha_sq_err = linear_amplitude(dsig[:, :, fit_mask].reshape(len(dsig), -1), x_sq.reshape(-1))
+    report.add("alpha, one loop of the dephased square", alpha_sq, alpha_sq_err, 0.5,
                f"L_phi = sqrt(D tau_phi) fixed, z0 = {z0:.2f}")
     report.print()
 
@@ -189,7 +187,7 @@ def analyse(config, data, out):
     ax.set_xlabel(r"flux per plaquette $\phi$ ($h/e$)")
     ax.set_ylabel(r"$\sigma(\phi)-\sigma(0)$ ($e^2/h$)")
     ax.set_title(fr"HLN: $\alpha$ = {alpha:.2f} ± {alpha_err:.2f}; one loop of the square: "
-                 fr"$\alpha$ = {float(alpha_sq):.2f} ± {float(alpha_sq_err):.2f} (theory 1/2)", fontsize=9)
+                 fr"$\alpha$ = {alpha_sq:.2f} ± {alpha_sq_err:.2f} (theory 1/2)", fontsize=9)
     ax.legend(fontsize=7)
 
     ax = axs[2]

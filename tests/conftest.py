@@ -3,10 +3,12 @@
 import json
 import pathlib
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import difftransport  # noqa: F401  (enables float64 before any test builds arrays)
+import difftransport as dt  # (also enables float64 before any test builds arrays)
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -25,3 +27,16 @@ def central_difference(f, x, h):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def paired_ensemble(sample, realizations, seed, fluxes, strength, moments=False, **model):
+    """(realizations, len(fluxes)) conductances, every realization at every flux (paired); realization r uses
+    fold_in(key(seed), r)."""
+
+    def one(key):
+        disorder = dt.draw_disorder(key, sample, strength=strength, moments=moments)
+        return jnp.stack([dt.conductance(sample, dt.Model(flux=f, **model), disorder) for f in fluxes])
+
+    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(realizations))
+    batch = jax.jit(jax.vmap(one))
+    return np.concatenate([np.asarray(batch(keys[i:i + 100])) for i in range(0, realizations, 100)])

@@ -8,24 +8,11 @@ from the fourth central moment (no normality assumed), the mean difference's fro
 
 import math
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import difftransport as dt
-
-
-def _ensemble(sample, realizations, seed, fluxes, strength, moments=False, **model):
-    """(realizations, len(fluxes)) conductances; realization r uses fold_in(key(seed), r)."""
-
-    def one(key):
-        disorder = dt.draw_disorder(key, sample, strength=strength, moments=moments)
-        return jnp.stack([dt.conductance(sample, dt.Model(flux=f, **model), disorder) for f in fluxes])
-
-    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(realizations))
-    batch = jax.jit(jax.vmap(one))
-    return np.concatenate([np.asarray(batch(keys[i:i + 100])) for i in range(0, realizations, 100)])
+from conftest import paired_ensemble as _ensemble
 
 
 def _variance(x):

@@ -2,14 +2,17 @@
 coherent square at strong Rashba coupling, fitted with the one-loop magnetoconductance of the same square
 (theory.lattice_wl_correction), against the symplectic alpha = -1/2."""
 
-import math
+import pathlib
+import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 import difftransport as dt
+from conftest import paired_ensemble
 from difftransport import theory
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
+from common import linear_amplitude  # noqa: E402
 
 
 def test_strong_rashba_square_has_the_symplectic_prefactor():
@@ -21,22 +24,11 @@ def test_strong_rashba_square_has_the_symplectic_prefactor():
     and the SE below 0.1 so that the test can tell -1/2 from 0 (no WAL) and from +1 (WL of two spin copies)."""
     size, fluxes, model = 32, (0.0, 0.0004, 0.001, 0.002, 0.003, 0.004), dict(energy=1.0, rashba=0.577)
     sample = dt.Sample(dt.strip(size), size, spinful=True)
-
-    def one(key):
-        disorder = dt.draw_disorder(key, sample, strength=3.5)
-        return jnp.stack([dt.conductance(sample, dt.Model(flux=f, **model), disorder) for f in fluxes])
-
-    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(5), r))(jnp.arange(300))
-    batch = jax.jit(jax.vmap(one))
-    g = np.concatenate([np.asarray(batch(keys[i:i + 100])) for i in range(0, 300, 100)])
+    g = paired_ensemble(sample, 300, 5, fluxes, 3.5, **model)
     channels = float(dt.open_channels(sample, dt.Model(**model)))
     sigma = 1 / (1 / g - 1 / channels)  # square: sheet conductance, Sharvin resistance removed
-    delta = (sigma - sigma[:, :1])[:, 1:]
     z0 = sigma[:, 0].mean() * size / (2 * channels)
     shape = [float(theory.lattice_wl_correction(size, size, flux=f, extrapolation=z0)) for f in fluxes]
-    x = 2 * (np.asarray(shape[1:]) - shape[0])
-    w = 1 / delta.var(axis=0, ddof=1)
-    per_realization = delta @ (w * x) / np.sum(w * x**2)
-    alpha, se = per_realization.mean(), per_realization.std(ddof=1) / math.sqrt(len(per_realization))
+    alpha, se = linear_amplitude((sigma - sigma[:, :1])[:, 1:], 2 * (np.asarray(shape[1:]) - shape[0]))
     assert se < 0.1
     assert abs(alpha + 0.5) < 3 * se, (alpha, se)
