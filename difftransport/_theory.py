@@ -279,7 +279,7 @@ def wire_magnetoconductance(field, length, width, l_phi, *, l_so=jnp.inf, spin="
 
 
 def lattice_wl_correction(length: int, width: int, *, flux=0.0, l_phi=jnp.inf, periodic: bool = False,
-                          extrapolation=0.5):
+                          extrapolation=0.5, cutoff=None):
     """One-loop weak-localization correction delta G (e^2/h, one spinless orthogonal species) of a two-terminal
     ``length`` x ``width`` sample between ideal leads, from the Cooperon of the sample's own geometry.
 
@@ -304,9 +304,25 @@ def lattice_wl_correction(length: int, width: int, *, flux=0.0, l_phi=jnp.inf, p
     the lattice constant instead of the mean free path l. Compare differences (between sizes or fields) of
     samples with l << l_B, L_phi, L.
 
+    ``cutoff`` l_c (lattice constants; default none: the lattice constant) removes the modes that are not
+    diffusive, q >~ 1/l, with a Pauli-Villars subtraction, C -> C - [-Lap_2e + 1/L_phi^2 + 1/l_c^2]^(-1). Near a
+    lead with z0 ~ l the unregularized Cooperon keeps modes between 1/l and 1/a that do not exist in the sample,
+    and its approach to the ln L regime is too slow. l_c = (sqrt(3)/2) l matches the small-q expansion of the 2D
+    ballistic kernel P^3/(1 - P), P = (1 + (q l)^2)^(-1/2): 2/(q l)^2 - 3/2. Differences between sizes much
+    larger than l_c, and the whole ln L_phi and field dependence for l_B, L_phi >> l_c, do not depend on it.
+
     ``length`` and ``width`` are static integers (sites); cost O(L W^3). Differentiable in ``flux``, ``l_phi``
     and ``extrapolation``.
     """
+    if cutoff is not None:
+        lc = _positive("cutoff", _float(cutoff))
+        if lc.ndim:
+            raise ValueError("cutoff must be a scalar.")
+        heavy = 1.0 / (1.0 / _positive("l_phi", _float(l_phi)) ** 2 + 1.0 / lc**2) ** 0.5
+        return (lattice_wl_correction(length, width, flux=flux, l_phi=l_phi, periodic=periodic,
+                                      extrapolation=extrapolation)
+                - lattice_wl_correction(length, width, flux=flux, l_phi=heavy, periodic=periodic,
+                                        extrapolation=extrapolation))
     if int(length) != length or int(width) != width or length < 1 or width < 1:
         raise ValueError(f"length and width must be positive integers (sites), got {length!r} and {width!r}.")
     length, width = int(length), int(width)

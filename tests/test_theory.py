@@ -301,3 +301,27 @@ def test_lattice_wl_correction_extrapolation_is_an_extended_sample():
                                th.lattice_wl_correction(length, 1), rtol=1e-14)
     with pytest.raises(eqx.EquinoxRuntimeError, match="extrapolation must be positive"):
         th.lattice_wl_correction(length, 1, extrapolation=-1.0)
+
+
+def test_lattice_wl_correction_cutoff_is_the_regularized_bulk_logarithm():
+    """With the Pauli-Villars cutoff l_c the bulk correction per square of a periodic strip is exactly
+    -(2/W) sum_ky [(a1^2 - 4)^(-1/2) - (a2^2 - 4)^(-1/2)], a_i = 4 - 2 cos ky + m_i (the longitudinal integral
+    of the lattice Cooperon, m1 = L_phi^-2, m2 = m1 + l_c^-2), and in the continuum -(1/2pi) ln(1 + L_phi^2/l_c^2),
+    free of the lattice constant (the lattice Laplacian differs from q^2 by q^4/12: 3.4% at l_c = 3). The bulk is
+    the difference of two lengths (the lead ends, L_phi away, cancel to e^-20). A cutoff far below the lattice
+    constant removes nothing."""
+    width, l_phi, l_c = 48, 6.0, 3.0
+    trace = lambda n, **kw: -0.5 * n**2 * float(th.lattice_wl_correction(n, width, l_phi=l_phi, periodic=True,
+                                                                        **kw))
+    bulk = lambda **kw: -2 * (trace(240, **kw) - trace(120, **kw)) / (120 * width)
+    ky = 2 * np.pi * np.arange(width) / width
+    a1 = 4 - 2 * np.cos(ky) + l_phi**-2
+    a2 = a1 + l_c**-2
+    lattice = -2 / width * np.sum((a1**2 - 4) ** -0.5 - (a2**2 - 4) ** -0.5)
+    np.testing.assert_allclose(bulk(cutoff=l_c), lattice, rtol=1e-8)
+    np.testing.assert_allclose(bulk(cutoff=l_c), -math.log(1 + l_phi**2 / l_c**2) / (2 * math.pi), rtol=0.05)
+    np.testing.assert_allclose(bulk(), -2 / width * np.sum((a1**2 - 4) ** -0.5), rtol=1e-8)  # no cutoff: lattice
+    np.testing.assert_allclose(th.lattice_wl_correction(16, 16, cutoff=1e-4, extrapolation=2.0),
+                               th.lattice_wl_correction(16, 16, extrapolation=2.0), rtol=1e-6)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="cutoff must be positive"):
+        th.lattice_wl_correction(16, 16, cutoff=0.0)
