@@ -92,19 +92,34 @@ def residual(config, name, g0, flux):
 
 
 
+LEAD_PARAMETERS = ("energy", "hopping", "flux", "rashba")  # the model terms the clean leads carry
+
+
 def sheet_conductance(config, name, g, **model):
     """Per-realization sheet conductance sigma = (L/W) / (1/G - 1/N) from two-terminal G (e^2/h) (for a 3D bar the
     conductivity (L/(W H)) / (1/G - 1/N), e^2/h per lattice constant), removing the
     ideal-lead (Sharvin) contact resistance 1/N, N the open channels of the leads (all spin projections).
-    ``model`` overrides the ensemble's lead parameters (e.g. one value of a rashba grid axis). Returns
-    (sigma, N)."""
+
+    The leads carry the sample's field and spin-orbit coupling, so N is evaluated at every point of the grid:
+    a lead wider than the cyclotron diameter has fewer channels in a field (at E = 1, flux 0.01 per plaquette a
+    128-wide lead has 31 instead of 86), and the zero-field N would leave a size-dependent error in sigma(phi).
+    The axes of ``g`` after the realization axis are the ensemble's grid axes in config order, less those fixed
+    by ``model`` (which overrides lead parameters, e.g. one value of a rashba grid axis: ``rashba=0.3``).
+    Returns (sigma, N) with N of shape ``g.shape[1:]``."""
     entry = config["ensembles"][name]
     sample = make_sample(entry["sample"])
-    lead = {k: v for k, v in {**entry["model"], **model}.items()
-            if v is not None and k in ("energy", "hopping", "rashba")}
-    channels = float(dt.open_channels(sample, dt.Model(**lead)))
+    g = np.asarray(g, float)
+    base = {k: v for k, v in {**entry["model"], **model}.items() if v is not None and k in LEAD_PARAMETERS}
+    axes = [k for k in entry["grid"] if k not in model]
+    if g.ndim != 1 + len(axes):
+        raise ValueError(f"conductance of ensemble {name!r} has shape {g.shape}; expected (realizations, "
+                         f"{', '.join(axes) or 'no grid axes'})")
+    channels = np.empty(g.shape[1:])
+    for index in np.ndindex(*g.shape[1:]):
+        point = {k: entry["grid"][k][i] for k, i in zip(axes, index) if k in LEAD_PARAMETERS}
+        channels[index] = float(dt.open_channels(sample, dt.Model(**{**base, **point})))
     aspect = entry["sample"]["length"] / entry["sample"]["width"] / (entry["sample"].get("height") or 1)
-    return aspect / (1.0 / np.asarray(g) - 1.0 / channels), channels
+    return aspect / (1.0 / g - 1.0 / channels), channels
 
 
 def line_fit(x, y, err):

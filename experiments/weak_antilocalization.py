@@ -39,9 +39,9 @@ from difftransport import theory
 
 def magnetoconductance(config, name, g, **model):
     """Paired sigma(phi) - sigma(0) per realization, shape (N, flux), for g of shape (N, flux); with the mean
-    sigma(0) and the lead channels N."""
+    sigma(0) and the lead channels N at zero flux."""
     sigma, channels = sheet_conductance(config, name, g, **model)
-    return sigma - sigma[:, :1], float(np.mean(sigma[:, 0])), channels
+    return sigma - sigma[:, :1], float(np.mean(sigma[:, 0])), float(channels[0])
 
 
 def fit_square(size, flux, delta, sigma0, channels, max_flux):

@@ -93,7 +93,7 @@ def analyse(config, data, out):
         l_phi = np.sqrt(diffusion * taus)
         forms = shapes(length)
         if d == 2:  # the square's own one loop: finite size and field included (z0 reproduces the Sharvin 1/N)
-            z0 = sigma_d * entry["sample"]["width"] / (2 * channels)
+            z0 = sigma_d * entry["sample"]["width"] / (2 * channels[0, 0])
             forms[2] = lambda lp, entry=entry, z0=z0: square_one_loop(entry, lp, z0)
         xs = {k: np.asarray(f(l_phi)) for k, f in forms.items()}
         fits = {k: line_fit(x, delta, delta_err) for k, x in xs.items()}

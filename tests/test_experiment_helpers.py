@@ -17,3 +17,32 @@ def test_jackknife_of_the_mean_is_its_standard_error():
     np.testing.assert_allclose(jackknife(lambda rows: x[rows].mean(0), len(x), blocks=len(x)), se, rtol=1e-12)
     blocked = jackknife(lambda rows: x[rows].mean(0), len(x), blocks=10)
     np.testing.assert_allclose(blocked, se, rtol=0.5)  # 10 blocks: the error of an error is ~1/sqrt(2 * 9) ~ 24%
+
+
+def test_sheet_conductance_takes_the_lead_channels_at_each_flux():
+    """The leads carry the field: a 64-wide lead at E = 1 has 43 channels at zero flux and 30 at 0.01 h/e per
+    plaquette (cyclotron diameter ~ 2 k_F l_B^2 below the width), so sigma(phi) must subtract 1/N(phi). A
+    two-terminal G built from a known sheet conductance and each N is inverted exactly; a grid axis fixed by an
+    override (one rashba value) drops out of the shape, and a shape that does not match the grid is an error."""
+    import pytest
+
+    import difftransport as dt
+    from common import sheet_conductance
+    from difftransport._config import validate
+
+    config = validate({"run": {"seed": 1, "realizations": 2},
+                       "ensembles": {"sq": {"sample": {"lattice": "strip", "width": 64, "length": 64},
+                                            "model": {"energy": 1.0}, "disorder": {"strength": 1.0},
+                                            "grid": {"flux": [0.0, 0.01]}}}})
+    sample = dt.Sample(dt.strip(64), 64)
+    expected = [float(dt.open_channels(sample, dt.Model(energy=1.0, flux=f))) for f in (0.0, 0.01)]
+    assert expected == [43.0, 30.0]
+    sigma = np.array([[2.0, 2.1], [1.5, 1.6]])
+    g = 1 / (1 / sigma + 1 / np.asarray(expected))  # square: 1/G = 1/sigma + 1/N
+    got, channels = sheet_conductance(config, "sq", g)
+    np.testing.assert_allclose(channels, expected)
+    np.testing.assert_allclose(got, sigma, rtol=1e-12)
+    with pytest.raises(ValueError, match="expected \\(realizations, flux\\)"):
+        sheet_conductance(config, "sq", g[:, 0])
+    _, fixed = sheet_conductance(config, "sq", g[:, 0], flux=0.01)
+    assert fixed.shape == () and float(fixed) == 30.0
