@@ -6,14 +6,18 @@ magnetoconductance that recovers L_phi = sqrt(D tau_phi).
 Spinless square samples (W = L), so the one-loop correction is -(1/pi) ln(L_cut/l) in e^2/h per square
 (PHYSICS.md 1-2):
 
-* **Size.** Coherent L x L squares at phi = 0 and at a flux phi_B whose magnetic length is below every L:
-  sigma(0) - sigma(phi_B) = -(1/pi) ln(L / l_B) + const for L >> l_B. At the sizes we reach (L ~ 2 - 16 l_B) the
-  square is still crossing over into that regime (the Cooperon of a square is cut at ~L/pi, not L), so a straight
-  line in ln L underestimates the coefficient. The data are fitted with A times the one-loop difference of the
-  same squares (``theory.lattice_wl_correction``: the lattice Cooperon with absorbing leads and the field), plus
-  a constant; A = 1 is the -(1/pi) ln L law. The Cooperon vanishes an extrapolation length z0 beyond each lead
-  interface, z0 = sigma W / (2N), the length that reproduces the Sharvin resistance 1/N: no free parameter. One
-  series per disorder strength shows how A depends on sigma.
+* **Size.** Coherent L x L squares: sigma(0, L) = sigma_D - (1/pi) ln(L/l) + ... for L >> l. At the sizes we
+  reach the square is still crossing over into that regime (its Cooperon vanishes an extrapolation length z0 ~ l
+  beyond each lead, so the modes below ~L/pi are not yet absorbed like a wide sample's), and a straight line in
+  ln L underestimates the coefficient. sigma(0, L) is fitted with A times the one-loop correction of the same
+  squares (``theory.lattice_wl_correction``: the lattice Cooperon with absorbing leads and hard walls) plus a
+  free classical constant; A = 1 is the -(1/pi) ln L law. z0 = sigma W / (2N), the length that reproduces the
+  Sharvin resistance 1/N, and the modes beyond q ~ 1/l, which are not diffusive, are cut off at
+  l_c = (sqrt 3/2) l, l = 4 z0 / pi (Pauli-Villars; the lattice cutoff makes the crossover too slow where
+  z0 ~ l >> a): no free parameter. One series per disorder strength shows how A depends on sigma.
+  The paired difference sigma(0) - sigma(phi_B), in which the Drude part cancels realization by realization, is
+  reported next to it: its one loop also needs the field-broken square, and at phi_B the magnetic length is
+  only 1.3 - 1.6 mean free paths, outside the diffusive regime the Cooperon assumes.
 * **HLN.** Buttiker probes on every site (local, current-conserving dephasing, tau_phi);
   sigma(phi) - sigma(0) at each tau_phi, fitted jointly with the simplified HLN form (alpha shared,
   B_phi per tau_phi; flux per plaquette as the field unit), gives alpha (theory +1/2) and
@@ -25,7 +29,8 @@ sigma(0) itself against ln L_phi is not used: the probes also relax momentum (1/
 lowers the Drude conductance by a relative tau/tau_phi, more than the logarithm changes at short tau_phi.
 
 Two-terminal conductances are converted to sheet conductances with the ideal-lead (Sharvin) contact resistance
-1/N (N open channels): sigma = (L/W) / (1/G - 1/N), realization by realization.
+1/N (N open channels of the leads at the same flux: the leads are in the field too):
+sigma = (L/W) / (1/G - 1/N), realization by realization.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ from common import (Report, arguments, density_of_states, jackknife, line_fit, l
 from difftransport import theory
 
 
+CUTOFF = math.sqrt(3) / 2  # Pauli-Villars cutoff of the Cooperon in mean free paths (theory.lattice_wl_correction)
+
+
 def analyse(config, data, out):
     report = Report("2D weak localization (spinless, e^2/h per square)")
     an = config["analysis"]
@@ -53,37 +61,55 @@ def analyse(config, data, out):
     for key, names in an["size_series"].items():
         entry = config["ensembles"][names[0]]
         flux_b = float(entry["grid"]["flux"][1])
-        sizes, delta, delta_err, crossover, z0 = [], [], [], [], []
+        cols = {k: [] for k in ("sizes", "sigma0", "sigma0_err", "delta", "delta_err", "z0", "one_loop",
+                                "crossover", "one_loop_bare")}
         for name in names:
             g = data[name]["conductance"]  # (N, flux): flux = [0, phi_B]
-            sigma, channels = sheet_conductance(config, name, g)
-            m, e = mean_err(sigma[:, 0] - sigma[:, 1])
+            sigma, channels = sheet_conductance(config, name, g)  # N at each flux: the leads are in the field
             sigma_field[name] = mean_err(sigma[:, 1])
             size = config["ensembles"][name]["sample"]["length"]
-            sizes.append(size)
-            delta.append(float(m))
-            delta_err.append(float(e))
             # Extrapolation length of the absorbing boundary at each lead: the Cooperon (like the diffuson) vanishes
             # z0 beyond the interface, and the same z0 makes the Sharvin resistance 1/N = 2 z0 / (sigma W).
-            z0.append(float(np.mean(sigma[:, 1])) * size / (2 * channels))
-            # one-loop sigma(0) - sigma(phi_B) of this square, finite-size crossover included (UV constant free)
-            crossover.append(float(theory.lattice_wl_correction(size, size, extrapolation=z0[-1])
-                                   - theory.lattice_wl_correction(size, size, flux=flux_b, extrapolation=z0[-1])))
-        sizes, delta, delta_err, crossover = (np.asarray(v, float) for v in (sizes, delta, delta_err, crossover))
-        amp, amp_err, icpt, chi2 = line_fit(crossover, delta, delta_err)
-        slope, slope_err, _, _ = line_fit(np.log(sizes), delta, delta_err)
+            z0 = float(sigma_field[name][0]) * size / (2 * channels[0])
+            # the diffusive modes end at q ~ 1/l: l = 4 z0 / pi (2D Milne length), l_c = (sqrt 3 / 2) l
+            zero = float(theory.lattice_wl_correction(size, size, extrapolation=z0, cutoff=CUTOFF * 4 * z0 / math.pi))
+            bare = float(theory.lattice_wl_correction(size, size, extrapolation=z0))
+            for k, v in zip(cols, (size, *mean_err(sigma[:, 0]), *mean_err(sigma[:, 0] - sigma[:, 1]), z0, zero,
+                                   bare - float(theory.lattice_wl_correction(size, size, flux=flux_b,
+                                                                             extrapolation=z0)), bare)):
+                cols[k].append(float(v))
+        sr = {k: np.asarray(v) for k, v in cols.items()}
+        # zero field: sigma(0, L) = A dG(L) + sigma_D', the one loop of the same square (its crossover into the
+        # ln L regime included) with a free classical constant; the sizes are independent ensembles
+        amp, amp_err, icpt, chi2 = line_fit(sr["one_loop"], sr["sigma0"], sr["sigma0_err"])
+        bare_amp, bare_err, _, _ = line_fit(sr["one_loop_bare"], sr["sigma0"], sr["sigma0_err"])
+        # paired against the field-broken square: the Drude part cancels, but at l_B ~ l the field is not in the
+        # diffusive regime that the one loop of the field-broken square assumes
+        pamp, pamp_err, picpt, pchi2 = line_fit(sr["crossover"], sr["delta"], sr["delta_err"])
+        slope, slope_err, _, _ = line_fit(np.log(sr["sizes"]), sr["sigma0"], sr["sigma0_err"])
         strength = entry["disorder"]["strength"]
-        series[key] = dict(strength=strength, flux=flux_b, sizes=sizes, delta=delta, delta_err=delta_err,
-                           crossover=crossover, amplitude=amp, amplitude_err=amp_err, intercept=icpt,
-                           z0=float(np.mean(z0)))
+        series[key] = dict(strength=strength, flux=flux_b, amplitude=amp, amplitude_err=amp_err, intercept=icpt,
+                           chi2=chi2, paired_amplitude=pamp, paired_amplitude_err=pamp_err, paired_intercept=picpt,
+                           **{k: v for k, v in sr.items()})
+        sizes = sr["sizes"].astype(int).tolist()
         tag = f"W = {strength:g}, sigma_B = {float(sigma_field[names[-1]][0]):.2f}"
-        report.add(f"size ({tag}): amplitude A of the one-loop crossover", amp, amp_err, 1.0,
-                   f"L = {sizes.astype(int).tolist()}, l_B = {1 / math.sqrt(2 * math.pi * flux_b):.1f}, "
-                   f"z0 = {np.mean(z0):.2f}, chi2 = {chi2:.1f}/{len(sizes) - 2}")
+        report.add(f"size ({tag}): A, sigma(0) against the one loop of the square", amp, amp_err, 1.0,
+                   f"L = {sizes}, z0 = {np.mean(sr['z0']):.2f}, cutoff {CUTOFF:.2f} l, chi2 = {chi2:.1f}/"
+                   f"{len(sizes) - 2}; lattice cutoff instead: {bare_amp:.2f} +- {bare_err:.2f}")
         report.add(f"size ({tag}): -A/pi, the ln L coefficient", -amp / math.pi, amp_err / math.pi, -1 / math.pi,
-                   "asymptotic slope of sigma(0) - sigma(phi_B) against ln L")
-        report.add(f"size ({tag}): straight-line slope", slope, slope_err, None,
-                   "biased by the crossover at L ~ pi l_B")
+                   "asymptotic slope of sigma(0) against ln L")
+        report.add(f"size ({tag}): straight-line slope of sigma(0)", slope, slope_err, None,
+                   "biased by the crossover into the ln L regime")
+        report.add(f"size ({tag}): paired A, sigma(0) - sigma(phi_B)", pamp, pamp_err, None,
+                   f"l_B = {1 / math.sqrt(2 * math.pi * flux_b):.1f}, chi2 = {pchi2:.1f}/{len(sizes) - 2}")
+    w = np.array([1 / sr["amplitude_err"] ** 2 for sr in series.values()])
+    combined = float(np.sum(w * [sr["amplitude"] for sr in series.values()]) / np.sum(w))
+    report.add("size: A of all series (weighted mean)", combined, float(1 / math.sqrt(np.sum(w))), 1.0,
+               "sigma(0) against the one loop of the square")
+    w = np.array([1 / sr["paired_amplitude_err"] ** 2 for sr in series.values()])
+    combined_p = float(np.sum(w * [sr["paired_amplitude"] for sr in series.values()]) / np.sum(w))
+    report.add("size: paired A of all series (weighted mean)", combined_p, float(1 / math.sqrt(np.sum(w))), None,
+               "field-broken reference at l_B ~ l")
     # --- Drude conductance and diffusion constant
     deph = config["ensembles"]["dephasing"]
     ref = an["drude_size"]
@@ -136,7 +162,7 @@ def analyse(config, data, out):
     # L_phi = sqrt(D tau_phi) from the Einstein relation: no cutoff parameter, alpha alone (a linear estimator; its
     # error from the spread of the per-realization estimates, whose points are correlated).
     size, width = deph["sample"]["length"], deph["sample"]["width"]
-    z0 = sigma_d * width / (2 * channels)
+    z0 = sigma_d * width / (2 * channels[0, 0])
 
     def one_loop(l_phi, fluxes):
         shape = jax.vmap(lambda phi: theory.lattice_wl_correction(size, width, flux=phi, l_phi=l_phi,
@@ -153,25 +179,25 @@ def analyse(config, data, out):
     plt = pyplot()
     fig, axs = plt.subplots(1, 3, figsize=(14, 4), layout="constrained")
     ax = axs[0]
-    for key, sr in series.items():
-        line = ax.errorbar(sr["sizes"], sr["delta"], yerr=sr["delta_err"], fmt="o", capsize=2,
+    for key, sr in series.items():  # sigma(0) less its fitted classical constant: the WL correction
+        line = ax.errorbar(sr["sizes"], sr["sigma0"] - sr["intercept"], yerr=sr["sigma0_err"], fmt="o", capsize=2,
                            label=fr"W = {sr['strength']:g}: A = {sr['amplitude']:.2f} ± {sr['amplitude_err']:.2f}")
         fine = np.unique(np.geomspace(sr["sizes"][0], sr["sizes"][-1], 12).round().astype(int))
-        kw = dict(extrapolation=sr["z0"])
-        cross = np.array([float(theory.lattice_wl_correction(n, n, **kw)
-                                - theory.lattice_wl_correction(n, n, flux=sr["flux"], **kw)) for n in fine])
-        ax.plot(fine, sr["amplitude"] * cross + sr["intercept"], color=line[0].get_color(), lw=1)
-        w = 1 / sr["delta_err"] ** 2  # one-loop theory (A = 1), only its constant fitted
-        c1 = np.sum(w * (sr["delta"] - sr["crossover"])) / np.sum(w)
-        ax.plot(fine, cross + c1, ":", color=line[0].get_color(), lw=1)
+        z0 = float(np.mean(sr["z0"]))
+        loop = np.array([float(theory.lattice_wl_correction(n, n, extrapolation=z0, cutoff=CUTOFF * 4 * z0 / math.pi))
+                         for n in fine])
+        ax.plot(fine, sr["amplitude"] * loop, color=line[0].get_color(), lw=1)
+        w = 1 / sr["sigma0_err"] ** 2  # one-loop theory (A = 1), only its constant fitted
+        c1 = np.sum(w * (sr["sigma0"] - sr["one_loop"])) / np.sum(w)
+        ax.plot(fine, loop + c1 - sr["intercept"], ":", color=line[0].get_color(), lw=1)
     ax.plot([], [], "k:", lw=1, label="one loop (A = 1), crossover included")
     ax.set_xscale("log")
     ticks = sorted({int(n) for sr in series.values() for n in sr["sizes"]})
     ax.set_xticks(ticks, [str(n) for n in ticks])
     ax.minorticks_off()
     ax.set_xlabel("L = W (sites)")
-    ax.set_ylabel(r"$\sigma(0)-\sigma(\phi_B)$ ($e^2/h$ per square)")
-    ax.set_title(r"size: $A\,\Delta_{1\mathrm{loop}}(L)$ + const, $A$ = 1 is $-\ln L/\pi$", fontsize=9)
+    ax.set_ylabel(r"$\sigma(0)-\sigma_D'$ ($e^2/h$ per square)")
+    ax.set_title(r"size: $\sigma(0)=A\,\delta G_{1\mathrm{loop}}(L)+\sigma_D'$, $A$ = 1 is $-\ln L/\pi$", fontsize=9)
     ax.legend(fontsize=7)
 
     ax = axs[1]
