@@ -631,8 +631,9 @@ def _finite_size_one_loop(c, lengths, channels, mean_log_g):
     Between successive lengths, [dG(L2) - dG(L1)] / ln(L2/L1) / g_mid with dG = theory.lattice_wl_correction of
     the square (its boundaries; the Cooperon vanishes z0 = g L / 2N beyond each lead, the length that reproduces
     the Sharvin resistance, g = exp<ln g> with contacts removed) and g_mid = exp of the mean <ln g>; the sign of
-    the symplectic class (total g) is opposite. At the sizes of a study the square has not reached its ln L
-    regime: this, not -1/(pi g), is what the raw slopes should follow at one loop."""
+    the symplectic class (total g) is opposite. The modes beyond q ~ 1/l are not diffusive and are cut off
+    (``theory.diffusive_cutoff``: l = 4 z0 / pi, l_c = (sqrt 3/2) l). At the sizes of a study the square has not
+    reached its ln L regime: this, not -1/(pi g), is what the raw slopes should follow at one loop."""
     from . import theory
 
     sign = {"orthogonal": 1.0, "symplectic": -1.0}[c["fit"]["asymptote"]]
@@ -642,8 +643,8 @@ def _finite_size_one_loop(c, lengths, channels, mean_log_g):
     for i in range(mean_log_g.shape[0]):
         for j, (size, n) in enumerate(zip(lengths, channels)):
             z0 = float(np.exp(mean_log_g[i, j])) * size / (2 * n)
-            correction[i, j] = sign * float(theory.lattice_wl_correction(size, size, periodic=periodic,
-                                                                           extrapolation=z0))
+            correction[i, j] = sign * float(theory.lattice_wl_correction(
+                size, size, periodic=periodic, extrapolation=z0, cutoff=theory.diffusive_cutoff(z0)))
     g_mid = np.exp(0.5 * (mean_log_g[:, 1:] + mean_log_g[:, :-1]))
     return np.diff(correction, axis=1) / np.diff(np.log(np.asarray(lengths, float))) / g_mid
 

@@ -278,6 +278,19 @@ def wire_magnetoconductance(field, length, width, l_phi, *, l_so=jnp.inf, spin="
 # Finite 2D samples: the one-loop correction from the lattice Cooperon
 
 
+DIFFUSIVE_CUTOFF = math.sqrt(3) / 2
+"""l_c / l for the ``cutoff`` of :func:`lattice_wl_correction`: the Pauli-Villars cutoff that matches the small-q
+expansion of the 2D ballistic kernel P^3/(1 - P), 2/(q l)^2 - 3/2. In 2D the mean free path follows from the lead
+extrapolation length, l = 4 z0 / pi (z0 = sigma W / 2N): :func:`diffusive_cutoff`."""
+
+
+def diffusive_cutoff(extrapolation):
+    """The ``cutoff`` l_c of :func:`lattice_wl_correction` for a 2D sample whose leads absorb the Cooperon
+    ``extrapolation`` z0 beyond the interfaces: l = 4 z0 / pi (the 2D Milne length z0 = pi l / 4, which also
+    reproduces the Sharvin resistance, z0 = sigma W / 2N), l_c = DIFFUSIVE_CUTOFF * l (lattice constants)."""
+    return DIFFUSIVE_CUTOFF * 4.0 * _float(extrapolation) / math.pi
+
+
 def lattice_wl_correction(length: int, width: int, *, flux=0.0, l_phi=jnp.inf, periodic: bool = False,
                           extrapolation=0.5, cutoff=None):
     """One-loop weak-localization correction delta G (e^2/h, one spinless orthogonal species) of a two-terminal
@@ -307,7 +320,7 @@ def lattice_wl_correction(length: int, width: int, *, flux=0.0, l_phi=jnp.inf, p
     ``cutoff`` l_c (lattice constants; default none: the lattice constant) removes the modes that are not
     diffusive, q >~ 1/l, with a Pauli-Villars subtraction, C -> C - [-Lap_2e + 1/L_phi^2 + 1/l_c^2]^(-1). Near a
     lead with z0 ~ l the unregularized Cooperon keeps modes between 1/l and 1/a that do not exist in the sample,
-    and its approach to the ln L regime is too slow. l_c = (sqrt(3)/2) l matches the small-q expansion of the 2D
+    and its approach to the ln L regime is too slow. l_c = (sqrt(3)/2) l (:data:`DIFFUSIVE_CUTOFF`) matches the small-q expansion of the 2D
     ballistic kernel P^3/(1 - P), P = (1 + (q l)^2)^(-1/2): 2/(q l)^2 - 3/2. Differences between sizes much
     larger than l_c, and the whole ln L_phi and field dependence for l_B, L_phi >> l_c, do not depend on it.
 

@@ -48,9 +48,6 @@ from common import (Report, arguments, density_of_states, jackknife, line_fit, l
 from difftransport import theory
 
 
-CUTOFF = math.sqrt(3) / 2  # Pauli-Villars cutoff of the Cooperon in mean free paths (theory.lattice_wl_correction)
-
-
 def analyse(config, data, out):
     report = Report("2D weak localization (spinless, e^2/h per square)")
     an = config["analysis"]
@@ -72,7 +69,7 @@ def analyse(config, data, out):
             # z0 beyond the interface, and the same z0 makes the Sharvin resistance 1/N = 2 z0 / (sigma W).
             z0 = float(sigma_field[name][0]) * size / (2 * channels[0])
             # the diffusive modes end at q ~ 1/l: l = 4 z0 / pi (2D Milne length), l_c = (sqrt 3 / 2) l
-            zero = float(theory.lattice_wl_correction(size, size, extrapolation=z0, cutoff=CUTOFF * 4 * z0 / math.pi))
+            zero = float(theory.lattice_wl_correction(size, size, extrapolation=z0, cutoff=theory.diffusive_cutoff(z0)))
             bare = float(theory.lattice_wl_correction(size, size, extrapolation=z0))
             for k, v in zip(cols, (size, *mean_err(sigma[:, 0]), *mean_err(sigma[:, 0] - sigma[:, 1]), z0, zero,
                                    bare - float(theory.lattice_wl_correction(size, size, flux=flux_b,
@@ -94,7 +91,8 @@ def analyse(config, data, out):
         sizes = sr["sizes"].astype(int).tolist()
         tag = f"W = {strength:g}, sigma_B = {float(sigma_field[names[-1]][0]):.2f}"
         report.add(f"size ({tag}): A, sigma(0) against the one loop of the square", amp, amp_err, 1.0,
-                   f"L = {sizes}, z0 = {np.mean(sr['z0']):.2f}, cutoff {CUTOFF:.2f} l, chi2 = {chi2:.1f}/"
+                   f"L = {sizes}, z0 = {np.mean(sr['z0']):.2f}, cutoff {theory.DIFFUSIVE_CUTOFF:.2f} l, "
+                   f"chi2 = {chi2:.1f}/"
                    f"{len(sizes) - 2}; lattice cutoff instead: {bare_amp:.2f} +- {bare_err:.2f}")
         report.add(f"size ({tag}): -A/pi, the ln L coefficient", -amp / math.pi, amp_err / math.pi, -1 / math.pi,
                    "asymptotic slope of sigma(0) against ln L")
@@ -184,7 +182,7 @@ def analyse(config, data, out):
                            label=fr"W = {sr['strength']:g}: A = {sr['amplitude']:.2f} ± {sr['amplitude_err']:.2f}")
         fine = np.unique(np.geomspace(sr["sizes"][0], sr["sizes"][-1], 12).round().astype(int))
         z0 = float(np.mean(sr["z0"]))
-        loop = np.array([float(theory.lattice_wl_correction(n, n, extrapolation=z0, cutoff=CUTOFF * 4 * z0 / math.pi))
+        loop = np.array([float(theory.lattice_wl_correction(n, n, extrapolation=z0, cutoff=theory.diffusive_cutoff(z0)))
                          for n in fine])
         ax.plot(fine, sr["amplitude"] * loop, color=line[0].get_color(), lw=1)
         w = 1 / sr["sigma0_err"] ** 2  # one-loop theory (A = 1), only its constant fitted

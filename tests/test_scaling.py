@@ -326,21 +326,22 @@ def test_cli_beta_refit_reuses_the_ensembles(tmp_path, capsys):
 
 def test_finite_size_one_loop_beta_of_a_beta_study():
     """The one-loop reference of the raw slopes: the finite difference of the lattice Cooperon correction of the
-    study's squares (z0 = g L / 2N) divided by g, negative for the orthogonal class and of opposite sign for the
-    symplectic one; as the squares grow it approaches -1/(pi g) from above (0.84, 0.88 of it at L = 16-32-48
-    with z0 = 0.5, slower with the larger z0 of a real study)."""
+    study's squares (z0 = g L / 2N, non-diffusive modes cut at theory.diffusive_cutoff(z0)) divided by g,
+    negative for the orthogonal class and of opposite sign for the symplectic one; as the squares grow it
+    approaches -1/(pi g) from above (0.84, 0.89 of it at L = 16-32-48 with z0 = 0.5; 0.57, 0.71 with z0 = 2)."""
     from difftransport import theory
     from difftransport._cli_scale import _finite_size_one_loop
 
     lengths = [16, 32, 48]
-    channels = [5.0 * L for L in lengths]  # with g = 5: z0 = g L / 2N = 1/2, the Dirichlet default
     log_g = np.log(np.array([[5.0, 5.0, 5.0]]))
     study = {"fit": {"asymptote": "orthogonal"}, "system": {"boundary": "periodic"}}
-    got = _finite_size_one_loop(study, lengths, channels, log_g)
-    d = [float(theory.lattice_wl_correction(L, L, periodic=True)) for L in lengths]
-    expected = np.diff(d) / np.diff(np.log(lengths)) / 5.0
-    np.testing.assert_allclose(got[0], expected, rtol=1e-12)
-    assert np.all(got < 0) and np.all(got[0] > -1 / (np.pi * 5.0))
-    np.testing.assert_allclose(got[0] * np.pi * 5.0, [-0.84, -0.88], atol=0.02)
+    for per_site, z0, ratios in ((5.0, 0.5, [-0.84, -0.89]), (1.25, 2.0, [-0.57, -0.71])):
+        channels = [per_site * L for L in lengths]  # z0 = g L / 2N with g = 5
+        got = _finite_size_one_loop(study, lengths, channels, log_g)
+        d = [float(theory.lattice_wl_correction(L, L, periodic=True, extrapolation=z0,
+                                                cutoff=theory.diffusive_cutoff(z0))) for L in lengths]
+        np.testing.assert_allclose(got[0], np.diff(d) / np.diff(np.log(lengths)) / 5.0, rtol=1e-12)
+        assert np.all(got < 0) and np.all(got[0] > -1 / (np.pi * 5.0))
+        np.testing.assert_allclose(got[0] * np.pi * 5.0, ratios, atol=0.01)
     study["fit"]["asymptote"] = "symplectic"
     np.testing.assert_allclose(_finite_size_one_loop(study, lengths, channels, log_g), -got)
