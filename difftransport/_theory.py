@@ -320,9 +320,10 @@ def lattice_wl_correction(length: int, width: int, *, flux=0.0, l_phi=jnp.inf, p
     ``cutoff`` l_c (lattice constants; default none: the lattice constant) removes the modes that are not
     diffusive, q >~ 1/l, with a Pauli-Villars subtraction, C -> C - [-Lap_2e + 1/L_phi^2 + 1/l_c^2]^(-1). Near a
     lead with z0 ~ l the unregularized Cooperon keeps modes between 1/l and 1/a that do not exist in the sample,
-    and its approach to the ln L regime is too slow. l_c = (sqrt(3)/2) l (:data:`DIFFUSIVE_CUTOFF`) matches the small-q expansion of the 2D
-    ballistic kernel P^3/(1 - P), P = (1 + (q l)^2)^(-1/2): 2/(q l)^2 - 3/2. Differences between sizes much
-    larger than l_c, and the whole ln L_phi and field dependence for l_B, L_phi >> l_c, do not depend on it.
+    and its approach to the ln L regime is too slow. l_c = (sqrt(3)/2) l (:data:`DIFFUSIVE_CUTOFF`,
+    :func:`diffusive_cutoff`) matches the small-q expansion of the 2D ballistic kernel P^3/(1 - P),
+    P = (1 + (q l)^2)^(-1/2): 2/(q l)^2 - 3/2. Differences between sizes much larger than l_c, and the whole
+    ln L_phi and field dependence for l_B, L_phi >> l_c, do not depend on it. Differentiable in ``cutoff`` too.
 
     ``length`` and ``width`` are static integers (sites); cost O(L W^3). Differentiable in ``flux``, ``l_phi``
     and ``extrapolation``.
