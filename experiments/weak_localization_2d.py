@@ -17,7 +17,7 @@ Spinless square samples (W = L), so the one-loop correction is -(1/pi) ln(L_cut/
   z0 ~ l >> a): no free parameter. One series per disorder strength shows how A depends on sigma.
   The paired difference sigma(0) - sigma(phi_B), in which the Drude part cancels realization by realization, is
   reported next to it: its one loop also needs the field-broken square, and at phi_B the magnetic length is
-  only 1.3 - 1.6 mean free paths, outside the diffusive regime the Cooperon assumes.
+  only 1.5 - 2 mean free paths, outside the diffusive regime the Cooperon assumes.
 * **HLN.** Buttiker probes on every site (local, current-conserving dephasing, tau_phi);
   sigma(phi) - sigma(0) at each tau_phi, fitted jointly with the simplified HLN form (alpha shared,
   B_phi per tau_phi; flux per plaquette as the field unit), gives alpha (theory +1/2) and
@@ -100,13 +100,14 @@ def analyse(config, data, out):
                    "biased by the crossover into the ln L regime")
         report.add(f"size ({tag}): paired A, sigma(0) - sigma(phi_B)", pamp, pamp_err, None,
                    f"l_B = {1 / math.sqrt(2 * math.pi * flux_b):.1f}, chi2 = {pchi2:.1f}/{len(sizes) - 2}")
-    w = np.array([1 / sr["amplitude_err"] ** 2 for sr in series.values()])
-    combined = float(np.sum(w * [sr["amplitude"] for sr in series.values()]) / np.sum(w))
-    report.add("size: A of all series (weighted mean)", combined, float(1 / math.sqrt(np.sum(w))), 1.0,
+    def weighted_mean(key):
+        value = np.array([sr[key] for sr in series.values()])
+        w = 1 / np.array([sr[key + "_err"] for sr in series.values()]) ** 2
+        return float(np.sum(w * value) / np.sum(w)), float(1 / math.sqrt(np.sum(w)))
+
+    report.add("size: A of all series (weighted mean)", *weighted_mean("amplitude"), 1.0,
                "sigma(0) against the one loop of the square")
-    w = np.array([1 / sr["paired_amplitude_err"] ** 2 for sr in series.values()])
-    combined_p = float(np.sum(w * [sr["paired_amplitude"] for sr in series.values()]) / np.sum(w))
-    report.add("size: paired A of all series (weighted mean)", combined_p, float(1 / math.sqrt(np.sum(w))), None,
+    report.add("size: paired A of all series (weighted mean)", *weighted_mean("paired_amplitude"), None,
                "field-broken reference at l_B ~ l")
     # --- Drude conductance and diffusion constant
     deph = config["ensembles"]["dephasing"]
