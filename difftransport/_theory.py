@@ -29,6 +29,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import digamma
 
 # CODATA 2018 exact SI values.
@@ -275,7 +276,7 @@ def wire_magnetoconductance(field, length, width, l_phi, *, l_so=jnp.inf, spin="
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Finite 2D samples: the one-loop correction from the lattice Cooperon
+# Finite 2D and 3D samples: the one-loop correction from the lattice Cooperon
 
 
 DIFFUSIVE_CUTOFF = math.sqrt(3) / 2
@@ -291,8 +292,8 @@ def diffusive_cutoff(extrapolation):
     return DIFFUSIVE_CUTOFF * 4.0 * _float(extrapolation) / math.pi
 
 
-def lattice_wl_correction(length: int, width: int, *, flux=0.0, l_phi=jnp.inf, periodic: bool = False,
-                          extrapolation=0.5, cutoff=None):
+def lattice_wl_correction(length: int, width: int, *, height: int | None = None, flux=0.0, l_phi=jnp.inf,
+                          periodic: bool = False, extrapolation=0.5, cutoff=None):
     """One-loop weak-localization correction delta G (e^2/h, one spinless orthogonal species) of a two-terminal
     ``length`` x ``width`` sample between ideal leads, from the Cooperon of the sample's own geometry.
 
@@ -325,21 +326,29 @@ def lattice_wl_correction(length: int, width: int, *, flux=0.0, l_phi=jnp.inf, p
     P = (1 + (q l)^2)^(-1/2): 2/(q l)^2 - 3/2. Differences between sizes much larger than l_c, and the whole
     ln L_phi and field dependence for l_B, L_phi >> l_c, do not depend on it. Differentiable in ``cutoff`` too.
 
-    ``length`` and ``width`` are static integers (sites); cost O(L W^3). Differentiable in ``flux``, ``l_phi``
-    and ``extrapolation``.
+    ``height`` H turns the sample into a 3D bar with a W x H cross-section (the cubic lattice of
+    :func:`difftransport.bar`; the field along z, ``periodic`` closing both transverse directions). The same
+    normalization holds, delta sigma = (L / W H) delta G, and the bulk gives the mass-regularized 3D result
+    delta sigma = const + 1/(2 pi L_phi) (e^2/h, spinless), the L_phi term of Kawabata's formula: PHYSICS.md's
+    (1/pi^2)(1/l - 1/L_phi) is the sharp-cutoff estimate of it, pi/2 smaller.
+
+    ``length``, ``width`` and ``height`` are static integers (sites); cost O(L (W H)^3). Differentiable in
+    ``flux``, ``l_phi`` and ``extrapolation``.
     """
     if cutoff is not None:
         lc = _positive("cutoff", _float(cutoff))
         if lc.ndim:
             raise ValueError("cutoff must be a scalar.")
         heavy = 1.0 / (1.0 / _positive("l_phi", _float(l_phi)) ** 2 + 1.0 / lc**2) ** 0.5
-        return (lattice_wl_correction(length, width, flux=flux, l_phi=l_phi, periodic=periodic,
-                                      extrapolation=extrapolation)
-                - lattice_wl_correction(length, width, flux=flux, l_phi=heavy, periodic=periodic,
-                                        extrapolation=extrapolation))
-    if int(length) != length or int(width) != width or length < 1 or width < 1:
-        raise ValueError(f"length and width must be positive integers (sites), got {length!r} and {width!r}.")
-    length, width = int(length), int(width)
+        kw = dict(height=height, flux=flux, periodic=periodic, extrapolation=extrapolation)
+        return lattice_wl_correction(length, width, l_phi=l_phi, **kw) - lattice_wl_correction(
+            length, width, l_phi=heavy, **kw)
+    dims = (length, width, 1 if height is None else height)
+    if any(int(d) != d or d < 1 for d in dims):
+        raise ValueError(f"length, width and height must be positive integers (sites), got {dims!r}.")
+    if periodic and 2 in dims[1:]:
+        raise ValueError(f"a periodic cross-section needs width and height >= 3 (or 1), got {dims[1:]!r}.")
+    length, width, height = (int(d) for d in dims)
     flux = _float(flux)
     mass = 1.0 / _positive("l_phi", _float(l_phi)) ** 2
     if flux.ndim or mass.ndim:
@@ -347,17 +356,27 @@ def lattice_wl_correction(length: int, width: int, *, flux=0.0, l_phi=jnp.inf, p
     z0 = _positive("extrapolation", _float(extrapolation))
     if z0.ndim:
         raise ValueError("extrapolation must be a scalar.")
-    return _cooperon_trace(length, width, periodic, flux, mass, z0)
+    return _cooperon_trace(length, width, height, periodic, flux, mass, z0)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _cooperon_trace(length, width, periodic, flux, mass, z0):
-    """-(2/L^2) Tr of the inverse lattice Cooperon operator (block-tridiagonal in slices, O(L W^3))."""
-    hop = jnp.eye(width, k=1, dtype=complex)
-    if periodic and width > 2:
-        hop = hop.at[width - 1, 0].set(1.0)
+def _transverse_hop(size, periodic):
+    """Nearest-neighbour hops along one transverse direction (upper triangle; the seam if periodic)."""
+    hop = np.eye(size, k=1)
+    if periodic and size > 2:
+        hop[size - 1, 0] = 1.0
+    return hop
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _cooperon_trace(length, width, height, periodic, flux, mass, z0):
+    """-(2/L^2) Tr of the inverse lattice Cooperon operator (block-tridiagonal in slices, O(L (W H)^3)).
+    Slice sites in C order of (y, z), as in :func:`difftransport.bar`; the field's phases sit on the y bonds."""
+    hop_y = np.kron(_transverse_hop(width, periodic), np.eye(height))
+    hop_z = np.kron(np.eye(width), _transverse_hop(height, periodic))
     # number of transverse neighbours (Neumann walls) plus the two longitudinal ones (Dirichlet at the leads)
-    degree = 2.0 + jnp.sum(jnp.abs(hop + hop.T) > 0, axis=1)
+    degree = 2.0 + np.sum((hop_y + hop_y.T + hop_z + hop_z.T) > 0, axis=1)
+    hop = jnp.asarray(hop_y, dtype=complex)
+    still = jnp.asarray(hop_z + hop_z.T, dtype=complex)
 
     # Robin ends: C vanishes z0 beyond the lead interface (half a site outside the end slice), so the ghost site
     # outside carries C_end (d - 1)/d with d = z0 + 1/2; z0 = 1/2 is Dirichlet on the first lead slice.
@@ -366,7 +385,7 @@ def _cooperon_trace(length, width, periodic, flux, mass, z0):
     def block(x):
         t = hop * jnp.exp(2j * (2 * jnp.pi * flux) * x)
         ends = end * ((x == 0).astype(float) + (x == length - 1).astype(float))
-        return jnp.diag(degree + mass - ends).astype(complex) - t - t.conj().T
+        return jnp.diag(degree + mass - ends).astype(complex) - t - t.conj().T - still
 
     blocks = jax.vmap(block)(jnp.arange(length, dtype=float))
 
@@ -374,7 +393,7 @@ def _cooperon_trace(length, width, periodic, flux, mass, z0):
         g = jnp.linalg.inv(a - sigma)
         return g, g
 
-    zero = jnp.zeros((width, width), complex)
+    zero = jnp.zeros((width * height, width * height), complex)
     _, g_left = jax.lax.scan(sweep, zero, blocks)
     _, g_right = jax.lax.scan(sweep, zero, blocks, reverse=True)
     sigma_l = jnp.concatenate([zero[None], g_left[:-1]])

@@ -254,6 +254,55 @@ def test_lattice_wl_correction_exact_limits():
         np.testing.assert_allclose(th.lattice_wl_correction(length, 1), -(1 + 2 / length) / 3, rtol=1e-12)
 
 
+def test_lattice_wl_correction_of_a_bar():
+    """3D bars (``height``): at zero field the closed-form mode sum of the cubic lattice (Dirichlet along, Neumann
+    or periodic across); in a field along z the hard-wall z modes decouple, so the bar is the sum over them of 2D
+    strips whose mass carries 2 - 2 cos(p pi/H); height 1 is the strip."""
+    length, width, height, l_phi = 12, 5, 4, 3.0
+    n = np.arange(1, length + 1)[:, None, None]
+    y = np.arange(width)[None, :, None]
+    z = np.arange(height)[None, None, :]
+    for periodic, k in ((False, 1), (True, 2)):
+        modes = (2 - 2 * np.cos(n * np.pi / (length + 1)) + 2 - 2 * np.cos(k * np.pi * y / width)
+                 + 2 - 2 * np.cos(k * np.pi * z / height) + 1 / l_phi**2)
+        got = th.lattice_wl_correction(length, width, height=height, l_phi=l_phi, periodic=periodic)
+        np.testing.assert_allclose(got, -2 * np.sum(1 / modes) / length**2, rtol=1e-12)
+    flux = 0.03
+    strips = sum(th.lattice_wl_correction(length, width, flux=flux, extrapolation=1.3,
+                                          l_phi=(l_phi**-2 + 2 - 2 * math.cos(p * math.pi / height)) ** -0.5)
+                 for p in range(height))
+    bar = th.lattice_wl_correction(length, width, height=height, flux=flux, l_phi=l_phi, extrapolation=1.3)
+    np.testing.assert_allclose(bar, strips, rtol=1e-12)
+    np.testing.assert_allclose(th.lattice_wl_correction(length, width, height=1, flux=flux),
+                               th.lattice_wl_correction(length, width, flux=flux), rtol=1e-14)
+    with pytest.raises(ValueError, match="periodic cross-section"):
+        th.lattice_wl_correction(length, width, height=2, periodic=True)
+
+
+def test_lattice_wl_correction_3d_bulk_is_one_over_two_pi_l_phi():
+    """The bulk of a periodic bar (difference of two lengths) equals the lattice integral
+    -(2/WH) sum_k (a^2 - 4)^(-1/2), a = 2 + sum (2 - 2 cos k) + L_phi^-2; on the infinite lattice its L_phi
+    dependence is +1/(2 pi L_phi) (the mass-regularized 3D Cooperon, Kawabata's L_phi term; PHYSICS.md's sharp
+    cutoff gives 1/pi^2). The slope between L_phi = 8 and 16 is 2.5% above it, between 16 and 32 1.3%: a lattice
+    correction ~ 1/L_phi, which the Richardson extrapolation of the two removes to 0.2%."""
+    side, l_phi = 6, 2.5
+    trace = lambda n: -0.5 * n**2 * float(th.lattice_wl_correction(n, side, height=side, l_phi=l_phi, periodic=True))
+    bulk = -2 * (trace(48) - trace(24)) / (24 * side**2)
+    k = 2 * np.pi * np.arange(side) / side
+    a = 2 + (2 - 2 * np.cos(k))[:, None] + (2 - 2 * np.cos(k))[None, :] + l_phi**-2
+    np.testing.assert_allclose(bulk, -2 / side**2 * np.sum((a**2 - 4) ** -0.5), rtol=1e-8)
+
+    def infinite(lp, points=2048):  # midpoint rule over the Brillouin zone (periodic integrand, peak width 1/L_phi)
+        q = 2 * np.pi * (np.arange(points) + 0.5) / points
+        a = 2 + (2 - 2 * np.cos(q))[:, None] + (2 - 2 * np.cos(q))[None, :] + lp**-2
+        return -2 * np.mean((a**2 - 4) ** -0.5)
+
+    slope = lambda l1: (infinite(l1) - infinite(2 * l1)) / (1 / l1 - 1 / (2 * l1)) * 2 * math.pi
+    coarse, fine = slope(8.0), slope(16.0)
+    assert 1.02 < coarse < 1.03 and 1.01 < fine < 1.02
+    np.testing.assert_allclose(2 * fine - coarse, 1.0, atol=0.003)
+
+
 def test_lattice_wl_correction_reproduces_hln_in_the_bulk():
     """A periodic strip much longer and wider than L_phi = 6: (L/W)[dG(B) - dG(0)], extrapolated in 1/L from
     L = 128 and 256 (the absorbing ends remove a boundary layer ~L_phi), against HLN with alpha = 1/2. This pins
