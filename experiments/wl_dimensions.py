@@ -10,18 +10,22 @@ in the field, which does not depend on L_phi while l_B << L_phi). With two field
 the field) magnetoresistance is extrapolated away (``field_broken``). The probes also relax momentum, which moves the
 Drude conductance by a relative tau/tau_phi; that part is the same at both fluxes and drops out of Delta.
 
-One-loop predictions, spinless (half the spin-degenerate values), e^2/h, no free parameter but the constant:
+One-loop prediction, spinless, e^2/h, no free parameter but the constant: Delta = a x(L_phi) + c with a = 1 and x
+the one loop of the dephased sample itself (``own_one_loop``: theory.lattice_wl_correction of the L x W strip or
+L x W x H bar, absorbing leads, at the grid's fluxes, combined like the data), which tends to
 
-* quasi-1D wire, X = sigma A = L / (1/G - 1/N):  Delta = -L F(L/L_phi) + c  (F(x) = coth x / x - 1/x^2, the
-  finite wire between ideal leads; -> -L_phi for L >> L_phi)
-* 2D square, X = sigma per square:               Delta = one loop of the square + c  (theory.lattice_wl_correction
-  at the grid's fluxes, combined like the data; -> -(1/pi) ln L_phi + c when l_B << L_phi << L)
-* 3D bar, X = sigma per lattice constant:        Delta = +(1/pi^2) / L_phi + c
+* quasi-1D wire, X = sigma A = L / (1/G - 1/N):  -L F(L/L_phi) (F(x) = coth x / x - 1/x^2) -> -L_phi for
+  W << L_phi << L
+* 2D square, X = sigma per square:               -(1/pi) ln L_phi when l_B << L_phi << L
+* 3D bar, X = sigma per lattice constant:        +1/(2 pi L_phi) when l_B << L_phi << W, H, L (the
+  mass-regularized Cooperon of exponential dephasing, Kawabata's L_phi term; PHYSICS.md's sharp-cutoff table
+  entry 1/pi^2 is pi/2 smaller)
 
-with L_phi = sqrt(D tau_phi) and D = sigma_D / (2 pi rho) (Einstein relation, hbar = 1, lattice units): sigma_D
+and catches the crossovers between these limits (L_phi ~ W, l_B ~ L_phi) that samples of a 2-core budget live in.
+L_phi = sqrt(D tau_phi) with D = sigma_D / (2 pi rho) (Einstein relation, hbar = 1, lattice units): sigma_D
 from the field-broken point at the longest tau_phi, rho the DOS per site from exact eigenvalues of closed samples.
-The script fits Delta = a x_d(L_phi) + c with each dimension's own x_d (theory a = 1) and, to show that the
-dimension picks the form, also with the other two forms (chi^2 of each).
+The script also fits each ideal form (the three limits above) and prints the amplitude for the sample's own
+dimension and the chi^2 of the other two.
 """
 
 from __future__ import annotations
@@ -42,21 +46,23 @@ def shapes(length):
     return {
         1: lambda l_phi: -length * np.asarray(theory.coherent_wire_function(length / np.asarray(l_phi))),
         2: lambda l_phi: -np.log(l_phi) / math.pi,
-        3: lambda l_phi: 1.0 / (math.pi**2 * np.asarray(l_phi)),
+        3: lambda l_phi: 1.0 / (2 * math.pi * np.asarray(l_phi)),
     }
 
 
-def square_one_loop(entry, l_phi, z0):
-    """One-loop Delta = X(0) - X(phi_B) of the dephased L x W sample itself at each L_phi, per square: the lattice
-    Cooperon (``theory.lattice_wl_correction``, absorbing leads z0 beyond the interfaces, the sample's walls) at
-    every flux of the grid, combined exactly as the data are (``field_broken``). A field difference is free of the
-    ultraviolet cutoff, so this predicts the absolute Delta, not only its L_phi dependence."""
-    length, width, flux = entry["sample"]["length"], entry["sample"]["width"], entry["grid"]["flux"]
+def own_one_loop(entry, l_phi, z0):
+    """One-loop Delta = X(0) - X(phi_B) of the dephased sample itself (L x W square or L x W x H bar) at each
+    L_phi, per square or per lattice constant: the lattice Cooperon (``theory.lattice_wl_correction``, absorbing
+    leads z0 beyond the interfaces, the sample's walls) at every flux of the grid, combined exactly as the data are
+    (``field_broken``). A field difference is free of the ultraviolet cutoff, so this predicts the absolute Delta,
+    not only its L_phi dependence."""
+    sample, flux = entry["sample"], entry["grid"]["flux"]
+    length, width, height = sample["length"], sample["width"], sample.get("height")
     out = []
     for lp in np.atleast_1d(l_phi):
-        dg = np.array([float(theory.lattice_wl_correction(length, width, flux=f, l_phi=float(lp),
+        dg = np.array([float(theory.lattice_wl_correction(length, width, height=height, flux=f, l_phi=float(lp),
                                                           extrapolation=z0)) for f in flux])
-        out.append(length / width * (dg[0] - field_broken(dg[None, :], flux)[0]))
+        out.append(length / width / (height or 1) * (dg[0] - field_broken(dg[None, :], flux)[0]))
     return np.asarray(out)
 
 
@@ -79,6 +85,8 @@ def analyse(config, data, out):
     an = config["analysis"]
     results = {}
     for name, d in DIMENSIONS.items():
+        if name not in config["ensembles"]:  # a config may run a subset (a quick check of one dimension)
+            continue
         entry = config["ensembles"][name]
         taus = np.asarray(entry["grid"]["tau_phi"], float)
         length = entry["sample"]["length"]
@@ -91,40 +99,44 @@ def analyse(config, data, out):
         rho = density_of_states(entry, realizations=an["dos_realizations"])
         diffusion = sigma_d / (2 * math.pi * rho)
         l_phi = np.sqrt(diffusion * taus)
-        forms = shapes(length)
-        if d == 2:  # the square's own one loop: finite size and field included (z0 reproduces the Sharvin 1/N)
-            z0 = sigma_d * entry["sample"]["width"] / (2 * channels[0, 0])
-            forms[2] = lambda lp, entry=entry, z0=z0: square_one_loop(entry, lp, z0)
-        xs = {k: np.asarray(f(l_phi)) for k, f in forms.items()}
-        fits = {k: line_fit(x, delta, delta_err) for k, x in xs.items()}
-        a, _, c, chi2 = fits[d]
-        # every tau_phi point comes from the same realizations: the error of a by the jackknife
-        a_err = float(jackknife(lambda rows: [line_fit(xs[d], *mean_err(per_realization[rows]))[0]],
-                                len(per_realization))[0])
+        # the sample's own one loop: finite size, cross-over to lower dimension and field included (the leads absorb
+        # the Cooperon z0 = sigma_D A / 2N beyond the interfaces, which reproduces the Sharvin 1/N)
+        area = entry["sample"]["width"] * (entry["sample"].get("height") or 1)
+        z0 = sigma_d * area / (2 * channels[0, 0])
+        own = scale * own_one_loop(entry, l_phi, z0)
+        ideal = {k: np.asarray(f(l_phi)) for k, f in shapes(length).items()}
+        fits = {k: line_fit(x, delta, delta_err) for k, x in ideal.items()}
+        a, _, c, chi2 = line_fit(own, delta, delta_err)
+        # every tau_phi point comes from the same realizations: errors of the amplitudes by the jackknife
+        a_err, ideal_err = (float(e) for e in jackknife(
+            lambda rows: [line_fit(x, *mean_err(per_realization[rows]))[0] for x in (own, ideal[d])],
+            len(per_realization)))
         dof = len(taus) - 2
         report.add(f"{name} (d = {d}): D = sigma_D / (2 pi rho)", diffusion, diffusion * sigma_d_err / sigma_d, None,
-                   f"sigma_D = {sigma_d:.3f}, rho = {rho:.4f}, L_phi = {np.round(l_phi, 1).tolist()}")
+                   f"sigma_D = {sigma_d:.3f}, rho = {rho:.4f}, L_phi = {np.round(l_phi, 1).tolist()}, z0 = {z0:.2f}")
+        report.add(f"{name} (d = {d}): amplitude a, own one loop", a, a_err, 1.0, f"chi2/dof = {chi2:.1f}/{dof}")
         others = ", ".join(f"d={k}: {v[3]:.1f}" for k, v in fits.items() if k != d)
-        report.add(f"{name} (d = {d}): amplitude a", a, a_err, 1.0,
-                   f"chi2/dof = {chi2:.1f}/{dof}; other forms' chi2: {others}")
-        results[name] = {"dimension": d, "x": xs[d].tolist(), "a_err_jackknife": a_err, "tau_phi": taus.tolist(),
-                         "l_phi": l_phi.tolist(), "delta": delta.tolist(),
+        report.add(f"{name} (d = {d}): amplitude, ideal d = {d} form", fits[d][0], ideal_err, 1.0,
+                   f"chi2/dof = {fits[d][3]:.1f}/{dof}; other ideal forms' chi2: {others}")
+        results[name] = {"dimension": d, "x": own.tolist(), "a": a, "a_err_jackknife": a_err, "c": c, "chi2": chi2,
+                         "z0": z0, "tau_phi": taus.tolist(), "l_phi": l_phi.tolist(), "delta": delta.tolist(),
                          "delta_err": delta_err.tolist(), "diffusion": diffusion, "sigma_drude": sigma_d, "rho": rho,
-                         "fits": {str(k): dict(zip(("a", "a_err", "c", "chi2"), v)) for k, v in fits.items()}}
+                         "ideal_forms": {str(k): dict(zip(("a", "a_err", "c", "chi2"), v)) for k, v in fits.items()},
+                         "ideal_a_err_jackknife": ideal_err}
     report.print()
 
     plt = pyplot()
-    fig, axs = plt.subplots(1, 3, figsize=(14, 4), layout="constrained")
-    xlabels = {1: r"$-L\,F(L/L_\phi)$ ($\to -L_\phi$)", 2: r"one loop of the square ($\to -\ln(L_\phi)/\pi$)",
-               3: r"$1/(\pi^2 L_\phi)$"}
+    fig, axs = plt.subplots(1, len(results), figsize=(14 * len(results) / 3, 4), layout="constrained",
+                            squeeze=False)
+    xlabels = {1: r"one loop of the wire ($\to -L_\phi$)", 2: r"one loop of the square ($\to -\ln(L_\phi)/\pi$)",
+               3: r"one loop of the bar ($\to 1/(2\pi L_\phi)$)"}
     ylabels = {1: r"$\Delta(\sigma A)$ ($e^2/h$ · site)", 2: r"$\Delta\sigma$ ($e^2/h$)",
                3: r"$\Delta\sigma$ ($e^2/h$ per site)"}
-    for ax, (name, r) in zip(axs, results.items()):
+    for ax, (name, r) in zip(axs[0], results.items()):
         d = r["dimension"]
         entry = config["ensembles"][name]
         x = np.asarray(r["x"])
-        a, c, chi2 = (r["fits"][str(d)][k] for k in ("a", "c", "chi2"))
-        a_err = r["a_err_jackknife"]
+        a, c, chi2, a_err = (r[k] for k in ("a", "c", "chi2", "a_err_jackknife"))
         ax.errorbar(x, r["delta"], yerr=r["delta_err"], fmt="o", capsize=2, label="X(0) − X(φ_B)")
         fine = np.linspace(min(x), max(x), 50)
         ax.plot(fine, fine + np.average(np.asarray(r["delta"]) - x, weights=1 / np.asarray(r["delta_err"]) ** 2),
