@@ -4,6 +4,7 @@ conductance difference on identical potentials.
 
     bash benchmarks/kwant_env.sh                 # once: builds .kwant-venv (Kwant is never our dependency)
     python benchmarks/bench_kwant.py [--cases strip32 bar8] [--batch N] [--repeat 3] [--kwant-realizations N]
+                                     [--method rgf|transfer]
 
 Systems (all at E = 1, box disorder of width W_dis = 2, hopping t = 1, hard walls, clean leads of the same
 cross-section): spinless strips W x L = 32 x 128, 64 x 256, 128 x 512; a spinful strip with Rashba
@@ -11,7 +12,8 @@ alpha = 0.2, 32 x 128; a cubic bar 8 x 8 x 64 (W x H x L). Conventions are those
 (tests/data/REFERENCE_README.md), so one potential array V[x, y(, z)] feeds both codes unchanged.
 
 difftransport: a jitted vmap over a batch of realizations, best of ``--repeat`` calls after compilation
-(``bench_rgf.time_conductance``; its flop model, 16 n^3 real flops per slice, gives the GFLOP/s). Kwant:
+(``bench_rgf.time_conductance``; its flop model, 16 n^3 real flops per slice, gives the GFLOP/s, RGF-equivalent
+for ``--method transfer``). Kwant:
 ``kwant.smatrix(...).transmission(1, 0)`` per realization on a system finalized once (the potential enters
 through ``params``), the default MUMPS solver, in a subprocess running ``.kwant-venv/bin/python``; its time
 per realization is the best over ``--kwant-realizations`` realizations, after an untimed warm-up on a small
@@ -168,6 +170,7 @@ def main():
     parser.add_argument("--kwant-python", type=pathlib.Path, default=KWANT_PYTHON,
                         help="interpreter with Kwant (default: .kwant-venv/bin/python)")
     parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the rows to this file")
+    parser.add_argument("--method", choices=("rgf", "transfer"), default="rgf", help="difftransport's sweep")
     args = parser.parse_args()
 
     kwant = kwant_version(args.kwant_python)
@@ -182,7 +185,7 @@ def main():
         print(f"Kwant {kwant} (MUMPS) via {where}")
     peak = gemm_gflops()
     print(f"complex128 GEMM peak (numpy 1024^3): {peak:.1f} GFLOP/s")
-    print(f"E = {ENERGY}, box disorder W_dis = {STRENGTH}, Rashba alpha = {RASHBA} (spinful); "
+    print(f"E = {ENERGY}, box disorder W_dis = {STRENGTH}, Rashba alpha = {RASHBA} (spinful); sweep {args.method}; "
           "ours: best of repeats of a vmapped batch; Kwant: best over its realizations.\n")
 
     header = (f"{'case':18s} {'n':>4s} {'ch':>4s} {'batch':>5s} {'ours ms':>9s} {'ours r/s':>9s} {'GFLOP/s':>8s} "
@@ -197,15 +200,17 @@ def main():
         if channels == 0:
             print(f"{case.label}: no open channel at E = {ENERGY}; skipped")
             continue
-        per, gflops, compile_s = time_conductance(sample, model, batch, args.repeat, strength=STRENGTH)
-        row = {"case": case.label, "n": sample.slice_size, "channels": channels, "batch": batch,
+        per, gflops, compile_s = time_conductance(sample, model, batch, args.repeat, strength=STRENGTH,
+                                                  method=args.method)
+        row = {"case": case.label, "method": args.method, "n": sample.slice_size, "channels": channels, "batch": batch,
                "ours_ms": 1e3 * per, "gflops": gflops, "peak": peak, "compile_s": compile_s}
         kwant_cols = f"{'-':>9s} {'-':>9s} {'-':>7s} {'-':>9s}"
         if kwant is not None:
             count = args.kwant_realizations or case.kwant_realizations
             keys = jax.random.split(jax.random.key(1), count)
             potentials = jax.vmap(lambda k: dt.draw_disorder(k, sample, strength=STRENGTH).potential)(keys)
-            ours = jax.jit(jax.vmap(lambda v: dt.conductance(sample, model, dt.Disorder(potential=v))))(potentials)
+            ours = jax.jit(jax.vmap(lambda v: dt.conductance(sample, model, dt.Disorder(potential=v),
+                                                             method=args.method)))(potentials)
             result = run_kwant(case, np.asarray(potentials), args.kwant_python)
             kwant_ms = 1e3 * min(result["seconds"])
             diff = float(np.max(np.abs(np.asarray(ours) - np.asarray(result["G"]))))

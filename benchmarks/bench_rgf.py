@@ -1,12 +1,15 @@
-"""RGF ensemble benchmark: seconds per realization and achieved GFLOP/s, vmapped over a batch of disorder
-realizations (E = 1, box disorder of width 2; spinful samples with Rashba alpha = 0.2).
+"""Sweep benchmark: seconds per realization and achieved GFLOP/s, vmapped over a batch of disorder
+realizations (E = 1, box disorder of width 2; spinful samples with Rashba alpha = 0.2), for the RGF sweep and
+the transfer-matrix sweep (``method="transfer"``) side by side on the same realizations, with their ratio and
+the largest conductance difference.
 
-    python benchmarks/bench_rgf.py [--batch 64] [--repeat 3]
+    python benchmarks/bench_rgf.py [--batch 64] [--repeat 3] [--methods rgf transfer]
 
 Flop model (complex128, 8 real flops per complex multiply-add): per slice one n x n inverse (LU + inversion,
 ~n^3 complex MACs) and one n x n product for G_{s1} (n^3 MACs), i.e. 16 n^3 real flops; the (block-)diagonal
 inter-slice hopping and the lead self-energies (computed once per energy, shared by the batch) are not counted.
-The machine's complex128 GEMM rate (numpy, 1024 x 1024) is measured in the same run for comparison.
+The machine's complex128 GEMM rate (numpy, 1024 x 1024) is measured in the same run for comparison. The
+transfer sweep's GFLOP/s are RGF-equivalent (the same flop model), i.e. a speed, not its own flop rate.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ CASES = [
     ("spinless 64x256", 64, 256, False),
     ("spinful Rashba 32x128", 32, 128, True),
 ]
+METHODS = ("rgf", "transfer")
 KWANT_MS = {"spinless 32x128": 60, "spinless 64x256": 380, "spinful Rashba 32x128": 260}  # issue #2, 2 cores
 
 
@@ -48,37 +52,46 @@ def rgf_flops(sample):
     return 16 * sample.slice_size**3 * sample.length
 
 
-def time_conductance(sample, model, batch, repeat, strength=2.0):
-    """(seconds per realization, GFLOP/s, compile seconds) of the conductance of ``batch`` box-disorder
-    realizations as one jitted vmap, best of ``repeat`` calls after the compiling one."""
+def time_conductance(sample, model, batch, repeat, strength=2.0, method="rgf", values=False):
+    """(seconds per realization, GFLOP/s, compile seconds[, conductances]) of the conductance of ``batch``
+    box-disorder realizations as one jitted vmap, best of ``repeat`` calls after the compiling one."""
     keys = jax.random.split(jax.random.key(0), batch)
-    run = jax.jit(jax.vmap(lambda k: dt.conductance(sample, model, dt.draw_disorder(k, sample, strength=strength))))
+    run = jax.jit(jax.vmap(lambda k: dt.conductance(sample, model, dt.draw_disorder(k, sample, strength=strength),
+                                                    method=method)))
     compile_s = _timed(lambda: run(keys))
     best = min(_timed(lambda: run(keys)) for _ in range(repeat))
-    return best / batch, rgf_flops(sample) * batch / best / 1e9, compile_s
+    out = (best / batch, rgf_flops(sample) * batch / best / 1e9, compile_s)
+    return out + (np.asarray(run(keys)),) if values else out
 
 
-def bench(width, length, spinful, batch, repeat):
+def bench(width, length, spinful, batch, repeat, method="rgf"):
     sample = dt.Sample(dt.strip(width), length, spinful=spinful)
     model = dt.Model(energy=1.0, rashba=0.2) if spinful else dt.Model(energy=1.0)
-    return time_conductance(sample, model, batch, repeat)
+    return time_conductance(sample, model, batch, repeat, method=method, values=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     args = parser.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s)), "
           f"{platform.processor() or platform.machine()}, batch {args.batch}")
     peak = gemm_gflops()
     print(f"complex128 GEMM (numpy 1024^3): {peak:.1f} GFLOP/s")
-    print(f"{'case':24s} {'ms/realization':>15s} {'GFLOP/s':>9s} {'% GEMM':>7s} {'vs Kwant*':>9s} {'compile s':>10s}")
+    print(f"{'case':24s} {'method':>8s} {'ms/realization':>15s} {'GFLOP/s':>9s} {'% GEMM':>7s} {'vs Kwant*':>9s} "
+          f"{'compile s':>10s} {'vs rgf':>7s} {'max|dG|':>8s}")
     for name, w, l, spin in CASES:
-        per, gflops, comp = bench(w, l, spin, args.batch, args.repeat)
-        print(f"{name:24s} {1e3 * per:15.2f} {gflops:9.2f} {100 * gflops / peak:6.1f}% "
-              f"{KWANT_MS[name] / (1e3 * per):8.1f}x {comp:10.1f}")
-    print("* against Kwant 1.5 times quoted for a 2-core machine (issue #2), not measured in this run.")
+        first = None
+        for method in args.methods:
+            per, gflops, comp, g = bench(w, l, spin, args.batch, args.repeat, method)
+            first = first or (per, g)
+            print(f"{name:24s} {method:>8s} {1e3 * per:15.2f} {gflops:9.2f} {100 * gflops / peak:6.1f}% "
+                  f"{KWANT_MS[name] / (1e3 * per):8.1f}x {comp:10.1f} {first[0] / per:6.2f}x "
+                  f"{np.max(np.abs(g - first[1])):8.1e}", flush=True)
+    print("* against Kwant 1.5 times quoted for a 2-core machine (issue #2), not measured in this run; "
+          "bench_kwant.py measures them side by side. 'vs rgf': speed relative to the first method.")
 
 
 if __name__ == "__main__":

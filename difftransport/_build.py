@@ -203,5 +203,6 @@ def prepare(sample: Sample, model: Model, disorder: Disorder | None = None) -> t
     ham = SlicedHamiltonian(
         base=base.astype(dtype), site=site.astype(dtype), hops=hops, lead=lead,
         bond_values=bond_values, bond_index=lat.intra_bonds if bond_values is not None else (),
+        base_bonds=lat.intra_bonds if bond_values is None else (),
     )
     return ham, model

@@ -59,6 +59,7 @@ def realization_function(entry: dict, seed: int) -> Callable:
     shape = grid_shape(entry)
     names = tuple(entry["observables"])
     dephasing = entry["dephasing"]
+    method = entry.get("method", "rgf")
     root = jax.random.key(seed)
 
     def at_point(unit: Disorder, values: dict):
@@ -68,7 +69,7 @@ def realization_function(entry: dict, seed: int) -> Callable:
             potential=strength * unit.potential, moments=unit.moments,
             su2_intra=unit.su2_intra, su2_inter=unit.su2_inter,
         )
-        return observe(sample, Model(**params), disorder, observables=names, dephasing=dephasing)
+        return observe(sample, Model(**params), disorder, observables=names, dephasing=dephasing, method=method)
 
     def one(index):
         key = jax.random.fold_in(root, index)

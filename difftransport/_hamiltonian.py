@@ -120,6 +120,8 @@ class SlicedHamiltonian(eqx.Module):
         bond_values: optional (L, B, s, s) per-slice intra-slice bond values (random-hopping models), placed
             at ``bond_index`` (static (B, 2) pairs (i, j): H[j, i] = value, H[i, j] = value^dagger).
         lead: the clean lead (both sides).
+        base_bonds: static (i, j) site pairs outside which ``base`` vanishes (its site-diagonal blocks are zero
+            too), so that solvers may apply it as a stencil; empty if unknown (then ``base`` is dense).
     """
 
     base: jax.Array
@@ -128,6 +130,7 @@ class SlicedHamiltonian(eqx.Module):
     lead: Lead
     bond_values: jax.Array | None = None
     bond_index: tuple[tuple[int, int], ...] = eqx.field(static=True, default=())
+    base_bonds: tuple[tuple[int, int], ...] = eqx.field(static=True, default=())
 
     @classmethod
     def from_dense(cls, onsite, hops, lead_cell, lead_hop) -> SlicedHamiltonian:
@@ -183,7 +186,7 @@ class SlicedHamiltonian(eqx.Module):
         lead = Lead(cell=self.lead.cell, hop=_dag(self.lead.hop), factor=_mirror(self.lead.factor))
         return SlicedHamiltonian(
             base=self.base, site=self.site[::-1], hops=hops, lead=lead, bond_values=bonds,
-            bond_index=self.bond_index,
+            bond_index=self.bond_index, base_bonds=self.base_bonds,
         )
 
 
