@@ -271,7 +271,7 @@ def conductance(sample: Sample, model: Model, disorder: Disorder | None = None, 
             ``"buttiker"`` (a probe on every site: local dephasing, exact for any tau_phi). Without
             ``tau_phi`` all three give the coherent T(L->R).
         method: ``"rgf"`` (default), or ``"transfer"``: a transfer-matrix sweep renormalized every 8 slices
-            (``_transfer.py``), ~4x faster on CPU for square strips and cubic bars (site-diagonal inter-slice
+            (``_transfer.py``), 2-4x faster on CPU for square strips and cubic bars (site-diagonal inter-slice
             hopping; any field, spin-orbit, exchange, absorption), agreeing with RGF to ~1e-11. It gives the
             coherent (or ``dephasing="absorb"``) conductance; other lattices silently use RGF.
 

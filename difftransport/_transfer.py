@@ -13,7 +13,8 @@ clean intra-slice bonds are applied as a stencil. Evanescent modes grow by e^(ka
 every slice. At the first slice Sigma = Y_1 X_0^-1 is the self-energy of everything to its right,
 G_11 = (E - H_1 - Sigma_L - Sigma)^-1 and G_N1 = X_N X_1^-1 G_11, with X_N carried through the
 renormalizations. RGF spends one n x n inverse and one product per slice; this sweep one inverse per ``every``
-slices, ~4x faster at n = 32-128 on CPU (docs/benchmarks.md), and agrees with it to ~1e-11 at ``every`` = 8.
+slices: 2-4x faster on CPU (4.4x for 32 x 128, 3x for 64 x 256, 2x spinful; docs/benchmarks.md), agreeing with
+RGF to ~1e-11 at ``every`` = 8.
 Between renormalizations the basis loses e^(every kappa_max) of relative precision (kappa_max ~ 1-2 per slice
 for the square lattice): 16 slices leaves ~1e-8, which is why 8 is the default.
 """

@@ -54,7 +54,8 @@ def test_transfer_conductance_and_observables():
     sample = dt.Sample(dt.strip(12), 60)
     disorder = dt.draw_disorder(jax.random.key(0), sample, strength=1.5)
     names = ("conductance", "transmission", "fano_factor", "transmission_eigenvalues", "open_channels")
-    for model, dephasing in ((dt.Model(energy=0.7, flux=0.02), "probe"), (dt.Model(energy=0.7, tau_phi=20.0), "absorb")):
+    cases = ((dt.Model(energy=0.7, flux=0.02), "probe"), (dt.Model(energy=0.7, tau_phi=20.0), "absorb"))
+    for model, dephasing in cases:
         a = dt.observe(sample, model, disorder, observables=names, dephasing=dephasing)
         b = dt.observe(sample, model, disorder, observables=names, dephasing=dephasing, method="transfer")
         for n in names:
