@@ -26,13 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._hamiltonian import SiteBlockHopping, SlicedHamiltonian
-from ._rgf import _cmatmul, checkpointed_scan, inverse
+from ._rgf import _cmatmul, _dag, checkpointed_scan, inverse
 
 EVERY = 8  # slices between renormalizations of the basis (accuracy ~1e-11 on the square lattice)
-
-
-def _dag(x):
-    return jnp.conj(jnp.swapaxes(x, -1, -2))
 
 
 def supports(ham: SlicedHamiltonian) -> bool:
@@ -50,14 +46,6 @@ def _block_inverse(blocks):
         adj = jnp.stack([jnp.stack([d, -b], -1), jnp.stack([-c, a], -1)], -2)
         return adj / (a * d - b * c)[..., None, None]
     return jnp.linalg.inv(blocks)
-
-
-def _site_apply(blocks, x):
-    """blockdiag(blocks) @ x for blocks (m, s, s) and x (m s, k)."""
-    m, s, _ = blocks.shape
-    if s == 1:
-        return blocks[:, 0, 0][:, None] * x
-    return jnp.einsum("iab,ibk->iak", blocks, x.reshape(m, s, -1)).reshape(x.shape)
 
 
 def _stencil(ham: SlicedHamiltonian):
@@ -87,7 +75,7 @@ def _h_apply(ham, stencil, site, bonds, x):
     m, z, s, _ = coef.shape
     gathered = x.reshape(m, s, -1)[nbr]  # (m, z, s, k)
     clean = jnp.einsum("izab,izbk->iak", coef, gathered).reshape(x.shape)
-    return clean + _site_apply(site, x)
+    return clean + SiteBlockHopping(site).apply(x)
 
 
 def transfer_sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last, every: int = EVERY):
@@ -111,7 +99,7 @@ def transfer_sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last, ever
         x_s, y_next, last = carry
         site_s, bonds_s, v_inv_s, v_dag_s = x
         rhs = energy * x_s - _h_apply(ham, stencil, site_s, bonds_s, x_s) - y_next
-        return (_site_apply(v_inv_s, rhs), _site_apply(v_dag_s, x_s), last), None
+        return (SiteBlockHopping(v_inv_s).apply(rhs), SiteBlockHopping(v_dag_s).apply(x_s), last), None
 
     def renormalize(carry):
         x_s, y_next, last = carry
