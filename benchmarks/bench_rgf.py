@@ -4,6 +4,11 @@ the transfer-matrix sweep (``method="transfer"``) side by side on the same reali
 the largest conductance difference.
 
     python benchmarks/bench_rgf.py [--batch 64] [--repeat 3] [--methods rgf transfer]
+    python benchmarks/bench_rgf.py --ceiling      # what the building blocks reach, n = 64 ... 512
+
+``--ceiling`` measures, against the same GEMM peak, the rate of one unbatched n x n complex inverse (numpy's
+LAPACK and ``jnp.linalg.inv``) and product (numpy and XLA), and both sweeps on strips of width 64, 128 and 256:
+the RGF kernel is one inverse and one product per slice, so it cannot run faster than those do.
 
 Flop model (complex128, 8 real flops per complex multiply-add): per slice one n x n inverse (LU + inversion,
 ~n^3 complex MACs) and one n x n product for G_{s1} (n^3 MACs), i.e. 16 n^3 real flops; the (block-)diagonal
@@ -70,16 +75,49 @@ def bench(width, length, spinful, batch, repeat, method="rgf"):
     return time_conductance(sample, model, batch, repeat, method=method, values=True)
 
 
+def _best_call(f, repeat=20):
+    f()
+    return min(_timed(f) for _ in range(repeat))
+
+
+def ceiling(peak, repeat):
+    """Print GFLOP/s (and % of ``peak``) of single n x n complex inverses and products, then of the two sweeps
+    on wide strips (RGF-equivalent flops), all in this run."""
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    inv, mm = jax.jit(jnp.linalg.inv), jax.jit(lambda x: x @ x)
+    pct = lambda flops, s: f"{flops / s / 1e9:7.1f} ({100 * flops / s / 1e9 / peak:3.0f}%)"
+    print(f"{'n':>4s} {'numpy inv':>13s} {'jax inv':>13s} {'numpy matmul':>13s} {'XLA matmul':>13s}   GFLOP/s (% GEMM)")
+    for n in (64, 128, 256, 512):
+        a = rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n)) + 4 * np.eye(n)
+        aj, flops = jax.numpy.asarray(a), 8 * n**3  # inverse and product: n^3 complex multiply-adds each
+        print(f"{n:4d} {pct(flops, _best_call(lambda: np.linalg.inv(a), repeat))} "
+              f"{pct(flops, _best_call(lambda: inv(aj), repeat))} {pct(flops, _best_call(lambda: a @ a, repeat))} "
+              f"{pct(flops, _best_call(lambda: mm(aj), repeat))}", flush=True)
+    for width, length, batch in ((64, 128, 16), (128, 64, 8), (256, 32, 4)):
+        for method in METHODS:
+            per, gflops, _, _ = bench(width, length, False, batch, max(2, repeat // 10), method)
+            print(f"spinless {width}x{length} (batch {batch}) {method:>8s}: {1e3 * per:8.1f} ms/realization, "
+                  f"{gflops:5.1f} GFLOP/s RGF-equivalent ({100 * gflops / peak:.0f}% of GEMM)", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--ceiling", action="store_true",
+                        help="rates of single inverses and products (n = 64-512) and of both sweeps on wide strips")
     args = parser.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s)), "
           f"{platform.processor() or platform.machine()}, batch {args.batch}")
     peak = gemm_gflops()
     print(f"complex128 GEMM (numpy 1024^3): {peak:.1f} GFLOP/s")
+    if args.ceiling:
+        ceiling(peak, 20)
+        print(f"complex128 GEMM (numpy 1024^3) at the end: {gemm_gflops():.1f} GFLOP/s")
+        return
     print(f"{'case':24s} {'method':>8s} {'ms/realization':>15s} {'GFLOP/s':>9s} {'% GEMM':>7s} {'vs Kwant*':>9s} "
           f"{'compile s':>10s} {'vs rgf':>7s} {'max|dG|':>8s}")
     for name, w, l, spin in CASES:
