@@ -296,23 +296,20 @@ def test_cli_fss_study_end_to_end(tmp_path):
     assert np.all(lam > 0) and np.all(err[np.array(summary["data"]["converged"])] <= 0.05 * lam[np.array(summary["data"]["converged"])] + 1e-15)
 
 
-def test_cli_beta_study_end_to_end(tmp_path):
-    assert _run_cli(tmp_path, _tiny_beta()) == 0
-    summary = json.loads((tmp_path / "out" / "tiny_beta.json").read_text())
-    mean = np.array(summary["data"]["mean_log_g"])
-    assert mean.shape == (3, 3) and np.all(np.diff(mean[:, -1]) < 0)  # stronger disorder, smaller g
-    model = dt.Model(energy=0.5)
-    channels = [float(dt.open_channels(dt.Sample(dt.strip(L), L), model)) for L in (4, 6, 8)]
-    assert summary["data"]["open_channels"] == channels
-    assert (tmp_path / "out" / "tiny_beta.png").stat().st_size > 10_000
-
-
-def test_cli_beta_refit_reuses_the_ensembles(tmp_path, capsys):
-    """--refit redoes the fit over a narrower range from the stored table; a changed ensemble is refused."""
+def test_cli_beta_study_end_to_end_and_refit(tmp_path, capsys):
+    """A tiny beta study end to end (table, open channels, figure); then --refit redoes the fit over a narrower
+    range from the stored table, and a changed ensemble is refused."""
     config = _tiny_beta()
     config["ensemble"]["lengths"] = [4, 6, 8, 10]
     assert _run_cli(tmp_path, config) == 0
     first = json.loads((tmp_path / "out" / "tiny_beta.json").read_text())
+    mean = np.array(first["data"]["mean_log_g"])
+    assert mean.shape == (3, 4) and np.all(np.diff(mean[:, -1]) < 0)  # stronger disorder, smaller g
+    model = dt.Model(energy=0.5)
+    channels = [float(dt.open_channels(dt.Sample(dt.strip(L), L), model)) for L in (4, 6, 8, 10)]
+    assert first["data"]["open_channels"] == channels
+    assert (tmp_path / "out" / "tiny_beta.png").stat().st_size > 10_000
+
     config["fit"].update(min_strength=2.0, min_length=6)
     assert _run_cli(tmp_path, config, "--refit") == 0
     refit = json.loads((tmp_path / "out" / "tiny_beta.json").read_text())
