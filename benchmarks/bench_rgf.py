@@ -91,7 +91,7 @@ def ceiling(peak, repeat):
     print(f"{'n':>4s} {'numpy inv':>13s} {'jax inv':>13s} {'numpy matmul':>13s} {'XLA matmul':>13s}   GFLOP/s (% GEMM)")
     for n in (64, 128, 256, 512):
         a = rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n)) + 4 * np.eye(n)
-        aj, flops = jax.numpy.asarray(a), 8 * n**3  # inverse and product: n^3 complex multiply-adds each
+        aj, flops = jnp.asarray(a), 8 * n**3  # inverse and product: n^3 complex multiply-adds each
         print(f"{n:4d} {pct(flops, _best_call(lambda: np.linalg.inv(a), repeat))} "
               f"{pct(flops, _best_call(lambda: inv(aj), repeat))} {pct(flops, _best_call(lambda: a @ a, repeat))} "
               f"{pct(flops, _best_call(lambda: mm(aj), repeat))}", flush=True)

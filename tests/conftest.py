@@ -36,7 +36,8 @@ def paired_ensemble(sample, realizations, seed, fluxes, strength, moments=False,
 
     def one(key):
         disorder = dt.draw_disorder(key, sample, strength=strength, moments=moments)
-        return jnp.stack([dt.conductance(sample, dt.Model(flux=f, **model), disorder, method="transfer") for f in fluxes])
+        return jnp.stack([dt.conductance(sample, dt.Model(flux=f, **model), disorder, method="transfer")
+                          for f in fluxes])
 
     keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(realizations))
     batch = jax.jit(jax.vmap(one))
