@@ -35,6 +35,19 @@ import numpy as np
 # Eigenvalues with ||lambda| - 1| below this are propagating modes. Evanescent modes reach it only within
 # ~1e-16 of a band edge (|lambda| - 1 ~ sqrt(E - E_edge)); roundoff on propagating |lambda| is ~1e-13.
 PROPAGATING_TOL = 1e-8
+# Subband edges (docs/physics.md, "Subband edges"). At an exact edge a Bloch mode has zero velocity: two
+# solutions merge into a Jordan pair, which eig returns as two vectors O(sqrt(eps)) apart, and a clean sample's
+# Green's function diverges. There the leads and the sample are evaluated at E + EDGE_SHIFT * t (t the largest
+# inter-cell hopping), so that every quantity is the limit from above: G(E) is right-continuous. An energy is
+# at an edge when a mode lies within CRITICAL_TOL of the unit circle without being propagating, or propagates
+# slower than ZERO_VELOCITY_TOL (group velocity, ~ sqrt(|E - E_edge| / t)): both mean
+# |E - E_edge| <~ 1e-12 t, far below the shift, far above the O(1e-16) splitting of a Jordan pair.
+CRITICAL_TOL = 1e-6
+ZERO_VELOCITY_TOL = 1e-6
+EDGE_SHIFT = 1e-10
+# Propagating modes whose lambda agree to DEGENERATE_TOL form one group (a band crossing or degenerate
+# transverse modes), split into right- and left-movers by degenerate perturbation theory (_mode_subspaces).
+DEGENERATE_TOL = 1e-8
 
 
 def _dag(x):
@@ -114,8 +127,9 @@ def stein_solve(a, b, c):
 def _mode_subspaces(energy, cell, hop, factor: HopFactor):
     """Right- and left-going mode subspaces of the reduced eigenproblem.
 
-    Returns (u, v, p_right, q_right, p_left, q_left, n_open): p_*, q_* are r x r (columns span the modes),
-    n_open the number of right-moving propagating modes.
+    Returns (u, v, p_right, q_right, p_left, q_left, n_open, at_edge): p_*, q_* are r x r (columns span the
+    modes), n_open the number of right-moving propagating modes, at_edge whether ``energy`` is (numerically)
+    a subband edge, where the split into right- and left-going modes is undefined (see EDGE_SHIFT).
     """
     n = cell.shape[-1]
     r = factor.rank
@@ -137,35 +151,69 @@ def _mode_subspaces(energy, cell, hop, factor: HopFactor):
     lam, vecs = jnp.linalg.eig(jnp.linalg.solve(lhs, rhs))
     p, q = vecs[:r], vecs[r:]
 
-    # Current form between modes; for propagating modes it vanishes between different lambda, so restricted
-    # to propagating modes it is block diagonal, and its eigenvectors mix only modes of equal lambda.
+    # Right- and left-movers among propagating modes: the current form J between modes vanishes between
+    # different lambda, so it is block diagonal in groups of equal lambda. Within a group (a band crossing at
+    # k = 0 or pi, degenerate transverse modes) the physical modes are those of degenerate perturbation
+    # theory in k: they diagonalize J in the metric N of their cell wavefunctions psi (Hellmann-Feynman,
+    # J_ab = <psi_a| dH/dk |psi_b>), so we solve J x = v N x with N restricted to the groups. (Diagonalizing J
+    # in the Euclidean metric of the (p, q) coordinates splits a crossing along the wrong pair of J-orthogonal
+    # directions.) Evanescent modes get +-1 with unit metric: +1 decaying (right), -1 growing (left).
     modulus = jnp.abs(lam)
     propagating = jnp.abs(modulus - 1) < PROPAGATING_TOL
     current = (_dag(q) @ p - _dag(p) @ q) / 2j
-    both = propagating[:, None] & propagating[None, :]
+    same = (propagating[:, None] & propagating[None, :]) & (jnp.abs(lam[:, None] - lam[None, :]) < DEGENERATE_TOL)
+    # psi_j = K^{-1}[u (p_{j-1} + i q_j) + v (q_{j+1} + i p_j)], with (p_j, q_{j+1}) = lambda (p_{j-1}, q_j).
+    psi = kinv_u @ (p + 1j * q) + (kinv_v @ (q + 1j * p)) * lam[None, :]
+    metric = jnp.where(same, _dag(psi) @ psi, 0) + jnp.diag(jnp.where(propagating, 0.0, 1.0))
     evanescent_sign = jnp.where(modulus < 1, 1.0, -1.0)
-    form = jnp.where(both, current, 0) + jnp.diag(jnp.where(propagating, 0.0, evanescent_sign))
-    velocity, rot = jnp.linalg.eigh(form)  # ascending: the last r are right-going, the first r left-going
+    form = jnp.where(same, current, 0) + jnp.diag(jnp.where(propagating, 0.0, evanescent_sign))
+    chol = jnp.linalg.cholesky(metric)
+    half = jax.scipy.linalg.solve_triangular(chol, form, lower=True)  # L^-1 J
+    velocity, y = jnp.linalg.eigh(jax.scipy.linalg.solve_triangular(chol, _dag(half), lower=True))  # L^-1 J L^-+
+    rot = jax.scipy.linalg.solve_triangular(_dag(chol), y, lower=False)  # x = L^-+ y; ascending velocities:
+    # the last r are right-going, the first r left-going.
+    # A Jordan pair (an exact edge) inside one group makes N singular: flag it as an edge (see below).
+    pivots = jnp.real(jnp.diagonal(chol)) ** 2
+    singular = ~jnp.all(pivots > 1e-10 * jnp.real(jnp.diagonal(metric))) | ~jnp.all(jnp.isfinite(velocity))
     vecs = vecs @ rot
     p, q = vecs[:r], vecs[r:]
     n_open = jnp.sum(propagating) / 2
-    return u, v, p[:, r:], q[:, r:], p[:, :r], q[:, :r], n_open
+    # Evanescent modes have velocity +-1 in the form, so a small eigenvalue is a slow propagating mode.
+    at_edge = singular | jnp.any((jnp.abs(modulus - 1) < CRITICAL_TOL) & ~propagating) | jnp.any(
+        jnp.abs(velocity) < ZERO_VELOCITY_TOL)
+    return u, v, p[:, r:], q[:, r:], p[:, :r], q[:, :r], n_open, at_edge
+
+
+def _sigmas_at(energy, cell, hop, factor):
+    u, v, pr, qr, pl, ql, n_open, at_edge = _mode_subspaces(energy, cell, hop, factor)
+    z_right = jnp.linalg.solve(pr.T, qr.T).T  # Q_R P_R^{-1}
+    z_left = jnp.linalg.solve(ql.T, pl.T).T  # P_L Q_L^{-1}
+    return u @ z_left @ _dag(u), v @ z_right @ _dag(v), n_open, at_edge
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
 def _lead_sigmas(energy, cell, hop, factor):
-    """(Sigma_left, Sigma_right, open_channels); the channel count is piecewise constant (zero tangent)."""
-    u, v, pr, qr, pl, ql, n_open = _mode_subspaces(energy, cell, hop, factor)
-    z_right = jnp.linalg.solve(pr.T, qr.T).T  # Q_R P_R^{-1}
-    z_left = jnp.linalg.solve(ql.T, pl.T).T  # P_L Q_L^{-1}
-    return u @ z_left @ _dag(u), v @ z_right @ _dag(v), n_open
+    """(Sigma_left, Sigma_right, open_channels, shift): the self-energies at ``energy + shift``, where shift is
+    zero except at a subband edge (EDGE_SHIFT). The channel count and the shift are piecewise constant (zero
+    tangent)."""
+    sigma_left, sigma_right, n_open, at_edge = _sigmas_at(energy, cell, hop, factor)
+    shift = EDGE_SHIFT * jnp.max(jnp.abs(hop))
+
+    def shifted(_):
+        return (*_sigmas_at(energy + shift, cell, hop, factor)[:3], shift)
+
+    def exact(_):
+        return sigma_left, sigma_right, n_open, jnp.zeros_like(shift)
+
+    return jax.lax.cond(at_edge, shifted, exact, None)
 
 
 @_lead_sigmas.defjvp
 def _lead_sigmas_jvp(factor, primals, tangents):
     energy, cell, hop = primals
     d_energy, d_cell, d_hop = tangents
-    sigma_left, sigma_right, n_open = _lead_sigmas(energy, cell, hop, factor)
+    sigma_left, sigma_right, n_open, shift = _lead_sigmas(energy, cell, hop, factor)
+    energy = energy + shift  # the linearization holds where the self-energies were evaluated
     n = cell.shape[-1]
     eye = jnp.eye(n, dtype=sigma_left.dtype)
     d_h = d_energy * eye - d_cell  # d(E - cell)
@@ -178,16 +226,18 @@ def _lead_sigmas_jvp(factor, primals, tangents):
     g = jnp.linalg.inv(energy * eye - cell - sigma_left)  # left: Sigma = hop g hop^+
     rhs = d_hop @ g @ hd + hop @ g @ _dag(d_hop) - hop @ g @ d_h @ g @ hd
     d_left = stein_solve(hop @ g, g @ hd, rhs)
-    return (sigma_left, sigma_right, n_open), (d_left, d_right, jnp.zeros_like(n_open))
+    return (sigma_left, sigma_right, n_open, shift), (d_left, d_right, jnp.zeros_like(n_open), jnp.zeros_like(shift))
 
 
 class LeadSelfEnergies(eqx.Module):
-    """Self-energies of the left and right leads on the sample's first and last slice, and the number of
-    open channels (right-moving propagating modes) per lead."""
+    """Self-energies of the left and right leads on the sample's first and last slice, the number of open
+    channels (right-moving propagating modes) per lead, and the energy at which they hold: the requested
+    energy, or E + EDGE_SHIFT t at a subband edge (the sample must be solved at this ``energy``)."""
 
     left: jax.Array
     right: jax.Array
     open_channels: jax.Array
+    energy: jax.Array
 
 
 def lead_self_energies(energy, cell, hop, factor: HopFactor) -> LeadSelfEnergies:
@@ -196,6 +246,13 @@ def lead_self_energies(energy, cell, hop, factor: HopFactor) -> LeadSelfEnergies
 
     Where a lead has no open channel the self-energies are Hermitian, so Gamma = i(Sigma - Sigma^+) = 0 and
     the transmission is exactly 0.
+
+    At a subband edge (an energy within ~1e-12 t of a threshold, where a mode has zero velocity) the modes
+    are those of E + 0: everything is evaluated at ``energy + 1e-10 t``, returned as ``.energy``, at which the
+    sample must be solved too. Conductances are then right-continuous in E, finite and differentiable
+    (``docs/physics.md``, "Subband edges").
     """
-    left, right, n_open = _lead_sigmas(energy, cell, hop, factor)
-    return LeadSelfEnergies(left=left, right=right, open_channels=jax.lax.stop_gradient(n_open))
+    energy = jnp.asarray(energy)
+    left, right, n_open, shift = _lead_sigmas(energy, cell, hop, factor)
+    return LeadSelfEnergies(left=left, right=right, open_channels=jax.lax.stop_gradient(n_open),
+                            energy=energy + jax.lax.stop_gradient(shift))

@@ -81,15 +81,16 @@ def _left_to_right(sol: _Solution):
 
 def _solve(ham: SlicedHamiltonian, energy, method: Method = "rgf") -> _Solution:
     leads = lead_self_energies(energy, ham.lead.cell, ham.lead.hop, ham.lead.factor)
+    energy = leads.energy  # differs from the requested energy only at a subband edge
     if method == "transfer" and _transfer_supports(ham):
         return _Solution(leads=leads, g_last=None, g_last_first=transfer_sweep(energy, ham, leads.left, leads.right))
     g_nn, g_n1 = sweep(energy, ham, leads.left, leads.right)
     return _Solution(leads=leads, g_last=g_nn, g_last_first=g_n1)
 
 
-def _first_blocks(ham: SlicedHamiltonian, energy, leads: LeadSelfEnergies):
+def _first_blocks(ham: SlicedHamiltonian, leads: LeadSelfEnergies):
     """(G_11, G_1N) from the sweep over the reversed sample (its left lead is our right lead)."""
-    return sweep(energy, ham.reversed(), leads.right, leads.left)
+    return sweep(leads.energy, ham.reversed(), leads.right, leads.left)
 
 
 def _probe_conductance(sol: _Solution, first):
@@ -195,7 +196,7 @@ def _buttiker_rgf(ham, model, sol, orbitals):
     """(I_L, I_R) with Buttiker probes; eta = 0 gives the coherent T(L -> R) (double where: finite gradients)."""
     eta = model.absorption
     ok = eta > 0
-    i_l, i_r = buttiker_currents_rgf(ham, model.energy, sol.leads.left, sol.leads.right, jnp.where(ok, eta, 1.0), orbitals)
+    i_l, i_r = buttiker_currents_rgf(ham, sol.leads.energy, sol.leads.left, sol.leads.right, jnp.where(ok, eta, 1.0), orbitals)
     coherent = _left_to_right(sol)
     return jnp.where(ok, i_l, coherent), jnp.where(ok, i_r, coherent)
 
@@ -212,7 +213,7 @@ def _evaluate(sample, model, disorder, names, dephasing, method: Method = "rgf")
 
     def first():  # (G_11, G_1N) from the reversed sweep, computed once if any observable needs it
         if "first" not in cache:
-            cache["first"] = _first_blocks(ham, model.energy, sol.leads)
+            cache["first"] = _first_blocks(ham, sol.leads)
         return cache["first"]
 
     out = {}
@@ -250,10 +251,12 @@ def observe(sample: Sample, model: Model, disorder: Disorder | None = None, *,
     """Several observables of one sample from one solve: {name: array} for names in :data:`OBSERVABLES`.
 
     Shared work (the forward sweep, the reversed sweep for reflection and the probe correction) is done
-    once. See the functions of the same names for units and conventions, and :func:`conductance` for
-    ``method``.
+    once. ``observables`` is a sequence of names, or one name as a str. See the functions of the same names for
+    units and conventions, and :func:`conductance` for ``method``.
     """
-    return _evaluate(sample, model, disorder, tuple(observables), dephasing, method)
+    # A str is one name, not a sequence of one-letter names.
+    names = (observables,) if isinstance(observables, str) else tuple(observables)
+    return _evaluate(sample, model, disorder, names, dephasing, method)
 
 
 @eqx.filter_jit
