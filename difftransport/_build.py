@@ -1,8 +1,10 @@
 """From (sample, model, disorder) to a :class:`SlicedHamiltonian`, checking the input on the way.
 
-Structural problems (shapes, spin terms on spinless samples, missing data) raise ``ValueError`` at trace time;
-value problems (non-finite parameters, zero hopping, negative tau_phi, an inconsistent periodic gauge) are
-checked at run time with ``equinox.error_if``, also under ``jit`` and ``vmap``.
+Structural problems (shapes, dtypes, spin terms on spinless samples, missing data) raise ``ValueError`` at trace
+time; value problems (non-finite parameters or disorder, zero hopping, negative tau_phi, moments that are not unit
+vectors, a flux too large to keep the Peierls phases precise, an inconsistent periodic gauge) are checked at run
+time with ``equinox.error_if``, also under ``jit`` and ``vmap``. The ``Model`` and ``Disorder`` docstrings list
+both kinds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ._hamiltonian import Lead, SiteBlockHopping, DenseHopping, SlicedHamiltonia
 from ._lattice import Lattice, Sample
 from ._model import Disorder, Model
 
+_UNIT_TOLERANCE = 1e-6  # of |m| for disorder.moments: a user's float32 normalization still passes
 PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=complex)
 
 
@@ -57,6 +60,14 @@ def check_inputs(sample: Sample, model: Model, disorder: Disorder | None) -> Dis
         )
     if model.mass is not None and len(set(sample.lattice.sublattice)) < 2:
         raise ValueError(f"model.mass needs a lattice with two sublattices; {sample.lattice.name} has one.")
+    for name in ("potential", "moments"):
+        value = getattr(disorder, name)
+        if value is not None and jnp.iscomplexobj(value):
+            what = "on-site energies" if name == "potential" else "unit vectors in 3D space"
+            raise ValueError(
+                f"disorder.{name} must be real ({what}), got dtype {jnp.result_type(value)}"
+                + ("; absorption enters through model.tau_phi." if name == "potential" else ".")
+            )
     shape = sample.potential_shape
     flat = (sample.length, sample.lattice.sites)
     if disorder.potential is not None and jnp.shape(disorder.potential) not in (shape, flat):
@@ -96,14 +107,56 @@ def checked_model(sample: Sample, model: Model) -> Model:
     tau = model.tau_phi
     if tau is not None:
         tau = eqx.error_if(tau, jnp.isnan(tau) | (tau <= 0), "model.tau_phi must be positive (inf for coherent), got NaN or <= 0.")
+    if fields["flux"] is not None:
+        fields["flux"] = _reduced_flux(sample.lattice, fields["flux"])
     period = sample.lattice.transverse_period
     if period is not None and fields["flux"] is not None:
         winding = fields["flux"] * period
         fields["flux"] = eqx.error_if(
             fields["flux"], jnp.abs(winding - jnp.round(winding)) > 1e-9,
-            f"with periodic transverse boundaries the Landau gauge needs flux * {period:g} to be an integer.",
+            f"model.flux: with periodic transverse boundaries the Landau gauge needs flux * {period:g} to be an "
+            "integer.",
         )
     return Model(**fields, tau_phi=tau)
+
+
+# Bond phases are exp(-2 pi i flux c) with c = dx (y1 + y2) / 2, computed in float64: their absolute error is
+# about 1e-16 |flux c| rad, so |flux c| <= 1e6 keeps them to ~1e-9 rad.
+_MAX_FLUX_WINDING = 1e6
+_MAX_FLUX_PERIOD = 64
+
+
+def _flux_gauge(lat: Lattice) -> tuple[int | None, float]:
+    """(P, c_max) of the Landau gauge on ``lat``: the smallest integer period P <= 64 of the Peierls phases in the
+    flux (P c an integer for every bond c = dx (y1 + y2) / 2), None if there is none, and the largest |c|."""
+    coefficients = [np.zeros(0)]
+    for bonds, vectors in ((lat.intra_bonds, lat.intra_vectors), (lat.inter_bonds, lat.inter_vectors)):
+        if bonds:
+            dx, ysum, _ = _bond_geometry(lat, bonds, vectors)
+            coefficients.append(dx * ysum / 2)
+    c = np.concatenate(coefficients)
+    c_max = float(np.max(np.abs(c), initial=0.0))
+    for p in range(1, _MAX_FLUX_PERIOD + 1):
+        if np.all(np.abs(p * c - np.round(p * c)) <= 1e-9 * max(1.0, p * c_max)):
+            return p, c_max
+    return None, c_max
+
+
+def _reduced_flux(lat: Lattice, flux):
+    """``flux`` reduced modulo the gauge period P of ``lat`` into [-P/2, P/2]; the bond phases are unchanged, and
+    exact in float64 (the subtraction of the nearest multiple of P is exact), so any finite flux keeps its phases
+    precise. Without a period, a run-time error if |flux| c_max > 1e6 (the phases would lose precision)."""
+    period, c_max = _flux_gauge(lat)
+    if period is not None:
+        # flux - P round(flux / P): exactly flux for |flux| < P/2, and gradient 1 everywhere.
+        return flux - period * jnp.round(flux / period)
+    limit = _MAX_FLUX_WINDING / c_max
+    return eqx.error_if(
+        flux, jnp.abs(flux) > limit,
+        f"model.flux must satisfy |flux| <= {limit:.3g} on {lat.name}: the Peierls phases 2 pi flux dx (y1+y2)/2 "
+        f"lose precision beyond |flux| * {c_max:.3g} = {_MAX_FLUX_WINDING:g}, and this lattice's Landau gauge has "
+        "no flux period to reduce by.",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -148,10 +201,20 @@ def _site_blocks(model: Model, sample: Sample, disorder: Disorder):
     blocks = jnp.zeros((L, m, s, s), dtype)
     if disorder.potential is not None:
         potential = jnp.reshape(disorder.potential, (L, m))
-        potential = eqx.error_if(potential, ~jnp.all(jnp.isfinite(potential)), "disorder.potential is not finite.")
+        potential = eqx.error_if(
+            potential, ~jnp.all(jnp.isfinite(potential)), "disorder.potential is not finite (NaN or inf)."
+        )
         blocks = blocks + potential[..., None, None] * eye
     if model.exchange is not None:
         moments = jnp.reshape(disorder.moments, (L, m, 3))
+        moments = eqx.error_if(
+            moments, ~jnp.all(jnp.isfinite(moments)), "disorder.moments is not finite (NaN or inf)."
+        )
+        norm = jnp.linalg.norm(moments, axis=-1)
+        moments = eqx.error_if(
+            moments, jnp.any(jnp.abs(norm - 1) > _UNIT_TOLERANCE),
+            f"disorder.moments must be unit vectors: | |m| - 1 | <= {_UNIT_TOLERANCE:g} at every site.",
+        )
         blocks = blocks + model.exchange * jnp.einsum("lmk,kab->lmab", moments, jnp.asarray(PAULI))
     if model.mass is not None:
         sign = jnp.asarray(np.where(np.asarray(sample.lattice.sublattice) == 0, 1.0, -1.0))

@@ -19,7 +19,15 @@ Conductances are in e^2/h (``--units e2h``, default) or siemens (``--units sieme
 e^2/h = 3.874e-5 S). Sign convention: weak localization is a *positive* Delta sigma (docs/theory.md).
 
 Writes ``DIR/fit.json`` (parameters, standard errors, correlations, chi^2/dof, and the lengths
-L_x = sqrt(hbar/(4 e B_x)) of the fitted characteristic fields) and ``DIR/fit.png`` (data, fit, residuals).
+L_x = sqrt(hbar/(4 e B_x)) of the fitted characteristic fields) and ``DIR/fit.png`` (data, fit, residuals). The JSON
+is strict: a number that is not finite (a correlation with a zero standard error) is written as null.
+
+Exit codes: 0 for a fit that determines every free parameter; 2, with one line ``error: ...`` on stderr and no
+files written, for bad input (file, columns, options, ``--fix`` values: b_phi > 0, other fields >= 0, all finite)
+and for a fit that cannot determine a parameter: a non-finite value or error, a singular Jacobian, a
+characteristic field that ran off the data (above 100 x the largest |B| or below 1/100 of the smallest nonzero
+|B|), or a field's error above 10 x its value (``difftransport._fit``). Fix such a parameter (``--fix``), share it
+(``--shared``), or measure a wider field range.
 """
 
 from __future__ import annotations
@@ -27,13 +35,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import pathlib
 import sys
+import tempfile
+import warnings
 
 import numpy as np
 
 from . import _theory as th
-from ._fit import MODELS, fit_magnetoconductance, plot_fit
+from ._fit import MODELS, UndeterminedWarning, _fixed_problem, _finite, fit_magnetoconductance, plot_fit
 
 _VALUE_COLUMNS = ("dsigma", "sigma", "g")
 
@@ -49,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="number of squares L/W, to convert a G column to sheet conductance (default 1)")
     parser.add_argument("--symmetrize", action="store_true", help="average each point with its partner at -B")
     parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
-                        help="hold a parameter fixed (repeatable), e.g. --fix b_so=0; replaces the model's defaults")
+                        help="hold a parameter fixed (repeatable), e.g. --fix b_so=0; replaces the model's defaults. "
+                             "Fields in tesla: b_phi > 0, b_so and b_s >= 0. A parameter that the data do not "
+                             "determine is an error (exit 2): fix it, share it, or widen the field range")
     parser.add_argument("--shared", action="append", default=[], metavar="NAME",
                         help="share a parameter that is per curve by default (e.g. --shared b_phi)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/fit"),
@@ -104,17 +117,39 @@ def read_csv(path: pathlib.Path, *, units: str = "e2h", squares: float = 1.0) ->
             "offset": kind != "dsigma"}
 
 
-def _parse_fixed(items):
+def _parse_fixed(items, model: str, offset: bool):
+    """{name: value} from ``--fix NAME=VALUE`` items, checked against ``model``'s parameters."""
+    allowed = MODELS[model].params + (("offset",) if offset else ())
     fixed = {}
     for item in items:
         name, sep, value = item.partition("=")
+        name = name.strip()
         if not sep:
             raise ValueError(f"--fix expects NAME=VALUE, got {item!r}.")
+        if name not in allowed:
+            raise ValueError(f"--fix {item!r}: model {model!r} has no parameter {name!r}; allowed: {allowed}.")
         try:
-            fixed[name.strip()] = float(value)
+            number = float(value)
         except ValueError:
             raise ValueError(f"--fix {item!r}: {value!r} is not a number.") from None
+        problem = _fixed_problem(name, number)
+        if problem:
+            raise ValueError(f"--fix {item!r}: {problem}.")
+        fixed[name] = number
     return fixed
+
+
+def _write_atomic(path: pathlib.Path, write) -> None:
+    """Call ``write(temporary path)`` and move the file onto ``path``: an interrupted run leaves the old file or
+    none, never a truncated one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(pathlib.Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _lengths(result):
@@ -130,7 +165,7 @@ def _lengths(result):
             length = float(th.length_from_field(b))
             err = result.error(name, curve) * length / (2 * b)  # L ~ B^(-1/2)
             key = "l_" + name[2:] + (f"[{curve}]" if len(result.curves) > 1 else "")
-            out[key] = {"value_m": length, "stderr_m": err}
+            out[key] = {"value_m": _finite(length), "stderr_m": _finite(err)}
     return out
 
 
@@ -143,11 +178,14 @@ def main(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"--shared names unknown parameters {sorted(unknown)}; model {args.model!r} has "
                              f"{MODELS[args.model].params}.")
-        fixed = _parse_fixed(args.fix) if args.fix else None
-        result = fit_magnetoconductance(
-            data["field"], data["value"], model=args.model, sigma=data["sigma"], curve=data["curve"],
-            per_curve=per_curve, fixed=fixed, offset=data["offset"], symmetrize=args.symmetrize,
-        )
+        fixed = _parse_fixed(args.fix, args.model, data["offset"]) if args.fix else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndeterminedWarning)  # reported below as the error
+            result = fit_magnetoconductance(
+                data["field"], data["value"], model=args.model, sigma=data["sigma"], curve=data["curve"],
+                per_curve=per_curve, fixed=fixed, offset=data["offset"], symmetrize=args.symmetrize,
+            )
+        result.require_determined()
     except (ValueError, OSError) as err:
         print(f"difftransport fit: error: {err}", file=sys.stderr)
         return 2
@@ -156,12 +194,18 @@ def main(args: argparse.Namespace) -> int:
     summary["lengths"] = _lengths(result)
     summary["input"] = {"file": str(args.data), "column": data["kind"], "units": args.units,
                         "squares": args.squares, "symmetrize": args.symmetrize}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fit.json").write_text(json.dumps(summary, indent=2))
+    text = json.dumps(summary, indent=2, allow_nan=False)  # strict JSON: non-finite numbers are null above
     ylabel = r"$\Delta\sigma$ ($e^2/h$)" if data["kind"] == "dsigma" else r"$\sigma$ ($e^2/h$)"
     fig = plot_fit(result, data["field"], data["value"], sigma=data["sigma"], curve=data["curve"], ylabel=ylabel,
                    title=f"{args.data.name}: {args.model}")
-    fig.savefig(args.out / "fit.png", dpi=150)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        # The figure first: fit.json, the result, appears last and whole.
+        _write_atomic(args.out / "fit.png", lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
+        _write_atomic(args.out / "fit.json", lambda tmp: tmp.write_text(text))
+    except OSError as err:
+        print(f"difftransport fit: error: cannot write to --out {args.out}: {err}", file=sys.stderr)
+        return 2
 
     if not result.converged:
         print("difftransport fit: warning: Levenberg-Marquardt did not converge; the values below are the last "

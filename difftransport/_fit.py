@@ -13,8 +13,27 @@ the *natural* parameters p at the optimum (not the log-transformed ones):
     cov = (J^T J)^{-1} chi^2/dof       otherwise (unit weights, the scatter of the residuals sets the noise level)
 
 which are the conventions of ``scipy.optimize.curve_fit`` (``absolute_sigma=True`` / ``False``). They are the
-linearized (Cramer-Rao) errors: trustworthy when the relative errors are small; a parameter at its boundary
-(B_so -> 0 with WL data) has no meaningful error.
+linearized (Cramer-Rao) errors: trustworthy when the relative errors are small. The inverse is taken from the
+singular value decomposition of J with its columns scaled to unit norm, so that the units of the parameters do not
+matter.
+
+A free parameter is *undetermined* when the data cannot fix it (``FitResult.determined`` is False for it, with the
+reason in ``FitResult.reasons``):
+
+* its value is not finite;
+* a characteristic field (b_phi, b_so, b_s) ran off the field range of its data: above 100 times the largest |B|,
+  or below 1/100 of the smallest nonzero |B| (of its curve if it is per curve, of all data if shared), where the
+  curve no longer depends on it (e.g. B_so -> 0 for pure WL data, or B_phi -> inf for data without signal);
+* J is singular in its direction: a singular value of the column-scaled J below 1e-8 of the largest has a
+  component above 1e-3 on it (the model does not depend on it, or only jointly with another parameter, as
+  B_phi and B_so at B_so = 0 in ``"hln"``), and its variance is then infinite; a derivative that is not finite
+  counts as zero;
+* its standard error is not finite, or, for a characteristic field, exceeds 10 times its value.
+
+:func:`fit_magnetoconductance` then warns (:class:`UndeterminedWarning`) and returns the result; its values for
+that parameter are not measurements. ``FitResult.require_determined`` raises instead, and the ``difftransport fit``
+command exits with an error naming the parameter. Fix the parameter, share it between curves, or measure a wider
+field range.
 
 Plotting (:func:`plot_fit`) returns a matplotlib figure and writes nothing: the CLI and experiments save it.
 """
@@ -23,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import equinox as eqx
@@ -32,6 +52,17 @@ import numpy as np
 import optimistix as optx
 
 from . import _theory as th
+
+
+class UndeterminedWarning(RuntimeWarning):
+    """A fit left a parameter undetermined (see the module docstring)."""
+
+
+# Limits of a determined characteristic field (see the module docstring).
+_RANGE_FACTOR = 100.0  # a field above 100 max|B| or below min|B|/100 has run off the data
+_MAX_RELATIVE_ERROR = 10.0
+_SINGULAR = 1e-8  # singular values of the column-scaled Jacobian below this fraction of the largest are zero
+_NULL_WEIGHT = 1e-3  # a parameter with more weight than this in a null direction is undetermined
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +196,8 @@ class FitResult:
         chi2, dof, reduced_chi2: chi^2 = sum r^2 of the weighted residuals, dof = points - free parameters.
         absolute_sigma: whether the covariance is taken as is (data with uncertainties) or scaled by chi2/dof.
         converged, steps: Levenberg-Marquardt status.
+        determined: per free parameter, whether the data determine it (see the module docstring).
+        reasons: per free parameter, why it is undetermined ("" if it is determined).
     """
 
     model: str
@@ -182,6 +215,28 @@ class FitResult:
     converged: bool
     steps: int
     _spec: _Spec = dataclasses.field(repr=False)
+    determined: tuple[bool, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.determined:  # built without the checks: nothing is known to be undetermined
+            object.__setattr__(self, "determined", (True,) * len(self.labels))
+            object.__setattr__(self, "reasons", ("",) * len(self.labels))
+
+    def undetermined(self) -> dict[str, str]:
+        """{label: reason} of the free parameters that the data do not determine (empty if all are)."""
+        return {lab: why for lab, ok, why in zip(self.labels, self.determined, self.reasons) if not ok}
+
+    def require_determined(self) -> "FitResult":
+        """Return ``self``, or raise ``ValueError`` naming every undetermined parameter and the reason."""
+        bad = self.undetermined()
+        if bad:
+            raise ValueError(
+                f"the {self.model} fit cannot determine " + "; ".join(f"{k} ({v})" for k, v in bad.items())
+                + ". Fix such a parameter (fixed=... / --fix NAME=VALUE), share it between curves, or fit data over "
+                "a wider field range."
+            )
+        return self
 
     def predict(self, field, curve=None):
         """Model value at ``field`` for one curve (label; default the only/first curve), in the data's unit."""
@@ -201,23 +256,101 @@ class FitResult:
         return float(self.stderr[self.labels.index(label)]) if label in self.labels else 0.0
 
     def to_dict(self):
-        """JSON-ready summary."""
+        """JSON-ready summary (valid JSON: a NaN or infinite number is written as None, i.e. null; an entry of
+        the correlation matrix is null where a standard error is zero or infinite). Each parameter carries
+        ``"determined"``, and ``"reason"`` when it is not."""
+        parameters = {}
+        for lab, v, e, ok, why in zip(self.labels, self.values, self.stderr, self.determined, self.reasons):
+            parameters[lab] = {"value": _finite(v), "stderr": _finite(e), "determined": bool(ok)}
+            if not ok:
+                parameters[lab]["reason"] = why
         return {
             "model": self.model,
             "description": MODELS[self.model].description,
             "curves": [str(c) for c in self.curves],
-            "parameters": {lab: {"value": float(v), "stderr": float(e)}
-                           for lab, v, e in zip(self.labels, self.values, self.stderr)},
-            "all_parameters": {k: [float(x) for x in v] for k, v in self.params.items()},
-            "correlation": {"labels": list(self.labels), "matrix": np.asarray(self.correlation).tolist()},
-            "chi2": self.chi2, "dof": self.dof, "reduced_chi2": self.reduced_chi2,
+            "parameters": parameters,
+            "all_parameters": {k: [_finite(x) for x in v] for k, v in self.params.items()},
+            "correlation": {"labels": list(self.labels),
+                            "matrix": [[_finite(x) for x in row] for row in np.asarray(self.correlation)]},
+            "chi2": _finite(self.chi2), "dof": self.dof, "reduced_chi2": _finite(self.reduced_chi2),
             "errors_scaled_by_reduced_chi2": not self.absolute_sigma,
             "converged": self.converged, "steps": self.steps,
         }
 
 
+def _finite(x):
+    """float(x), or None (JSON null) if x is NaN or infinite: JSON has no NaN."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
 def _label(name, curve, per_curve):
     return f"{name}[{curve}]" if per_curve else name
+
+
+def _covariance(jac):
+    """(J^T J)^{-1} of the (points, n) Jacobian ``jac`` and a (n,) mask of the parameters in its null space.
+
+    From the SVD of J with unit-norm columns (units do not matter); singular values below ``_SINGULAR`` of the
+    largest are dropped (a pseudo-inverse), and a parameter with weight above ``_NULL_WEIGHT`` in a dropped
+    direction gets an infinite variance (NaN covariances)."""
+    finite = np.all(np.isfinite(jac), axis=0)  # a field run to ~1e-150 can overflow its derivative
+    jac = np.where(finite, jac, 0.0)
+    big = np.max(np.abs(jac), axis=0, initial=0.0)
+    big = np.where(big > 0, big, 1.0)
+    scale = np.linalg.norm(jac / big, axis=0) * big  # without overflow of the squares
+    safe = np.where(scale > 0, scale, 1.0)
+    _, s, vt = np.linalg.svd(jac / safe, full_matrices=False)
+    null = s <= _SINGULAR * np.max(s, initial=0.0)
+    keep = ~null
+    with np.errstate(over="ignore"):  # a tiny scale: an infinite variance, flagged below
+        cov = (vt[keep].T / s[keep] ** 2) @ vt[keep] / np.outer(safe, safe)
+    degenerate = (scale == 0) | (np.sqrt(np.sum(vt[null] ** 2, axis=0)) > _NULL_WEIGHT)
+    cov[degenerate, :] = np.nan
+    cov[:, degenerate] = np.nan
+    cov[degenerate, degenerate] = np.inf
+    return cov, degenerate
+
+
+def _determination(spec: _Spec, values, stderr, degenerate, field, index):
+    """(determined, reasons) per free parameter (see the module docstring)."""
+    b = np.abs(field)
+    determined, reasons = [], []
+    i = 0
+    for name, pos, free, pc, size in zip(spec.names, spec.positive, spec.free, spec.per_curve, spec.sizes()):
+        if not free:
+            continue
+        for k in range(size):
+            v, e = values[i], stderr[i]
+            nz = b[(b > 0) & ((index == k) if pc else True)]
+            why = ""
+            if not np.isfinite(v):
+                why = f"its value is {v}"
+            elif pos and v > _RANGE_FACTOR * nz.max():
+                why = f"it ran to {v:.3g}, above {_RANGE_FACTOR:g} x the largest |B| = {nz.max():.3g} of its data"
+            elif pos and v < nz.min() / _RANGE_FACTOR:
+                why = f"it ran to {v:.3g}, below 1/{_RANGE_FACTOR:g} of the smallest nonzero |B| = {nz.min():.3g}"
+            elif degenerate[i]:
+                why = "singular Jacobian: the curve does not depend on it, or only jointly with another parameter"
+            elif not np.isfinite(e):
+                why = f"its standard error is {e}"
+            elif pos and e > _MAX_RELATIVE_ERROR * v:
+                why = f"its standard error {e:.3g} exceeds {_MAX_RELATIVE_ERROR:g} x its value {v:.3g}"
+            determined.append(not why)
+            reasons.append(why)
+            i += 1
+    return tuple(determined), tuple(reasons)
+
+
+def _fixed_problem(name: str, value: float) -> str:
+    """Why ``value`` cannot be a fixed value of parameter ``name`` ("" if it can)."""
+    if not math.isfinite(value):
+        return f"{name} must be finite"
+    if name == "b_phi" and not value > 0:
+        return "b_phi (the phase-coherence field) must be positive"
+    if name.startswith("b_") and not value >= 0:
+        return f"{name} (a characteristic field) must be >= 0"
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -412,11 +545,16 @@ def fit_magnetoconductance(
             log-parameters and of the residual).
 
     Returns:
-        A :class:`FitResult`.
+        A :class:`FitResult`. If the data do not determine a free parameter (module docstring: non-finite value or
+        error, singular Jacobian, a field run off the data's range or with a standard error above 10 times its
+        value), ``result.determined`` is False for it with the reason in ``result.reasons``, and an
+        :class:`UndeterminedWarning` is issued; ``result.require_determined()`` turns that into a ``ValueError``.
 
     Raises:
         ValueError: bad data (NaN/inf, duplicate fields in a curve, mismatched lengths, non-positive sigma, too few
-            points, one sign of B with ``symmetrize``) or bad options (unknown model or parameter names).
+            points, one sign of B with ``symmetrize``) or bad options (unknown model or parameter names; fixed
+            values that are not finite, b_phi <= 0 or another characteristic field < 0; non-finite initial
+            values).
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {tuple(MODELS)}, got {model!r}.")
@@ -431,6 +569,14 @@ def fit_magnetoconductance(
         if unknown:
             raise ValueError(f"{what} names unknown parameters {sorted(unknown)} for model {model!r}; "
                              f"its parameters are {names}.")
+    for name, v in fixed.items():
+        for x in np.atleast_1d(np.asarray(v, float)).ravel():
+            problem = _fixed_problem(name, float(x))
+            if problem:
+                raise ValueError(f"fixed[{name!r}] = {np.asarray(v).tolist()}: {problem}.")
+    for name, v in initial.items():
+        if not np.all(np.isfinite(np.asarray(v, float))):
+            raise ValueError(f"initial[{name!r}] must be finite, got {np.asarray(v).tolist()}.")
     field, value, sigma_arr, index, labels, has_sigma = _prepare(field, value, sigma, curve, symmetrize)
     n_curves = len(labels)
     spec = _Spec(model, names, positive, tuple(n in per_curve for n in names), tuple(n not in fixed for n in names),
@@ -476,16 +622,15 @@ def fit_magnetoconductance(
     chi2 = float(resid @ resid)
     dof = field.size - n_free
     absolute = has_sigma if absolute_sigma is None else bool(absolute_sigma)
-    jtj = jac.T @ jac
-    try:
-        cov = np.linalg.inv(jtj)
-    except np.linalg.LinAlgError:
-        cov = np.full_like(jtj, np.inf)
+    cov, degenerate = _covariance(jac)
     if not absolute:
-        cov = cov * chi2 / dof
+        with np.errstate(invalid="ignore"):  # inf * 0 for a degenerate parameter of a perfect fit
+            cov = cov * (chi2 / dof)
+        cov[degenerate, degenerate] = np.inf
     stderr = np.sqrt(np.abs(np.diag(cov)))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.outer(stderr, stderr)
+    determined, reasons = _determination(spec, natural, stderr, degenerate, field, index)
 
     params = {k: np.asarray(v) for k, v in _unpack_natural(spec, jnp.asarray(natural), fixed_arrays).items()}
     labels_free = tuple(
@@ -493,11 +638,19 @@ def fit_magnetoconductance(
         for name, pc, free, size in zip(spec.names, spec.per_curve, spec.free, spec.sizes()) if free
         for k in range(size)
     )
-    return FitResult(
+    result = FitResult(
         model=model, labels=labels_free, values=natural, stderr=stderr, covariance=cov, correlation=corr,
         params=params, curves=labels, chi2=chi2, dof=dof, reduced_chi2=chi2 / dof, absolute_sigma=absolute,
-        converged=bool(ok), steps=int(steps), _spec=spec,
+        converged=bool(ok), steps=int(steps), _spec=spec, determined=determined, reasons=reasons,
     )
+    if not all(determined):
+        warnings.warn(
+            "fit_magnetoconductance: the data do not determine "
+            + "; ".join(f"{k} ({v})" for k, v in result.undetermined().items())
+            + ". Its values are not measurements (FitResult.determined).",
+            UndeterminedWarning, stacklevel=2,
+        )
+    return result
 
 
 def plot_fit(result: FitResult, field, value, *, sigma=None, curve=None, xlabel="B (T)",

@@ -6,6 +6,7 @@ hbar / (energy unit), magnetic flux per unit cell area a^2 in flux quanta h/e.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -20,14 +21,29 @@ Distribution = Literal["box", "gaussian"]
 _DISTRIBUTIONS = ("box", "gaussian")
 
 
-def _real_array(x):
-    """Convert at the API boundary: Python numbers become float arrays (never static, so no retracing)."""
+def _real_array(x, name: str | None = None, *, required: bool = False):
+    """Convert at the API boundary: Python numbers become float arrays (never static, so no retracing).
+
+    ``name`` is the argument named in the errors (e.g. ``"model.energy"``); ``required`` refuses None."""
+    what = name or "a model parameter"
     if x is None:
+        if required:
+            raise ValueError(f"{what} is required: give a real number, got None.")
         return None
-    x = jnp.asarray(x)
+    try:
+        x = jnp.asarray(x)
+    except TypeError:
+        raise ValueError(f"{what} must be a real number or array, got {type(x).__name__} {x!r:.40}.") from None
     if jnp.iscomplexobj(x):
-        raise ValueError(f"model parameters are real numbers, got a complex array of dtype {x.dtype}.")
+        if name is None or name.startswith("model."):
+            raise ValueError(f"model parameters are real numbers, got {what} = a complex array of dtype {x.dtype}.")
+        raise ValueError(f"{name} must be real, got a complex array of dtype {x.dtype}.")
     return x.astype(jnp.result_type(float))
+
+
+def _parameter(name: str, *, required: bool = False):
+    """Converter of the Model field ``name`` (errors name ``model.<name>``)."""
+    return functools.partial(_real_array, name=f"model.{name}", required=required)
 
 
 class Model(eqx.Module):
@@ -49,15 +65,32 @@ class Model(eqx.Module):
         tau_phi: phase-coherence time; every sample site gets the absorption -i eta, eta = hbar / (2 tau_phi)
             (``docs/physics.md``, dephasing). ``jnp.inf`` means coherent.
         mass: staggered sublattice potential, +mass on sublattice A and -mass on B (sample only).
+
+    Checks. At construction (``ValueError``): every parameter is a real number or array (not complex, not a
+    str), and ``energy`` and ``hopping`` are not None. When traced by a solver (``ValueError``): parameters are
+    scalars, spin terms need a spinful sample, ``mass`` needs two sublattices. At run time, also under ``jit``
+    and ``vmap`` (``equinox.error_if``, raising ``equinox.EquinoxRuntimeError`` whose message names the
+    parameter and the rule): parameters are finite, ``hopping`` is nonzero, ``tau_phi`` is positive (inf for
+    coherent), a periodic transverse boundary needs an integer flux winding. ``flux`` is reduced modulo the
+    period P of the lattice's Landau gauge (P = 1 on square and cubic lattices; exact in float64, the phases
+    are unchanged), so any finite flux keeps precise phases there; a lattice without such a period (the
+    honeycomb ribbons) refuses |flux| * c_max > 1e6, c_max the largest |dx (y1 + y2) / 2| of its bonds, beyond
+    which the phases lose precision.
+
+    A run-time error under ``vmap`` says what is wrong but not which element: equinox reduces the check over
+    the batch (with the environment variable ``EQX_ON_ERROR=nan`` the whole batch becomes NaN instead of
+    raising). To find the element, call the function on one element at a time without ``vmap`` (a Python loop
+    over the values, or over the keys of an ensemble's realizations), or set ``EQX_ON_ERROR=breakpoint`` and
+    inspect the values in the debugger.
     """
 
-    energy: Float[Array, ""] = eqx.field(converter=_real_array)
-    hopping: Float[Array, ""] = eqx.field(converter=_real_array, default=1.0)
-    flux: Float[Array, ""] | None = eqx.field(converter=_real_array, default=None)
-    rashba: Float[Array, ""] | None = eqx.field(converter=_real_array, default=None)
-    exchange: Float[Array, ""] | None = eqx.field(converter=_real_array, default=None)
-    tau_phi: Float[Array, ""] | None = eqx.field(converter=_real_array, default=None)
-    mass: Float[Array, ""] | None = eqx.field(converter=_real_array, default=None)
+    energy: Float[Array, ""] = eqx.field(converter=_parameter("energy", required=True))
+    hopping: Float[Array, ""] = eqx.field(converter=_parameter("hopping", required=True), default=1.0)
+    flux: Float[Array, ""] | None = eqx.field(converter=_parameter("flux"), default=None)
+    rashba: Float[Array, ""] | None = eqx.field(converter=_parameter("rashba"), default=None)
+    exchange: Float[Array, ""] | None = eqx.field(converter=_parameter("exchange"), default=None)
+    tau_phi: Float[Array, ""] | None = eqx.field(converter=_parameter("tau_phi"), default=None)
+    mass: Float[Array, ""] | None = eqx.field(converter=_parameter("mass"), default=None)
 
     @property
     def absorption(self):
@@ -77,6 +110,13 @@ class Disorder(eqx.Module):
             intra-slice bond, shape (L, intra_bonds, 2, 2), and every bond to the next slice, shape
             (L - 1, inter_bonds, 2, 2); a bond then carries -t R (times its Peierls phase). The bonds to the
             leads stay clean.
+
+    Checks, when a solver traces the disorder (``ValueError``): shapes match the sample, ``potential`` and
+    ``moments`` are real (an imaginary potential is absorption: use ``Model.tau_phi``), ``moments`` come with
+    ``Model.exchange`` and vice versa. At run time (``equinox.error_if``, also under ``jit`` and ``vmap``):
+    ``potential`` and ``moments`` are finite, and every moment is a unit vector within 1e-6 (they are not
+    normalized for you). To find the offending realization of a batch, evaluate the realizations one at a time
+    without ``vmap`` (see :class:`Model`).
     """
 
     potential: Float[Array, "..."] | None = None
@@ -137,7 +177,7 @@ def anderson_potential(key, sample: Sample, strength, *, distribution: Distribut
     """
     if distribution not in _DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {_DISTRIBUTIONS}, got {distribution!r}.")
-    return _anderson_potential(key, sample, _real_array(strength), distribution)
+    return _anderson_potential(key, sample, _real_array(strength, "strength", required=True), distribution)
 
 
 @eqx.filter_jit

@@ -257,3 +257,117 @@ def test_cli_rejects_bad_input(tmp_path, capsys, content, extra, match):
     err = capsys.readouterr().err
     assert err.startswith("difftransport fit: error:") and re.search(match, err), err
     assert not (tmp_path / "o" / "fit.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Degenerate data: a parameter the data cannot determine is flagged (library) or an error (CLI), and JSON stays valid
+
+
+def test_well_determined_fit_is_flagged_determined():
+    rng = np.random.default_rng(7)
+    sigma = np.full(FIELD.size, 0.002)
+    res = fit_magnetoconductance(FIELD, hln_np(FIELD, 0.03, 0.2) + sigma * rng.normal(size=FIELD.size), sigma=sigma)
+    assert res.determined == (True, True) and res.reasons == ("", "") and res.undetermined() == {}
+    assert res.require_determined() is res
+
+
+@pytest.mark.parametrize(
+    "value, model, label, reason",
+    [
+        (np.zeros(FIELD.size), "hln", "b_phi[0]", r"ran to .*, above 100 x the largest \|B\| = 1 of its data"),
+        (np.zeros(FIELD.size), "alpha", "b_phi[0]", "singular Jacobian"),
+        (np.full(FIELD.size, 0.3), "hln", "b_so", r"below 1/100 of the smallest nonzero \|B\| = 0.004"),
+        (np.full(FIELD.size, 0.3), "alpha", "b_phi[0]", r"below 1/100 of the smallest nonzero \|B\| = 0.004"),
+    ],
+)
+def test_undetermined_parameters_are_flagged(value, model, label, reason):
+    """All-zero data used to give B_phi = 7e6 T +- 0.06 (hln) and NaN errors (alpha); constant data L_phi ~ 1e78 nm.
+    Now the parameter is flagged with the reason, a warning is issued, and the JSON summary is strict (no NaN)."""
+    import json
+    import re
+
+    from difftransport._fit import UndeterminedWarning
+
+    with pytest.warns(UndeterminedWarning, match=re.escape(label)):
+        res = fit_magnetoconductance(FIELD, value, model=model)
+    bad = res.undetermined()
+    assert label in bad and re.search(reason, bad[label]), bad
+    with pytest.raises(ValueError, match=rf"the {model} fit cannot determine .*{re.escape(label)} \("):
+        res.require_determined()
+    summary = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert summary["parameters"][label]["determined"] is False
+    assert re.search(reason, summary["parameters"][label]["reason"])
+
+
+def test_singular_covariance_is_infinite_and_written_as_null():
+    """Zero data with the alpha model: alpha = 0 exactly, so the curve does not depend on b_phi; its variance is
+    infinite (written as null), alpha's is finite."""
+    import json
+
+    from difftransport._fit import UndeterminedWarning
+
+    with pytest.warns(UndeterminedWarning):
+        res = fit_magnetoconductance(FIELD, np.zeros(FIELD.size), model="alpha", sigma=np.full(FIELD.size, 0.01))
+    assert res.labels == ("alpha", "b_phi[0]") and res.determined == (True, False)
+    assert np.isinf(res.stderr[1]) and np.isfinite(res.stderr[0]) and res.values[0] == 0.0
+    summary = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert summary["parameters"]["b_phi[0]"]["stderr"] is None
+    assert summary["correlation"]["matrix"][0][1] is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(fixed={"b_phi": -1.0}), r"fixed\['b_phi'\] = -1.0: b_phi \(the phase-coherence field\) must be positive"),
+        (dict(fixed={"b_phi": 0.0}), r"fixed\['b_phi'\] = 0.0: b_phi .* must be positive"),
+        (dict(fixed={"b_so": -0.1}), r"fixed\['b_so'\] = -0.1: b_so \(a characteristic field\) must be >= 0"),
+        (dict(fixed={"b_so": np.nan}), r"fixed\['b_so'\] = nan: b_so must be finite"),
+        (dict(initial={"b_phi": np.inf}), r"initial\['b_phi'\] must be finite, got inf"),
+    ],
+)
+def test_bad_fixed_and_initial_values_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit_magnetoconductance(FIELD, hln_np(FIELD, 0.03, 0.2), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "values, extra, match",
+    [
+        (np.zeros(FIELD.size), [], r"the hln fit cannot determine b_phi\[0\] \(it ran to .* above 100 x"),
+        (np.zeros(FIELD.size), ["--model", "alpha"], r"the alpha fit cannot determine b_phi\[0\] \(singular Jacobian"),
+        (np.full(FIELD.size, 0.3), [], r"the hln fit cannot determine .*b_so \(it ran to .* below 1/100"),
+        (hln_np(FIELD, 0.03, 0.2), ["--fix", "b_phi=-1"], r"--fix 'b_phi=-1': b_phi \(the phase-coherence field\) must "
+                                                          "be positive"),
+        (hln_np(FIELD, 0.03, 0.2), ["--fix", "b_so=nan"], r"--fix 'b_so=nan': b_so must be finite"),
+        (hln_np(FIELD, 0.03, 0.2), ["--fix", "tau=1"], r"--fix 'tau=1': model 'hln' has no parameter 'tau'; allowed: "
+                                                       r"\('b_phi', 'b_so', 'b_s'\)"),
+    ],
+)
+def test_cli_refuses_undetermined_fits_and_bad_fixed_values(tmp_path, capsys, values, extra, match):
+    """Exit code 2, one line 'error: ...' naming the parameter, and no output files (before: exit 0 with
+    B_phi = 7e6 T, a literal NaN in fit.json, or a 58-line traceback)."""
+    import re
+
+    path = tmp_path / "data.csv"
+    path.write_text("B,dsigma\n" + "".join(f"{b},{y}\n" for b, y in zip(FIELD, values)))
+    assert run_cli([path, "--out", tmp_path / "o", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("difftransport fit: error:") and err.count("\n") == 1 and re.search(match, err), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_json_is_strict_and_flags_every_parameter_determined(tmp_path):
+    """A noiseless alpha fit: strict JSON (no NaN or Infinity tokens), every parameter determined."""
+    import json
+
+    path = tmp_path / "data.csv"
+    path.write_text("B,dsigma\n" + "".join(f"{b},{y}\n" for b, y in zip(FIELD, alpha_np(FIELD, 0.5, 0.02))))
+    assert run_cli([path, "--model", "alpha", "--out", tmp_path]) == 0
+
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    out = json.loads((tmp_path / "fit.json").read_text(), parse_constant=refuse)
+    assert {k: v["determined"] for k, v in out["parameters"].items()} == {"alpha": True, "b_phi[0]": True}
+    assert out["parameters"]["b_phi[0]"]["value"] == pytest.approx(0.02, rel=1e-9)
+    assert not list(tmp_path.glob(".fit*"))  # no temporary files left behind
