@@ -48,7 +48,7 @@ from ._evolution import (
     evolve,
     return_probability,
 )
-from ._fit import FitResult, fit_magnetoconductance, plot_fit
+from ._fit import FitResult, UndeterminedWarning, fit_magnetoconductance, plot_fit
 from ._inference import (
     InferenceResult,
     LatticeEnsemble,
@@ -91,6 +91,7 @@ __all__ = [
     "fit_magnetoconductance",
     "fit_scaling",
     "FitResult",
+    "UndeterminedWarning",
     "hamiltonian_transmission",
     "Hopping",
     "infer_parameters",
