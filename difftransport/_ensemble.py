@@ -8,15 +8,20 @@ random numbers), so differences between grid points have small errors.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+import re
 from typing import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _lattice as lat
+from ._build import checked_model
 from ._model import Disorder, Model, draw_disorder
 from ._observables import observe
 
@@ -84,6 +89,60 @@ def realization_function(entry: dict, seed: int) -> Callable:
     return one
 
 
+def _runtime_message(exc: Exception) -> str:
+    """The message of an ``equinox.error_if`` check, without the advice equinox wraps it in."""
+    found = re.search(r"EquinoxRuntimeError: (.+)", str(exc))
+    return found.group(1).strip() if found else str(exc).strip().splitlines()[0]
+
+
+def check_values(entry: dict) -> None:
+    """Run the value checks of the model (finite parameters, nonzero hopping, tau_phi > 0, a flux commensurate
+    with a periodic width) and a finite disorder strength at every grid point of a normalized ensemble entry,
+    before any realization is computed, so that a run can refuse before it writes anything. Raises ValueError
+    naming the first bad point.
+    """
+    _check_values(json.dumps(entry))
+
+
+@functools.lru_cache(maxsize=32)
+def _check_values(encoded: str) -> None:
+    # Cached by the JSON-encoded entry: a rerun in the same process (a resume, a test) checks once. A failed
+    # check raises, and lru_cache stores only returns.
+    entry = json.loads(encoded)
+    sample = make_sample(entry["sample"])
+    base = {k: v for k, v in entry["model"].items() if v is not None}
+    points = grid_points(entry)
+    size = len(next(iter(points.values()))) if points else 1
+    strengths = np.asarray(points.get("strength", [entry["disorder"]["strength"]]), float)
+    if not np.all(np.isfinite(strengths)):
+        raise ValueError(f"disorder strength {float(strengths[~np.isfinite(strengths)][0])!r} is not finite")
+    varied = {k: jnp.asarray(v) for k, v in points.items() if k != "strength"}
+
+    # One compiled check over all points (vmapped), rather than many small eager operations.
+    @eqx.filter_jit
+    def check(values: dict):
+        return jax.vmap(lambda one: checked_model(sample, Model(**{**base, **one})))(values)
+
+    try:  # the scalars of [model] first, so that a bad scalar is not blamed on a grid point
+        jax.block_until_ready(check({"energy": jnp.full(1, float(base["energy"]))}))
+    except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as exc:
+        raise ValueError(_runtime_message(exc)) from None
+    if not varied:
+        return
+    try:
+        jax.block_until_ready(check(varied))
+        return
+    except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError):
+        pass
+    for p in range(size):  # only after a failure: find the first bad point for the message
+        try:
+            jax.block_until_ready(check({k: v[p : p + 1] for k, v in varied.items()}))
+        except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as exc:
+            where = ", ".join(f"{k} = {float(v[p])!r}" for k, v in varied.items())
+            raise ValueError(f"{_runtime_message(exc).rstrip('.')} at the grid point {where}") from None
+    raise AssertionError("the batched check failed, but no single grid point does")
+
+
 def select_devices(count: int | None) -> list:
     """The first ``count`` local devices of every process (all of them for None), as one global list."""
     devices = jax.devices()
@@ -100,16 +159,28 @@ def select_devices(count: int | None) -> list:
     return chosen
 
 
+@functools.lru_cache(maxsize=8)
+def _batched(entry: str, seed: int, devices: tuple):
+    """(mesh, sharding, jitted vmapped realization function) of a JSON-encoded ensemble entry. Cached, so that
+    a rerun in the same process (a resume, a test) reuses the compiled function instead of compiling again."""
+    mesh = Mesh(np.asarray(devices), ("r",))
+    sharding = NamedSharding(mesh, PartitionSpec("r"))
+    f = jax.vmap(realization_function(json.loads(entry), seed))
+    return mesh, sharding, jax.jit(f, in_shardings=sharding, out_shardings=sharding)
+
+
 class ChunkRunner:
     """Evaluates chunks of realization indices, sharded over a 1-D device mesh along the realization axis."""
 
     def __init__(self, entry: dict, seed: int, devices: list, chunk: int):
-        self.mesh = Mesh(np.asarray(devices), ("r",))
-        self.sharding = NamedSharding(self.mesh, PartitionSpec("r"))
+        self.mesh, self.sharding, self._batched = _batched(json.dumps(entry), seed, tuple(devices))
         # Every call has the same shape (one compilation): the chunk rounded up to a multiple of the devices.
         self.chunk = len(devices) * math.ceil(chunk / len(devices))
-        f = jax.vmap(realization_function(entry, seed))
-        self._batched = jax.jit(f, in_shardings=self.sharding, out_shardings=self.sharding)
+
+    def trace(self) -> None:
+        """Trace the batched function once (no computation), so that its structural checks raise ValueError
+        now; the call reuses the trace."""
+        self._batched.trace(jax.ShapeDtypeStruct((self.chunk,), jnp.uint32, sharding=self.sharding))
 
     def __call__(self, indices: np.ndarray) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """Run one chunk of at most ``self.chunk`` indices; returns the shards this process holds as

@@ -6,8 +6,10 @@ This is the orchestration layer behind ``difftransport run``; the pure per-reali
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.metadata
+import os
 import pathlib
 import platform
 import subprocess
@@ -17,7 +19,7 @@ import jax
 import numpy as np
 
 from . import _config, _ensemble
-from ._store import RunDirectory, atomic_savez, write_json
+from ._store import RunDirectory, RunDirectoryError, atomic_savez, directory_lock, write_json
 
 
 def _now() -> str:
@@ -73,6 +75,44 @@ def _all_processes_or(mask: np.ndarray) -> np.ndarray:
     return np.any(multihost_utils.process_allgather(mask), axis=0)
 
 
+def _any_process(flag: bool) -> bool:
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.asarray([flag]))))
+
+
+def _check_out(out: pathlib.Path, given) -> None:
+    """Refuse an --out that cannot become a run directory, before anything is written."""
+    if given is not None and str(given).strip() == "":
+        raise RunDirectoryError("--out '' is empty: name a run directory (by default out/<config name>)")
+    if out.exists() and not out.is_dir():
+        raise RunDirectoryError(f"--out {out} is a file, not a directory: name a run directory")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunDirectoryError(f"--out {out}: {existing} is a file, so the run directory cannot be created there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirectoryError(f"--out {out}: {existing} is not writable")
+
+
+def preflight(config: dict, source, devices: list) -> dict[str, _ensemble.ChunkRunner]:
+    """Check every ensemble as far as possible without computing it: build its sample, run the model's value
+    checks at every grid point and trace the batched function (structural checks). Returns the runners.
+    Raises ConfigError naming the config file and the ensemble."""
+    runners = {}
+    for name, entry in config["ensembles"].items():
+        try:
+            _ensemble.check_values(entry)
+            runners[name] = _ensemble.ChunkRunner(entry, config["run"]["seed"], devices, config["run"]["chunk"])
+            runners[name].trace()
+        except ValueError as exc:
+            raise _config.ConfigError(f"{source}: ensembles.{name} cannot be run: {str(exc).strip()}") from None
+    return runners
+
+
 def _barrier(name: str) -> None:
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
@@ -81,22 +121,57 @@ def _barrier(name: str) -> None:
 
 
 def run(config_path, out=None, *, chunk: int | None = None, devices: int | None = None, quiet: bool = False,
-        log=print) -> RunDirectory:
+        wait: bool = False, log=print) -> RunDirectory:
     """Run (or resume) the ensembles of a config file; returns the run directory.
 
     ``out`` defaults to ``out/<config file stem>``. ``chunk`` overrides ``run.chunk`` (results do not depend
-    on it); ``devices`` limits the devices used per process. Validation happens before any computation.
+    on it); ``devices`` limits the devices used per process. Everything that can be checked without
+    computing (the config, ``out``, the devices, every ensemble's parameters and shapes) is checked before
+    anything is written. The run holds the directory's lock (``directory_lock``, taken by process 0) until it
+    returns; if another run holds it, this raises ``DirectoryLocked``, or waits for it with ``wait``.
     """
     config = _config.load(config_path)
     if chunk is not None:
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise _config.ConfigError(f"--chunk = {chunk!r} is out of range: must be an integer >= 1")
         config["run"]["chunk"] = chunk
+    given = out
     out = pathlib.Path(out) if out is not None else pathlib.Path("out") / pathlib.Path(config_path).stem
+    _check_out(out, given)
+    try:
+        chosen = _ensemble.select_devices(devices)
+    except ValueError as exc:
+        raise _config.ConfigError(f"--devices {devices}: {exc}") from None
+    runners = preflight(config, config_path, chosen)
     process = jax.process_index()
-    store = RunDirectory(out, config, process)
-    resumed = store.prepare()
-    chosen = _ensemble.select_devices(devices)
+    store = RunDirectory(out, config, process, log=log)
+    with contextlib.ExitStack() as held:
+        # Process 0 claims the directory for the whole run; the processes agree before any of them writes.
+        error, resumed = None, False
+        if process == 0:
+            try:
+                try:
+                    held.enter_context(directory_lock(out, wait=wait))
+                except OSError as exc:
+                    raise RunDirectoryError(f"--out {out}: cannot create or lock the run directory: "
+                                            f"{exc.strerror or exc}") from None
+                removed = store.remove_temporary()
+                if removed:
+                    log(f"removed {removed} temporary file(s) an interrupted run left in {out}")
+                resumed = store.prepare()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after telling the other processes
+                error = exc
+        if _any_process(error is not None):
+            if error is not None:
+                raise error
+            raise RunDirectoryError(f"process 0 could not claim the run directory {out}; see its error")
+        _run_claimed(store, config, runners, chosen, resumed, quiet, log)
+    return store
+
+
+def _run_claimed(store: RunDirectory, config: dict, runners: dict, chosen: list, resumed: bool, quiet: bool,
+                 log) -> None:
+    process = store.process
     seed = config["run"]["seed"]
     started = time.perf_counter()
     meta = store.metadata()
@@ -111,8 +186,8 @@ def run(config_path, out=None, *, chunk: int | None = None, devices: int | None 
 
     for name, entry in config["ensembles"].items():
         n = entry["realizations"]
-        runner = _ensemble.ChunkRunner(entry, seed, chosen, config["run"]["chunk"])
-        done = _all_processes_or(store.completed(name, n))
+        runner = runners[name]
+        done = _all_processes_or(store.completed(name, n, entry["observables"]))
         todo = np.nonzero(~done)[0]
         size = runner.chunk
         if resumed and process == 0:
@@ -136,7 +211,6 @@ def run(config_path, out=None, *, chunk: int | None = None, devices: int | None 
         meta["wall_seconds_total"] = round(sum(a.get("wall_seconds", 0) for a in meta["attempts"]), 3)
         store.write_metadata(meta)
     _barrier("difftransport-finalized")
-    return store
 
 
 def finalize(store: RunDirectory) -> None:

@@ -1,16 +1,19 @@
 """The ``difftransport`` command line.
 
-    difftransport run CONFIG.toml [--out DIR] [--chunk K] [--devices D] [--quiet]
+    difftransport run CONFIG.toml [--out DIR] [--chunk K] [--devices D] [--quiet] [--wait]
                       [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
     difftransport plot RUN_DIR
     difftransport info
-    difftransport fit DATA.csv [--model hln|hln_alpha|...] [--units e2h|siemens] [--out DIR]
+    difftransport fit DATA.csv [--model hln|alpha|cubic|kawabata] [--units e2h|siemens] [--out DIR]
     difftransport scale CONFIG.toml [--out DIR]
 
 Multi-host runs: start the same ``run`` command on every host with the coordinator's address, the number of
 processes and each process's id (flags, or the environment variables DIFFTRANSPORT_COORDINATOR,
 DIFFTRANSPORT_NUM_PROCESSES, DIFFTRANSPORT_PROCESS_ID); ``--distributed`` lets JAX detect a cluster
 (SLURM, Open MPI, ...) instead. All processes must see the same run directory.
+
+A run holds a lock on its run directory: a second ``run`` on the same directory refuses (or, with
+``--wait``, waits). Errors a user can fix print one line ``error: ...`` on stderr and exit with code 2.
 """
 
 from __future__ import annotations
@@ -46,14 +49,19 @@ def _cmd_run(args) -> int:
     _distributed(args)
     from . import _runner
     from ._config import ConfigError
-    from ._store import ConfigMismatch
+    from ._store import ConfigMismatch, DirectoryLocked, RunDirectoryError
 
     import jax
 
     try:
-        store = _runner.run(args.config, args.out, chunk=args.chunk, devices=args.devices, quiet=args.quiet)
-    except (ConfigError, ConfigMismatch, ValueError) as exc:
+        store = _runner.run(args.config, args.out, chunk=args.chunk, devices=args.devices, quiet=args.quiet,
+                            wait=args.wait)
+    except (ConfigError, ConfigMismatch, DirectoryLocked, RunDirectoryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a failed write (disk full, permissions): the finished chunks are complete files
+        print(f"error: {_os_error(exc)}; the finished chunks are saved: fix this and rerun the same command to "
+              "resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished chunks are saved; rerun the same command to resume.", file=sys.stderr)
@@ -70,13 +78,40 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _cmd_plot(args) -> int:
-    from ._plots import plot_run
+def _os_error(exc: OSError) -> str:
+    """One line for an OSError: what failed, and on which file."""
+    what = exc.strerror or str(exc)
+    return f"{exc.filename}: {what}" if exc.filename else what
 
+
+def _cmd_plot(args) -> int:
+    import pathlib
+
+    from ._plots import plot_run
+    from ._store import RunDirectoryError, check_npz, stored_config
+
+    run_dir = pathlib.Path(args.run_dir)
     try:
-        paths = plot_run(args.run_dir)
-    except FileNotFoundError as exc:
+        if not run_dir.is_dir():
+            raise RunDirectoryError(
+                f"{run_dir} is not a run directory: {'it is a file' if run_dir.exists() else 'it does not exist'}")
+        record = stored_config(run_dir)
+        if record is None:
+            raise RunDirectoryError(f"{run_dir} is not a run directory: it has no config.json")
+        for name in record["config"].get("ensembles", {}):
+            path = run_dir / "results" / f"{name}.npz"
+            if path.exists():
+                try:
+                    check_npz(path)
+                except RunDirectoryError as exc:
+                    raise RunDirectoryError(f"{exc}; rerun the `difftransport run` command of this directory: it "
+                                            "rewrites the results from the chunks") from None
+        paths = plot_run(run_dir)
+    except (FileNotFoundError, RunDirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
         return 2
     for path in paths:
         print(f"figure: {path}")
@@ -103,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--chunk", type=int, help="realizations per vmapped batch (overrides run.chunk)")
     run.add_argument("--devices", type=int, help="local devices per process to shard over (default: all)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--wait", action="store_true",
+                     help="if another run holds the run directory, wait for it instead of refusing")
     run.add_argument("--coordinator", help="HOST:PORT of process 0 for multi-process runs")
     run.add_argument("--num-processes", type=int, help="number of processes")
     run.add_argument("--process-id", type=int, help="this process's id (0 .. N-1)")
