@@ -1,4 +1,4 @@
-"""``difftransport scale CONFIG.toml [--out DIR]``: run a scaling study and write figures and a JSON.
+"""``difftransport scale CONFIG.toml [--out DIR] [--refit] [--wait]``: run a scaling study and write figures and a JSON.
 
 Two kinds of study (``[study] kind``):
 
@@ -10,21 +10,47 @@ Two kinds of study (``[study] kind``):
 
 Every key of the config is required (no hidden defaults); unknown keys, wrong types and out-of-range
 values are errors naming the key and the value. The library does no I/O: everything written is written here.
-Outputs in ``--out`` (default ``out/<config name>``): ``<figure>.png``, ``<figure>.json`` (data, fits,
-timings) and a copy of the config.
+
+Outputs in ``--out`` (default ``out/<config name>``)::
+
+    OUT/data/<hash>/config.toml, config.json    the config as given, and {"hash", "config"} (validated)
+    OUT/data/<hash>/L{L}-W{i}-r{first}-{end}.npz  beta: conductances g of realizations first .. end-1 of the
+                                                 L x L (x L) samples at strength index i, and their seconds
+    OUT/data/<hash>/s{stage}-M{M}-W{i}.npz       fss: the transfer-matrix run (width M, strength index i) as
+                                                 it stood after that stage, with everything needed to continue
+    OUT/<figure>.png, OUT/<figure>.json          the figure; data, fits, timings and "config_hash"
+    OUT/config.toml, OUT/config.json             the config of that JSON, and {"hash", "config"}
+
+``<hash>`` is the first 16 hex digits of the SHA-256 of the result-relevant part of the config ([system]
+and [ensemble] or [tmm], all but ``workers``): a config that differs in anything that changes the numbers
+stores its data in another folder, so old and new data never mix, and the old data stay where they are.
+Each file is written to a temporary name and renamed (``_store.atomic_savez``), as soon as it is computed:
+an interrupted run (a failing fit, Ctrl-C, ``kill -9``) loses at most the chunks in flight, and rerunning
+the same command skips what is stored and reaches the same result, bit for bit, as an uninterrupted run.
+``--refit`` (beta studies) redoes the fit and the figure from the data stored under the given config's
+hash, which therefore match its [system] and [ensemble]; it refuses when they are missing or incomplete,
+naming what differs from the config of the last finished run. A lock on ``OUT`` (``_store.directory_lock``)
+keeps two runs out of one folder at a time; ``--wait`` queues behind the other run instead of refusing.
+The JSON and the top-level config copy are written only when a run finishes, so an interrupted run with a
+changed config leaves the last finished run's pair in place; the JSON's "config_hash" ties it to its data.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import functools
+import hashlib
+import io
 import json
 import math
 import pathlib
-import shutil
 import sys
+import threading
 import time
 import tomllib
+import zipfile
 
 import numpy as np
 
@@ -226,15 +252,90 @@ def _cross_checks(c, kind, path):
                                  f"to be an integer; fails for L = {bad}.")
 
 
-def load_config(path: pathlib.Path) -> dict:
+def _read_source(path: pathlib.Path) -> bytes:
     try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
+        return pathlib.Path(path).read_bytes()
     except FileNotFoundError:
         raise ValueError(f"config file {str(path)!r} does not exist.") from None
-    except tomllib.TOMLDecodeError as err:
+
+
+def _parse(path: pathlib.Path, source: bytes) -> dict:
+    try:
+        return tomllib.loads(source.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid TOML: {err}") from None
-    return validate(raw, str(path))
+
+
+def load_config(path: pathlib.Path) -> dict:
+    """Read and :func:`validate` a study config; ValueError naming the file and the problem."""
+    return validate(_parse(path, _read_source(path)), str(path))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The data store: OUT/data/<hash>/
+
+
+class StoredDataError(ValueError):
+    """Stored data that cannot be used as asked (missing or incomplete for --refit, or not what its name says)."""
+
+
+def result_relevant(config: dict) -> dict:
+    """The part of a validated config that determines the numbers of a study: its kind, [system] and [ensemble]
+    (beta) or [tmm] (fss), without ``workers`` (how many runs go in parallel changes no number)."""
+    kind = config["study"]["kind"]
+    section = "ensemble" if kind == "beta" else "tmm"
+    return {"kind": kind, "system": dict(config["system"]),
+            section: {k: v for k, v in config[section].items() if k != "workers"}}
+
+
+def config_hash(config: dict) -> str:
+    """SHA-256 (hex) of :func:`result_relevant`: equal hashes mean stored data can be reused."""
+    blob = json.dumps(result_relevant(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _data_dir(out: pathlib.Path, digest: str) -> pathlib.Path:
+    return out / "data" / digest[:16]
+
+
+def _prepare_store(config: dict, source: bytes, out: pathlib.Path) -> pathlib.Path:
+    """The data folder of ``config`` in ``out``, created with its config copy and hash if new; a folder of the
+    same name that holds another config (a 16-digit collision) is an error."""
+    from ._store import atomic_write_bytes, write_json
+
+    digest = config_hash(config)
+    store = _data_dir(out, digest)
+    record = store / "config.json"
+    if record.exists():
+        old = json.loads(record.read_text())
+        if old.get("hash") != digest:
+            raise StoredDataError(f"{record} holds data of another config (hash {old.get('hash')!r}, this one "
+                                  f"{digest!r}); use another --out.")
+        return store
+    atomic_write_bytes(store / "config.toml", source)
+    write_json(record, {"hash": digest, "config": config})  # last: its presence marks a complete folder header
+    return store
+
+
+def _config_differences(old: dict, new: dict) -> list[str]:
+    """``section.key: old -> new`` for every result-relevant key that differs between two validated configs."""
+    from ._config import differences
+
+    return differences(result_relevant(old), result_relevant(new))
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _save_figure(fig, path: pathlib.Path) -> None:
+    """Write a figure atomically: a killed run leaves the previous figure or the new one, never half of one."""
+    from ._store import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=130)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -258,7 +359,9 @@ def _log(msg):
     print(msg, flush=True)
 
 
-def run_fss(c: dict, out: pathlib.Path, stem: str) -> dict:
+def run_fss(c: dict, out: pathlib.Path, stem: str, store: pathlib.Path) -> dict:
+    """A finite-size-scaling study; every transfer-matrix run is stored in ``store`` after every stage, and a
+    run already stored there for a stage is read instead of computed."""
     import jax
     import jax.numpy as jnp
 
@@ -292,27 +395,34 @@ def run_fss(c: dict, out: pathlib.Path, stem: str) -> dict:
     stages = []
     fits_by_stage = []
     start_all = time.perf_counter()
+    stop = threading.Event()  # set when the study is interrupted: the workers then start nothing new
     for stage, factor in enumerate(t["stages"]):
         stage_start = time.perf_counter()
         tasks = [(width, i, w) for width in reversed(t["widths"]) for i, w in enumerate(strengths)]
 
         def work(task):
             width, i, w = task
+            path = store / f"s{stage + 1}-M{width:04d}-W{i:03d}.npz"
+            if path.exists():
+                return task, *_read_spectrum(path)
+            if stop.is_set():
+                return task, None, 0.0
             rtol = t["rtol"][t["widths"].index(width)] * factor
             key = jax.random.fold_in(jax.random.fold_in(root, width), i)
+            previous, before = results.get((width, i), (None, 0.0))
             begin = time.perf_counter()
-            res = runners[width](jnp.asarray(w, float), key, rtol, results.get((width, i), (None,))[0])
+            res = runners[width](jnp.asarray(w, float), key, rtol, previous)
             jax.block_until_ready(res.exponents)
-            seconds = time.perf_counter() - begin + results.get((width, i), (None, 0.0))[1]
+            seconds = time.perf_counter() - begin + before
+            _write_spectrum(path, res, seconds)
             return task, res, seconds
 
-        with concurrent.futures.ThreadPoolExecutor(t["workers"]) as pool:
-            for (width, i, w), res, seconds in pool.map(work, tasks):
-                results[(width, i)] = (res, seconds)
-                lam = float(res.localization_length) / width
-                _log(f"  stage {stage + 1} M={width:3d} W={w:7.3f}: Lambda = {lam:.5f} +- "
-                     f"{lam * float(res.relative_error):.5f} ({int(res.slices)} slices, "
-                     f"{'converged' if bool(res.converged) else 'NOT converged'}, {seconds:.1f} s)")
+        for (width, i, w), res, seconds in _parallel(work, tasks, t["workers"], stop):
+            results[(width, i)] = (res, seconds)
+            lam = float(res.localization_length) / width
+            _log(f"  stage {stage + 1} M={width:3d} W={w:7.3f}: Lambda = {lam:.5f} +- "
+                 f"{lam * float(res.relative_error):.5f} ({int(res.slices)} slices, "
+                 f"{'converged' if bool(res.converged) else 'NOT converged'}, {seconds:.1f} s)")
         data = _fss_table(results, t["widths"], strengths)
         stage_fit = _fss_fit(fit_scaling, ScalingModel, data, f, min_width=f["min_width"], bootstrap=0, key=None)
         stage_fit.update(stage=stage + 1, target_factor=factor, seconds=time.perf_counter() - stage_start,
@@ -323,8 +433,8 @@ def run_fss(c: dict, out: pathlib.Path, stem: str) -> dict:
              f"Lambda_c = {stage_fit['Lambda_c']['value']:.4f} +- {stage_fit['Lambda_c']['stderr']:.4f}, "
              f"chi2/dof = {stage_fit['chi2']:.1f}/{stage_fit['dof']} ({time.perf_counter() - start_all:.0f} s)")
         stages.append(data)
-    seconds = time.perf_counter() - start_all
     data = stages[-1]
+    seconds = float(np.sum(data["seconds"]))  # computation time of the stored runs, over all attempts
 
     key = jax.random.key(t["seed"] + 1)
     main_fit = _fss_fit(fit_scaling, ScalingModel, data, f, min_width=f["min_width"], bootstrap=f["bootstrap"],
@@ -360,6 +470,58 @@ def run_fss(c: dict, out: pathlib.Path, stem: str) -> dict:
     }
     _plot_fss(c, data, fit_obj, main_fit, fits_by_stage, by_largest, out / f"{stem}.png")
     return summary
+
+
+_SPECTRUM = ("exponents", "stderr", "slices", "converged")
+_STATE = ("frame", "previous_hop", "next_slice", "batches", "mean", "m2")
+
+
+def _write_spectrum(path: pathlib.Path, res, seconds: float) -> None:
+    """Store a transfer-matrix run (``LyapunovSpectrum``, its state included) and its seconds, atomically."""
+    from ._store import atomic_savez
+
+    arrays = {name: np.asarray(getattr(res, name)) for name in _SPECTRUM}
+    arrays.update({f"state_{name}": np.asarray(getattr(res.state, name)) for name in _STATE})
+    atomic_savez(path, seconds=np.float64(seconds), **arrays)
+
+
+def _read_spectrum(path: pathlib.Path):
+    """(LyapunovSpectrum, seconds) as stored by :func:`_write_spectrum`; arrays round-trip bit for bit, so a
+    later stage continues it exactly as it would have continued the run in memory."""
+    import jax.numpy as jnp
+
+    from ._tmm import LyapunovSpectrum, TransferState
+
+    with _open_stored(path) as stored:
+        state = TransferState(**{name: jnp.asarray(stored[f"state_{name}"]) for name in _STATE})
+        res = LyapunovSpectrum(state=state, **{name: jnp.asarray(stored[name]) for name in _SPECTRUM})
+        return res, float(stored["seconds"])
+
+
+@contextlib.contextmanager
+def _open_stored(path: pathlib.Path):
+    """``np.load`` of a stored file; a file that cannot be read (damaged outside this program: every write is
+    atomic) is a StoredDataError naming it."""
+    try:
+        with np.load(path) as stored:
+            yield stored
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise StoredDataError(f"{path}: cannot be read ({_one_line(err)}); delete it to recompute it.") from None
+
+
+def _parallel(work, tasks, workers: int, stop: threading.Event):
+    """``work`` over ``tasks`` in ``workers`` threads, results in task order. When the caller stops iterating
+    (an error, Ctrl-C) ``stop`` is set and queued tasks are cancelled; running ones finish the chunk in hand,
+    which is stored, so that nothing computed is lost."""
+    pool = concurrent.futures.ThreadPoolExecutor(workers)
+    finished = False
+    try:
+        yield from pool.map(work, tasks)
+        finished = True
+    finally:
+        if not finished:
+            stop.set()
+        pool.shutdown(wait=True, cancel_futures=not finished)
 
 
 def _fss_table(results, widths, strengths):
@@ -495,13 +657,36 @@ def _plot_fss(c, data, fit, main, by_stage, by_largest, path):
     ax.text(0.02, 0.02, text, transform=ax.transAxes, fontsize=7, va="bottom",
             bbox=dict(fc="white", ec="0.7", alpha=0.85))
     ax.set_title(r"convergence: fits after each stage (1$\sigma$); inset: by largest width", fontsize=9)
-    fig.savefig(path, dpi=130)
+    _save_figure(fig, path)
     plt.close(fig)
 
 
-def _beta_ensembles(c: dict) -> dict:
-    """Run the conductance ensembles of a beta study: the table of <ln g> (contacts removed if asked) over
-    (strength, length), with its standard errors; a dict as stored under "data" in the study's JSON."""
+@functools.lru_cache(maxsize=32)
+def _conductance_batch(system_items: tuple, length: int):
+    """The jitted conductances g (batch,) of L x L (x L) samples for PRNG keys (batch,) and a strength W.
+    Cached per (system, L): a refit or a second study in one process reuses the compiled function."""
+    import jax
+
+    import difftransport as dt
+
+    system = dict(system_items)
+    model = _model(dt, system)
+    sample = dt.Sample(_lattice(dt, system, length), length, spinful=system["spinful"])
+
+    def one(key, w):
+        disorder = dt.draw_disorder(key, sample, strength=w, distribution=system["distribution"], su2=system["su2"])
+        return dt.conductance(sample, model, disorder)
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None)))
+
+
+def _beta_ensembles(c: dict, store: pathlib.Path, *, compute: bool = True) -> dict:
+    """The conductance ensembles of a beta study: the table of <ln g> (contacts removed if asked) over
+    (strength, length), with its standard errors; a dict as stored under "data" in the study's JSON.
+
+    Every chunk of ``ensemble.chunk`` realizations of every (strength, length) is written to ``store`` as soon as
+    it is computed, and a chunk already there is read instead of computed. Without ``compute`` (``--refit``) a
+    missing chunk is a StoredDataError."""
     import jax
     import jax.numpy as jnp
 
@@ -511,37 +696,55 @@ def _beta_ensembles(c: dict) -> dict:
     model = _model(dt, system)
     lengths, strengths = e["lengths"], e["strengths"]
     n = e["realizations"]
+    spans = [(k, min(k + e["chunk"], n)) for k in range(0, n, e["chunk"])]
     root = jax.random.key(e["seed"])
-    samples = {L: dt.Sample(_lattice(dt, system, L), L, spinful=system["spinful"]) for L in lengths}
-    batches = {}
-    for L, sample in samples.items():
-        def one(key, w, sample=sample):
-            disorder = dt.draw_disorder(key, sample, strength=w, distribution=system["distribution"],
-                                        su2=system["su2"])
-            return dt.conductance(sample, model, disorder)
+    system_items = tuple(sorted(system.items()))
+    batches = {L: _conductance_batch(system_items, L) for L in lengths}
+    channels = {L: float(dt.open_channels(dt.Sample(_lattice(dt, system, L), L, spinful=system["spinful"]), model))
+                for L in lengths}
 
-        batches[L] = jax.jit(jax.vmap(one, in_axes=(0, None)))
-    channels = {L: float(dt.open_channels(samples[L], model)) for L in lengths}
+    def path(L, i, span):
+        return store / f"L{L:04d}-W{i:03d}-r{span[0]:07d}-{span[1]:07d}.npz"
 
-    start = time.perf_counter()
     tasks = [(L, i, w) for L in reversed(lengths) for i, w in enumerate(strengths)]
+    stored = sum(path(L, i, span).exists() for L, i, _ in tasks for span in spans)
+    total = len(tasks) * len(spans)
+    if not compute and stored < total:
+        raise StoredDataError(f"--refit: the ensembles of this config in {store} are incomplete ({stored} of "
+                              f"{total} chunks stored); rerun without --refit to finish them.")
+    _log(f"  {stored} of {total} chunks stored in {store}"
+         + (f"; computing {total - stored}" if stored < total else ""))
+    stop = threading.Event()  # set when the study is interrupted: the workers then start no new chunk
 
     def work(task):
         L, i, w = task
         base = jax.random.fold_in(jax.random.fold_in(root, L), i)
         keys = jax.vmap(lambda j: jax.random.fold_in(base, j))(jnp.arange(n))
-        begin = time.perf_counter()
-        g = np.concatenate([np.asarray(batches[L](keys[k:k + e["chunk"]], jnp.asarray(w, float)))
-                            for k in range(0, n, e["chunk"])])
-        return task, g, time.perf_counter() - begin
+        parts, seconds, computed = [], 0.0, 0
+        for span in spans:
+            file = path(L, i, span)
+            if file.exists():
+                values, spent = _read_chunk(file, L, w, span)
+            elif stop.is_set():
+                return task, None, seconds, computed
+            else:
+                begin = time.perf_counter()
+                values = np.asarray(batches[L](keys[span[0]:span[1]], jnp.asarray(w, float)))
+                spent = time.perf_counter() - begin
+                _write_chunk(file, L, w, values, spent)
+                computed += 1
+            parts.append(values)
+            seconds += spent
+        return task, np.concatenate(parts), seconds, computed
 
     g = np.zeros((len(strengths), len(lengths), n))
-    with concurrent.futures.ThreadPoolExecutor(e["workers"]) as pool:
-        for (L, i, w), values, seconds in pool.map(work, tasks):
-            g[i, lengths.index(L)] = values
-            _log(f"  L={L:3d} W={w:7.3f}: <g> = {values.mean():.4f}, <ln g> = {np.log(values).mean():.4f} "
-                 f"({n} samples, {seconds:.1f} s)")
-    seconds = time.perf_counter() - start
+    seconds = 0.0
+    for (L, i, w), values, spent, computed in _parallel(work, tasks, e["workers"], stop):
+        g[i, lengths.index(L)] = values
+        seconds += spent
+        _log(f"  L={L:3d} W={w:7.3f}: <g> = {values.mean():.4f}, <ln g> = {np.log(values).mean():.4f} "
+             f"({n} samples, {spent:.1f} s" + (f", {len(spans) - computed} of {len(spans)} chunks stored before)"
+                                               if computed < len(spans) else ")"))
 
     used = g.copy()
     dropped = 0
@@ -561,13 +764,31 @@ def _beta_ensembles(c: dict) -> dict:
             "contact_correction": e["contact_correction"], "dropped_ballistic": dropped, "seconds": seconds}
 
 
-def run_beta(c: dict, out: pathlib.Path, stem: str, stored: dict | None = None) -> dict:
-    """A beta study: the ensembles (or ``stored``, the "data" of an earlier run of the same ensembles), the
-    single-parameter-scaling fit over strengths >= fit.min_strength and lengths >= fit.min_length, figure."""
+def _write_chunk(path: pathlib.Path, length: int, strength: float, g: np.ndarray, seconds: float) -> None:
+    """Store the conductances g (realizations,) of one chunk with what they belong to, atomically."""
+    from ._store import atomic_savez
+
+    atomic_savez(path, g=g, length=np.int64(length), strength=np.float64(strength), seconds=np.float64(seconds))
+
+
+def _read_chunk(path: pathlib.Path, length: int, strength: float, span: tuple[int, int]):
+    """(g, seconds) of a chunk stored by :func:`_write_chunk`; ValueError if it is not the chunk its name says."""
+    with _open_stored(path) as stored:
+        g, L, w, seconds = stored["g"], int(stored["length"]), float(stored["strength"]), float(stored["seconds"])
+    if L != length or w != strength or g.shape != (span[1] - span[0],) or g.dtype != np.float64:
+        raise StoredDataError(f"{path}: stored chunk holds {g.shape} {g.dtype} values for L = {L}, W = {w}; "
+                              f"expected ({span[1] - span[0]},) float64 for L = {length}, W = {strength}; delete "
+                              "the file to recompute it.")
+    return g, seconds
+
+
+def run_beta(c: dict, out: pathlib.Path, stem: str, data: dict) -> dict:
+    """The fit and figure of a beta study on ``data``, the table of its ensembles (``_beta_ensembles``): the
+    single-parameter-scaling fit over strengths >= fit.min_strength and lengths >= fit.min_length."""
     from ._scaling import beta_one_loop, finite_difference_beta, fit_beta
 
     f = c["fit"]
-    data = stored if stored is not None else _beta_ensembles(c)
+    data = dict(data)
     seconds = data.pop("seconds", 0.0)
     use_w = [i for i, w in enumerate(data["strengths"]) if w >= f["min_strength"]]
     use_l = [j for j, L in enumerate(data["lengths"]) if L >= f["min_length"]]
@@ -729,7 +950,7 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
         ax.set_ylabel(r"$\beta$")
         ax.set_title(rf"$g \geq {ONE_LOOP_MIN_G:g}$: raw slopes against one loop", fontsize=9)
         ax.legend(fontsize=7)
-    fig.savefig(path, dpi=130)
+    _save_figure(fig, path)
     plt.close(fig)
 
 
@@ -737,28 +958,21 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
 # Entry points
 
 
-def _stored_beta_data(config: dict, out: pathlib.Path, stem: str) -> dict:
-    """The "data" of an earlier beta study in ``out``, if it ran the same ensembles; else ValueError."""
+def _refit_store(config: dict, out: pathlib.Path) -> pathlib.Path:
+    """The data folder of ``config``'s ensembles in ``out``, for --refit; StoredDataError naming what differs
+    from the last finished run when there is none."""
     if config["study"]["kind"] != "beta":
-        raise ValueError("--refit applies to beta studies (study.kind = 'beta') only.")
-    old_config, old_json = out / "config.toml", out / f"{stem}.json"
-    if not (old_config.exists() and old_json.exists()):
-        raise ValueError(f"--refit: no earlier run in {out} ({old_config.name} and {old_json.name} are needed).")
-    old = tomllib.loads(old_config.read_text())  # only [system] and [ensemble] must match: not validated whole
-
-    def old_value(section, key):
-        value = old.get(section, {}).get(key)
-        return None if value is None else _coerce(str(old_config), f"{section}.{key}", value, SCHEMAS["beta"][section][key][0])
-
-    changed = [f"{section}.{key}: {old_value(section, key)!r} -> {config[section][key]!r}"
-               for section in ("system", "ensemble") for key in config[section]
-               if key != "workers" and old_value(section, key) != config[section][key]]
-    if changed:
-        raise ValueError(f"--refit: the ensembles in {out} were run with a different config ({'; '.join(changed)}); "
-                         "rerun without --refit.")
-    data = json.loads(old_json.read_text())["data"]
-    data["seconds"] = json.loads(old_json.read_text()).get("seconds", 0.0)
-    return data
+        raise StoredDataError("--refit applies to beta studies (study.kind = 'beta') only.")
+    digest = config_hash(config)
+    store = _data_dir(out, digest)
+    record = store / "config.json"
+    if record.exists() and json.loads(record.read_text()).get("hash") == digest:
+        return store
+    last = out / "config.json"
+    changed = _config_differences(json.loads(last.read_text())["config"], config) if last.exists() else []
+    raise StoredDataError(f"--refit: no ensembles of this config in {out / 'data'}"
+                          + (f" (the last run in {out} differs: {'; '.join(changed)})" if changed else "")
+                          + "; rerun without --refit.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -767,34 +981,73 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="output folder (default: out/<config name>)")
     parser.add_argument("--refit", action="store_true",
-                        help="beta studies: reuse the <ln g> table of the earlier run in --out (same [system] and "
-                             "[ensemble]) and redo only the fit and the figures")
+                        help="beta studies: redo only the fit and the figures from the ensembles stored in --out "
+                             "for this config's [system] and [ensemble]")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run holds --out, wait for it to finish instead of refusing")
+
+
+def _error(message) -> int:
+    print(f"difftransport scale: error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the study in ``args.config``; 0 on success, 2 on a bad config."""
+    """Run (or resume, or with ``--refit`` refit) the study in ``args.config``; 0 on success, 2 on a bad
+    config or a failed study (one line on stderr), 130 on Ctrl-C."""
     try:
-        config = load_config(args.config)
+        source = _read_source(args.config)
+        config = validate(_parse(args.config, source), str(args.config))
     except ValueError as err:
-        print(f"difftransport scale: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     out = args.out if args.out is not None else pathlib.Path("out") / args.config.stem
-    stem = config["study"]["figure"]
-    stored = None
-    if args.refit:
+    if args.refit and not (out / "data").is_dir():
+        return _error(f"--refit: no stored data in {out} (no {out / 'data'}); rerun without --refit.")
+    from ._store import DirectoryLocked, directory_lock
+
+    try:
+        with directory_lock(out, wait=args.wait):
+            return _locked_main(args, config, source, out)
+    except DirectoryLocked as err:
+        return _error(err)
+    except KeyboardInterrupt:
+        print("difftransport scale: interrupted; the data computed so far are stored in "
+              f"{out / 'data'}: rerun the same command to resume.", file=sys.stderr)
+        return 130
+
+
+def _locked_main(args, config: dict, source: bytes, out: pathlib.Path) -> int:
+    from ._store import atomic_write_bytes, write_json
+
+    kind, stem, digest = config["study"]["kind"], config["study"]["figure"], config_hash(config)
+    try:
+        store = _refit_store(config, out) if args.refit else _prepare_store(config, source, out)
+    except StoredDataError as err:
+        return _error(err)
+    _log(f"difftransport scale: {config['study']['title']} ({kind}) -> {out}"
+         + (" (refit of stored ensembles)" if args.refit else ""))
+    try:
+        if kind == "fss":
+            summary = run_fss(config, out, stem, store)
+        else:
+            data = _beta_ensembles(config, store, compute=not args.refit)
+    except StoredDataError as err:
+        return _error(err)
+    except Exception as err:  # noqa: BLE001  (the CLI reports one line; what was computed is on disk)
+        # The fss fits run between its stages, so a failing fss fit also lands here.
+        what, rerun = (("transfer-matrix runs", "rerunning the same command (with [fit] changed if a fit failed)")
+                       if kind == "fss" else ("ensemble chunks", "rerunning the same command"))
+        return _error(f"the {kind} study stopped ({_one_line(err)}); the {what} computed so far are stored in "
+                      f"{store}, and {rerun} reuses them.")
+    if kind == "beta":
         try:
-            stored = _stored_beta_data(config, out, stem)
-        except ValueError as err:
-            print(f"difftransport scale: error: {err}", file=sys.stderr)
-            return 2
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.config, out / "config.toml")
-    _log(f"difftransport scale: {config['study']['title']} ({config['study']['kind']}) -> {out}"
-         + (" (refit of stored ensembles)" if stored is not None else ""))
-    if config["study"]["kind"] == "fss":
-        summary = run_fss(config, out, stem)
-    else:
-        summary = run_beta(config, out, stem, stored)
-    (out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
+            summary = run_beta(config, out, stem, data)
+        except Exception as err:  # noqa: BLE001
+            return _error(f"the fit or figure failed ({_one_line(err)}); the ensembles are stored in {store}: "
+                          f"change [fit] in {args.config} and rerun with --refit (nothing is recomputed).")
+    summary["config_hash"] = digest
+    write_json(out / f"{stem}.json", summary)
+    atomic_write_bytes(out / "config.toml", source)
+    write_json(out / "config.json", {"hash": digest, "config": config})
     _log(f"wrote {out / (stem + '.png')} and {out / (stem + '.json')} ({summary['seconds']:.0f} s of computation)")
     return 0
