@@ -1,4 +1,5 @@
-"""Buttiker voltage probes on every site, solved with recursive Green's functions and a Krylov method.
+"""Buttiker voltage probes on every site, solved with recursive Green's functions: directly for small samples,
+with a Krylov method for large ones.
 
 Every sample site p is a voltage probe with Gamma_p = 2 eta (eta = hbar / 2 tau_phi) whose potential mu_p is
 fixed by zero net current (D'Amato & Pastawski, PRB 41, 7411 (1990)). In linear response, with mu_L = 1 and
@@ -15,10 +16,25 @@ forward and one backward recursion over slices, in O(L n^3), derived in docs/phy
     backward  R_s   = G_ss Sigma^in_s G_ss^+ + g_s V_s^+ R_{s+1} V_s g_s^+                     (sources right of s)
               G^n_ss = M_s g^n_s M_s^+ + g_s V_s^+ R_{s+1} V_s g_s^+,   M_s = 1 + g_s V_s^+ G_{s+1,s+1} V_s
 
-The probe system is solved with GMRES (lineax), Jacobi-preconditioned by a_p. The currents are
-I_R = T(L -> R) + Tr[Gamma_R G^n_NN] and I_L = T(L -> R) + sum_p T(L -> p) - Tr[Gamma_L G^n_11], with G^n
-for Sigma^in = 2 eta diag(mu). Current conservation (I_L = I_R) checks the solution. Everything is
-differentiable (lineax differentiates the solve implicitly).
+Two solvers (``solver`` of :func:`buttiker_currents_rgf`):
+
+* ``"dense"`` (the default up to DENSE_LIMIT orbitals): every block of G from the RGF blocks in O(L^2 n^3)
+  (:func:`full_green`), every T(q -> p) from it, and an LU solve of the probe equations written as
+  W mu = T(L -> p), W = diag(sum_{q != p} T(p -> q) + T(p -> L) + T(p -> R)) - T(p <- q). Writing the
+  diagonal as a sum of positive terms, rather than a_p - K_pp, avoids the cancellation a_p ~ K_pp of strong
+  dephasing (eta >> t), where a_p - K_pp ~ t^2 / eta^2.
+* ``"gmres"`` (the default above): GMRES (lineax) on the Jacobi-preconditioned equations
+  mu - a^-1 K mu = a^-1 T(L -> p), applying K with the recursions above (O(L n^3) per iteration, O(L n^2)
+  memory). It stops at the tolerance ATOL on mu (which lies in [0, 1]) or at the roundoff floor, and never
+  raises (under ``jax.vmap`` one failing element would fail the whole batch): a solve that did not converge
+  returns its best iterate, and this shows as I_L != I_R, since I_L - I_R equals the sum of the residuals of
+  the probe equations (``buttiker_currents`` returns both).
+
+The currents are I_R = T(L -> R) + Tr[Gamma_R G^n_NN] and I_L = T(L -> R) + sum_p T(L -> p) -
+Tr[Gamma_L G^n_11], with G^n for Sigma^in = 2 eta diag(mu): current conservation (I_L = I_R) checks the
+solution. Where the leads have no open channel no current flows: the probe equations are then singular (a
+closed network of probes, mu undetermined) and the currents are exactly zero. Everything is differentiable
+(the LU solve directly; lineax differentiates the GMRES solve implicitly).
 """
 
 from __future__ import annotations
@@ -31,8 +47,21 @@ import lineax as lx
 from ._hamiltonian import SlicedHamiltonian
 from ._rgf import diagonal_blocks, left_connected
 
-# GMRES tolerance on the probe potentials; the currents inherit it (tested against a dense solve to 1e-10).
-_RTOL = 1e-12
+# Samples with at most this many orbitals (L n) use the direct solve. Its memory is (L n)^2 complex numbers
+# (16 MiB at the limit, per realization of a vmapped chunk) and its time O(L^2 n^3 + (L m)^3), m sites per
+# slice; at the limit (strip(16) x 64, or spinful strip(8) x 64) it is as fast as GMRES at weak dephasing
+# (tau_phi = 20), below it several times faster, and at strong dephasing far faster.
+DENSE_LIMIT = 1024
+# GMRES: absolute tolerance on the probe potentials mu (in [0, 1]) and on the Jacobi-preconditioned residual,
+# and the Krylov space per restart. lineax also asks that the last correction of the iterate be below the
+# tolerance; the iterate stops moving only at ~cond x 1e-16, and strong dephasing makes the probe equations
+# ill-conditioned (cond ~ 500 for a 5 x 7 strip at tau_phi = 0.003, ~L^2 times more for long wires). There the
+# old relative tolerance 1e-12 was unreachable: GMRES stagnated and raised. Now restarts that no longer lower
+# the residual (STAGNATION of them) end the solve at that floor, with the best iterate, without raising.
+ATOL = 1e-13
+RESTART = 40
+STAGNATION = 3
+SOLVERS = ("auto", "dense", "gmres")
 
 
 def _dag(x):
@@ -122,14 +151,67 @@ def _site_trace(diag, orbitals: int):
     return diag.reshape(diag.shape[0], -1, orbitals).sum(-1)
 
 
-def buttiker_currents_rgf(ham: SlicedHamiltonian, energy, sigma_left, sigma_right, eta, orbitals: int):
-    """(I_L, I_R) per unit bias (e^2/h) with a Buttiker probe on every site. ``eta`` must be > 0."""
-    ret = retarded(ham, energy, sigma_left, sigma_right)
-    gamma_l = 1j * (sigma_left - _dag(sigma_left))
-    gamma_r = 1j * (sigma_right - _dag(sigma_right))
+def full_green(ham: SlicedHamiltonian, ret: Retarded):
+    """Every block of G = (E - H - Sigma)^-1, as a dense (L n, L n) matrix, in O(L^2 n^3) from the RGF blocks:
+    G_sr = g_s V_s^+ G_{s+1,r} above the diagonal (r > s) and G_rs = G_{r,s+1} V_s g_s below it."""
     length, n = ham.length, ham.size
-    two_eta = 2 * eta
+    if length == 1:
+        return ret.g_full[0]
+    later = jnp.arange(length)
 
+    def row(g_row, x):  # G_{s+1,:} -> G_{s,:} as (n, L, n), exact for columns >= s and zero left of s
+        gv_s, gfull_s, s = x
+        out = jnp.where((later > s)[None, :, None], jnp.einsum("ab,bqc->aqc", gv_s, g_row), 0)
+        out = out.at[:, s].set(gfull_s)
+        return out, out
+
+    def column(g_col, x):  # G_{:,s+1} -> G_{:,s} as (L, n, n), exact for rows >= s and zero above s
+        vg_s, gfull_s, s = x
+        out = jnp.where((later > s)[:, None, None], g_col @ vg_s, 0).at[s].set(gfull_s)
+        return out, out
+
+    steps = jnp.arange(length - 1)
+    last_row = jnp.zeros((n, length, n), ret.g.dtype).at[:, -1].set(ret.g_full[-1])
+    last_col = jnp.zeros((length, n, n), ret.g.dtype).at[-1].set(ret.g_full[-1])
+    vg = jax.vmap(lambda hop, g_s: hop.apply(g_s))(ham.hops, ret.g[:-1])  # V_s g_s
+    _, rows = jax.lax.scan(row, last_row, (ret.gv[:-1], ret.g_full[:-1], steps), reverse=True)
+    _, cols = jax.lax.scan(column, last_col, (vg, ret.g_full[:-1], steps), reverse=True)
+    upper = jnp.concatenate([rows, last_row[None]])  # (s, n, r, n): G_sr for r >= s
+    lower = jnp.transpose(jnp.concatenate([cols, last_col[None]]), (1, 2, 0, 3))  # (r, n, s, n): G_rs, r >= s
+    strictly_lower = (later[:, None] > later[None, :])[:, None, :, None]
+    return (upper + jnp.where(strictly_lower, lower, 0)).reshape(length * n, length * n)
+
+
+def _abs2(x):
+    """|x|^2 without abs (whose derivative is NaN at exact zeros of G)."""
+    return jnp.real(x) ** 2 + jnp.imag(x) ** 2
+
+
+def _dense_currents(ham, ret, gamma_l, gamma_r, two_eta, orbitals, closed):
+    """(I_L, I_R) from a direct solve of W mu = T(L -> p) (module docstring)."""
+    n = ham.size
+    g = full_green(ham, ret)
+    probes = g.shape[0] // orbitals
+    per_site = lambda x: jnp.real(x).reshape(probes, orbitals).sum(1)
+    # t[p, q] = T(q -> p) = (2 eta)^2 sum_orbitals |G_pq|^2, p != q
+    t = two_eta**2 * _abs2(g).reshape(probes, orbitals, probes, orbitals).sum((1, 3))
+    t = jnp.where(jnp.eye(probes, dtype=bool), 0, t)
+    g_first_col, g_first_row, g_last_row = g[:, :n], g[:n], g[-n:]
+    from_l = two_eta * per_site(jnp.einsum("ia,ab,ib->i", g_first_col, gamma_l, jnp.conj(g_first_col)))
+    to_l = two_eta * per_site(jnp.einsum("ai,ab,bi->i", jnp.conj(g_first_row), gamma_l, g_first_row))
+    to_r = two_eta * per_site(jnp.einsum("ai,ab,bi->i", jnp.conj(g_last_row), gamma_r, g_last_row))
+    g_n1 = g[-n:, :n]
+    t_lr = jnp.real(jnp.trace(gamma_r @ g_n1 @ gamma_l @ _dag(g_n1)))
+    w = jnp.diag(t.sum(0) + to_l + to_r) - t
+    # Without open channels W is the singular Laplacian of a closed probe network; any mu gives zero current.
+    w = jnp.where(closed, jnp.eye(probes, dtype=w.dtype), w)
+    mu = jnp.linalg.solve(w, jnp.where(closed, 0, from_l))
+    return t_lr + jnp.sum(from_l) - to_l @ mu, t_lr + to_r @ mu
+
+
+def _krylov_currents(ham, ret, gamma_l, gamma_r, two_eta, orbitals, closed):
+    """(I_L, I_R) from GMRES on the Jacobi-preconditioned probe equations (module docstring)."""
+    length, n = ham.length, ham.size
     spectral = jnp.real(1j * jnp.diagonal(ret.g_full - _dag(ret.g_full), axis1=-2, axis2=-1))
     a = two_eta * _site_trace(spectral, orbitals)  # (L, m): total transmission out of each probe
     diag_l, _, last_l = keldysh_diagonal(ham, ret, jnp.zeros((length, n)), gamma_l)
@@ -139,15 +221,39 @@ def buttiker_currents_rgf(ham: SlicedHamiltonian, energy, sigma_left, sigma_righ
     def probe_injection(mu):  # Sigma^in = 2 eta diag(mu), expanded over orbitals
         return keldysh_diagonal(ham, ret, two_eta * jnp.repeat(mu, orbitals, axis=1))
 
-    def operator(x):  # Jacobi-preconditioned: x = a mu, (1 - K a^-1) x = T(L -> p)
-        mu = x / a
-        return x - two_eta * _site_trace(probe_injection(mu)[0], orbitals)
+    def operator(mu):  # (1 - a^-1 K) mu
+        return mu - two_eta * _site_trace(probe_injection(mu)[0], orbitals) / a
 
     op = lx.FunctionLinearOperator(operator, jax.ShapeDtypeStruct(a.shape, a.dtype))
-    solver = lx.GMRES(rtol=_RTOL, atol=_RTOL, restart=40, stagnation_iters=40, max_steps=4000)
-    x = lx.linear_solve(op, t_lp, solver, throw=True).value
-    mu = x / a
+    # rtol 0: ATOL is absolute on mu, which lies in [0, 1]. Restarted GMRES never raises the residual, so a
+    # restart that does not lower it means the roundoff floor (or a Krylov space too small to progress).
+    solver = lx.GMRES(rtol=0.0, atol=ATOL, restart=RESTART, stagnation_iters=STAGNATION, max_steps=200)
+    # Without open channels the equations are singular but T(L -> p) = 0: mu = 0 at once (zero residual).
+    rhs = jnp.where(closed, 0, t_lp / a)
+    mu = lx.linear_solve(op, rhs, solver, throw=False).value
     _, first, last = probe_injection(mu)
     i_r = t_lr + jnp.real(jnp.trace(gamma_r @ last))
     i_l = t_lr + jnp.sum(t_lp) - jnp.real(jnp.trace(gamma_l @ first))
     return i_l, i_r
+
+
+def buttiker_currents_rgf(ham: SlicedHamiltonian, energy, sigma_left, sigma_right, eta, orbitals: int,
+                          open_channels, *, solver: str = "auto"):
+    """(I_L, I_R) per unit bias (e^2/h) with a Buttiker probe on every site; exactly (0, 0) where
+    ``open_channels`` (of the leads) is 0. ``eta`` must be > 0.
+
+    ``solver``: "dense" (direct solve, O(L^2 n^3) time and O((L n)^2) memory), "gmres" (O(L n^3) per
+    iteration, O(L n^2) memory; a solve that did not converge shows as I_L != I_R) or "auto" (dense up to
+    DENSE_LIMIT orbitals L n). See the module docstring.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
+    if solver == "auto":
+        solver = "dense" if ham.length * ham.size <= DENSE_LIMIT else "gmres"
+    ret = retarded(ham, energy, sigma_left, sigma_right)
+    gamma_l = 1j * (sigma_left - _dag(sigma_left))
+    gamma_r = 1j * (sigma_right - _dag(sigma_right))
+    closed = open_channels == 0
+    currents = _dense_currents if solver == "dense" else _krylov_currents
+    i_l, i_r = currents(ham, ret, gamma_l, gamma_r, 2 * eta, orbitals, closed)
+    return jnp.where(closed, 0.0, i_l), jnp.where(closed, 0.0, i_r)

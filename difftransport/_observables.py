@@ -14,8 +14,8 @@ treated:
 * ``"absorb"``: the raw transmission T(L->R) of the absorbing sample (not current conserving, not
   Onsager symmetric; this is what Kwant computes for an imaginary potential).
 * ``"buttiker"``: a Buttiker voltage probe on every site (D'Amato & Pastawski, PRB 41, 7411 (1990)): local,
-  exact and current conserving, for any L_phi. Solved with recursive Green's functions and GMRES
-  (``_buttiker.py``), O(L n^3) per Krylov iteration and O(L n^2) memory.
+  exact and current conserving, for any L_phi. Solved with recursive Green's functions (``_buttiker.py``):
+  directly up to 1024 orbitals (L n), with GMRES above (O(L n^3) per Krylov iteration, O(L n^2) memory).
 """
 
 from __future__ import annotations
@@ -196,7 +196,8 @@ def _buttiker_rgf(ham, model, sol, orbitals):
     """(I_L, I_R) with Buttiker probes; eta = 0 gives the coherent T(L -> R) (double where: finite gradients)."""
     eta = model.absorption
     ok = eta > 0
-    i_l, i_r = buttiker_currents_rgf(ham, sol.leads.energy, sol.leads.left, sol.leads.right, jnp.where(ok, eta, 1.0), orbitals)
+    i_l, i_r = buttiker_currents_rgf(ham, sol.leads.energy, sol.leads.left, sol.leads.right, jnp.where(ok, eta, 1.0), orbitals,
+                                     sol.leads.open_channels)
     coherent = _left_to_right(sol)
     return jnp.where(ok, i_l, coherent), jnp.where(ok, i_r, coherent)
 

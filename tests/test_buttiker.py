@@ -1,5 +1,5 @@
-"""Buttiker probes on every site: the RGF + GMRES solver against an independent dense solve, current
-conservation, physical limits and gradients."""
+"""Buttiker probes on every site: both solvers (direct and GMRES) against an independent dense solve, current
+conservation, strong dephasing, closed leads, vmapped batches, physical limits and gradients."""
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +8,15 @@ import pytest
 
 import difftransport as dt
 from conftest import central_difference
+from difftransport._buttiker import buttiker_currents_rgf
+from difftransport._observables import _coherent
+
+
+def solver_currents(sample, model, disorder=None, solver="auto"):
+    """(I_L, I_R) from one chosen solver of the probe equations (the public API picks it by size)."""
+    model, ham, sol = _coherent(sample, model, disorder)
+    return buttiker_currents_rgf(ham, sol.leads.energy, sol.leads.left, sol.leads.right, model.absorption,
+                                 sample.orbitals, sol.leads.open_channels, solver=solver)
 
 
 def dense_buttiker(sample, model, disorder):
@@ -77,3 +86,83 @@ def test_buttiker_gradient_and_coherent_limit():
     coherent = dt.conductance(sample, dt.Model(energy=0.7, flux=0.02), disorder)
     assert abs(f(jnp.inf) - coherent) < 1e-13
     assert np.isfinite(jax.grad(f)(jnp.inf))
+
+
+# Strong dephasing (eta = 167 t): the probe equations are an almost-Laplacian network of nearest neighbours
+# (cond ~ 500 after Jacobi scaling); GMRES at a relative tolerance of 1e-12 stagnated here and raised.
+STRONG = (dt.Sample(dt.strip(5), 7), dict(energy=0.4, flux=0.05, tau_phi=0.003))
+
+
+@pytest.mark.parametrize("solver", ["dense", "gmres"])
+def test_strong_dephasing_matches_dense_solve(solver):
+    sample, params = STRONG
+    disorder = dt.draw_disorder(jax.random.key(3), sample, strength=1.2)
+    model = dt.Model(**params)
+    i_l, i_r = jax.jit(solver_currents, static_argnums=(0, 3))(sample, model, disorder, solver)
+    d_l, d_r = dense_buttiker(sample, model, disorder)
+    assert 1e-5 < d_r < 1e-3  # G ~ 1e-4: the tolerance below is relative
+    assert abs(i_r - d_r) < 1e-10 * d_r and abs(i_l - d_l) < 1e-10 * d_r
+    assert abs(i_l - i_r) < 1e-10 * d_r  # current conservation
+
+
+def test_gmres_solver_matches_dense_solve_spinful():
+    """The Krylov solver (used above DENSE_LIMIT orbitals) on the spinful Rashba sample in a field with moments."""
+    sample, params, draw = CASES[1]
+    disorder = dt.draw_disorder(jax.random.key(3), sample, strength=1.2, **draw)
+    model = dt.Model(**params)
+    i_l, i_r = jax.jit(solver_currents, static_argnums=(0, 3))(sample, model, disorder, "gmres")
+    d_l, d_r = dense_buttiker(sample, model, disorder)
+    assert abs(i_r - d_r) < 1e-10 and abs(i_l - d_l) < 1e-10 and abs(i_l - i_r) < 1e-10
+
+
+# Below the lowest subband of the leads (-2 - 2 cos(pi / 5) = -3.62): no open channel.
+CLOSED = (dt.Sample(dt.strip(4), 16), dict(energy=-3.7, tau_phi=1.0))
+
+
+def test_no_open_channel_gives_exactly_zero():
+    """No open channel: no current flows and the probe potentials are undetermined (a closed network): G is
+    exactly 0, not roundoff of a singular solve, and its gradient is finite (zero)."""
+    sample, params = CLOSED
+    disorder = dt.draw_disorder(jax.random.key(5), sample, strength=2.0)
+    assert dt.observe(sample, dt.Model(**params), disorder, observables=("open_channels",))["open_channels"] == 0
+    f = lambda tau: dt.conductance(sample, dt.Model(energy=params["energy"], tau_phi=tau), disorder,
+                                   dephasing="buttiker")
+    value, grad = jax.jit(jax.value_and_grad(f))(1.0)
+    assert value == 0.0 and grad == 0.0
+
+
+@pytest.mark.parametrize("solver", ["dense", "gmres"])
+def test_vmapped_batch_with_hard_points(solver):
+    """A closed-lead point and a strong-dephasing point in a vmapped batch: nothing fails, the closed point is
+    exactly 0, and the normal points equal a batch of the same shape without the hard points, and the dense
+    solve."""
+    sample = dt.Sample(dt.strip(4), 16)
+    disorder = dt.draw_disorder(jax.random.key(5), sample, strength=2.0)
+    batch = jax.jit(jax.vmap(lambda e, tau: solver_currents(sample, dt.Model(energy=e, tau_phi=tau), disorder, solver)))
+    energies, taus = jnp.array([0.4, -3.7, 1.1, 0.9]), jnp.array([20.0, 1.0, 0.003, 5.0])
+    i_l, i_r = batch(energies, taus)
+    assert np.all(np.isfinite(i_l)) and np.all(np.isfinite(i_r))
+    assert i_l[1] == 0.0 and i_r[1] == 0.0
+    assert np.max(np.abs(i_l - i_r)) < 1e-12 * np.max(i_r)  # current conservation, the strong point included
+    easy_l, easy_r = batch(energies[jnp.array([0, 0, 3, 3])], taus[jnp.array([0, 0, 3, 3])])
+    for k, j in ((0, 0), (3, 3)):
+        assert abs(i_r[k] - easy_r[j]) < 1e-12 * easy_r[j] and abs(i_l[k] - easy_l[j]) < 1e-12 * easy_r[j]
+        d_l, d_r = dense_buttiker(sample, dt.Model(energy=float(energies[k]), tau_phi=float(taus[k])), disorder)
+        assert abs(i_r[k] - d_r) < 1e-10 and abs(i_l[k] - d_l) < 1e-10
+    d_l, d_r = dense_buttiker(sample, dt.Model(energy=float(energies[2]), tau_phi=float(taus[2])), disorder)
+    assert abs(i_r[2] - d_r) < 1e-10 * d_r and abs(i_l[2] - d_l) < 1e-10 * d_r
+
+
+def test_gmres_gradient_matches_finite_difference():
+    """lineax differentiates the GMRES solve implicitly."""
+    sample = dt.Sample(dt.strip(4), 6)
+    disorder = dt.draw_disorder(jax.random.key(4), sample, strength=1.0)
+    f = lambda tau: solver_currents(sample, dt.Model(energy=0.7, flux=0.02, tau_phi=tau), disorder, "gmres")[1]
+    value_and_grad = jax.jit(jax.value_and_grad(f))
+    fd = central_difference(lambda tau: value_and_grad(tau)[0], jnp.asarray(5.0), 1e-4)
+    assert abs(value_and_grad(5.0)[1] - fd) <= 1e-6 * abs(fd)
+
+
+def test_unknown_solver_is_rejected():
+    with pytest.raises(ValueError, match=r"solver must be one of \('auto', 'dense', 'gmres'\), got 'lu'"):
+        buttiker_currents_rgf(None, None, None, None, None, 1, None, solver="lu")
