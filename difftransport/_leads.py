@@ -41,10 +41,13 @@ PROPAGATING_TOL = 1e-8
 # inter-cell hopping), so that every quantity is the limit from above: G(E) is right-continuous. An energy is
 # at an edge when a mode lies within CRITICAL_TOL of the unit circle without being propagating, or propagates
 # slower than ZERO_VELOCITY_TOL (group velocity, ~ sqrt(|E - E_edge| / t)): both mean
-# |E - E_edge| <~ 1e-12 t, far below the shift, far above the O(1e-16) splitting of a Jordan pair.
-CRITICAL_TOL = 1e-6
-ZERO_VELOCITY_TOL = 1e-6
-EDGE_SHIFT = 1e-10
+# |E - E_edge| <~ 1e-9 t, below the shift, and far above the O(1e-16) splitting of a Jordan pair. The window is
+# that wide because some leads' self-energies diverge as |E - E_edge|^(-1/2) at an edge (a periodic 3 x 3 bar
+# at flux 1/3, E = 0): there the solve loses precision like |E - E_edge|^(-3/2) eps, 3e-4 in G at 1e-9 from the
+# edge, 1e-6 at the shifted energy.
+CRITICAL_TOL = 3e-5
+ZERO_VELOCITY_TOL = 3e-5
+EDGE_SHIFT = 1e-7
 # Propagating modes whose lambda agree to DEGENERATE_TOL form one group (a band crossing or degenerate
 # transverse modes), split into right- and left-movers by degenerate perturbation theory (_mode_subspaces).
 DEGENERATE_TOL = 1e-8
@@ -168,17 +171,22 @@ def _mode_subspaces(energy, cell, hop, factor: HopFactor):
     evanescent_sign = jnp.where(modulus < 1, 1.0, -1.0)
     form = jnp.where(same, current, 0) + jnp.diag(jnp.where(propagating, 0.0, evanescent_sign))
     chol = jnp.linalg.cholesky(metric)
+    # A Jordan pair (an exact edge) inside one group makes N singular: flag it as an edge (see below) and fall
+    # back to the Euclidean metric, so that nothing turns into NaN.
+    pivots = jnp.real(jnp.diagonal(chol)) ** 2
+    singular = ~jnp.all(jnp.isfinite(chol)) | ~jnp.all(pivots > 1e-10 * jnp.real(jnp.diagonal(metric)))
+    chol = jnp.where(singular, jnp.eye(2 * r, dtype=chol.dtype), chol)
     half = jax.scipy.linalg.solve_triangular(chol, form, lower=True)  # L^-1 J
     velocity, y = jnp.linalg.eigh(jax.scipy.linalg.solve_triangular(chol, _dag(half), lower=True))  # L^-1 J L^-+
     rot = jax.scipy.linalg.solve_triangular(_dag(chol), y, lower=False)  # x = L^-+ y; ascending velocities:
     # the last r are right-going, the first r left-going.
-    # A Jordan pair (an exact edge) inside one group makes N singular: flag it as an edge (see below).
-    pivots = jnp.real(jnp.diagonal(chol)) ** 2
-    singular = ~jnp.all(pivots > 1e-10 * jnp.real(jnp.diagonal(metric))) | ~jnp.all(jnp.isfinite(velocity))
     vecs = vecs @ rot
     p, q = vecs[:r], vecs[r:]
     n_open = jnp.sum(propagating) / 2
     # Evanescent modes have velocity +-1 in the form, so a small eigenvalue is a slow propagating mode.
+    # A singular pencil (lhs not invertible: a mode with lambda = infinity, e.g. a zigzag ribbon at E = 0) gives
+    # non-finite lambda; it is shifted like an edge.
+    singular = singular | ~jnp.all(jnp.isfinite(lam)) | ~jnp.all(jnp.isfinite(vecs))
     at_edge = singular | jnp.any((jnp.abs(modulus - 1) < CRITICAL_TOL) & ~propagating) | jnp.any(
         jnp.abs(velocity) < ZERO_VELOCITY_TOL)
     return u, v, p[:, r:], q[:, r:], p[:, :r], q[:, :r], n_open, at_edge
@@ -247,8 +255,8 @@ def lead_self_energies(energy, cell, hop, factor: HopFactor) -> LeadSelfEnergies
     Where a lead has no open channel the self-energies are Hermitian, so Gamma = i(Sigma - Sigma^+) = 0 and
     the transmission is exactly 0.
 
-    At a subband edge (an energy within ~1e-12 t of a threshold, where a mode has zero velocity) the modes
-    are those of E + 0: everything is evaluated at ``energy + 1e-10 t``, returned as ``.energy``, at which the
+    At a subband edge (an energy within ~1e-9 t of a threshold, where a mode has zero velocity) the modes
+    are those of E + 0: everything is evaluated at ``energy + 1e-7 t``, returned as ``.energy``, at which the
     sample must be solved too. Conductances are then right-continuous in E, finite and differentiable
     (``docs/physics.md``, "Subband edges").
     """

@@ -7,9 +7,11 @@ at k = 0 and k = pi is a zero-velocity energy. Each is checked against the same 
 
 * clean samples: G(E*) = N(E*) = N(E* + 1e-9) (right-continuous) to 1e-8, T + R = N, and N(E* - 1e-9) differs
   from N(E*) by the number of subbands whose top lies at E* minus those whose bottom does;
-* disordered samples: G is continuous through a threshold (the new channel transmits like its velocity,
-  ~ sqrt(E - E*)), so G(E*) lies within 2e-3 of both G(E* +- 1e-9) (the largest cusp seen, an 8-fold
-  degenerate edge, moves G by 4e-4 over 1e-9); T + R = N; 0 <= G <= N;
+* disordered samples: G(E*) is G(E* + 1e-7) (the convention, to 1e-6) and G is continuous through a
+  threshold (the new channel transmits like its velocity, ~ sqrt(E - E*)), so G(E*) lies within 2e-2 of both
+  G(E* +- 1e-9): the cusp c sqrt(1e-7) with c ~ 16 at the 8-fold degenerate edge of a periodic 4 x 4 bar moves
+  G by 5e-3, while a wrong mode split moves it by O(0.1) (0.29 -> 0.16 at an armchair crossing before the
+  fix); T + R = N; 0 <= G <= N;
 * gradients at E* are finite, and dG/dflux = 0 at flux = 0 (Onsager) on hard-wall samples.
 """
 
@@ -79,10 +81,11 @@ def test_disordered_thresholds_are_continuous(name):
     run = jax.jit(jax.vmap(lambda e: _observe(sample, e, disorder)))
     at, above, below = run(energies), run(energies + DELTA), run(energies - DELTA)
     g, n = np.asarray(at["conductance"]), np.asarray(at["open_channels"])
-    assert np.all(g >= -1e-12) and np.all(g <= n + 1e-9)
-    np.testing.assert_allclose(g + np.asarray(at["reflection"]), n, atol=1e-8)
-    np.testing.assert_allclose(g, np.asarray(above["conductance"]), atol=2e-3)
-    np.testing.assert_allclose(g, np.asarray(below["conductance"]), atol=2e-3)
+    assert np.all(g >= -1e-12) and np.all(g <= n + 1e-6)
+    np.testing.assert_allclose(g + np.asarray(at["reflection"]), n, atol=1e-6)
+    np.testing.assert_allclose(g, np.asarray(run(energies + 1e-7)["conductance"]), atol=1e-6)
+    np.testing.assert_allclose(g, np.asarray(above["conductance"]), atol=2e-2)
+    np.testing.assert_allclose(g, np.asarray(below["conductance"]), atol=2e-2)
 
 
 @pytest.mark.parametrize("width, expected", [(4, 10), (6, 22), (8, 42)])
@@ -113,10 +116,10 @@ def test_gradients_finite_and_symmetric_at_threshold(lattice, energy):
     for value in (grad.energy, grad.flux, grad.hopping):
         assert np.isfinite(float(value))
     assert abs(float(grad.flux)) < 1e-8
-    # The energy derivative at the threshold is that at E + 1e-10 (the square-root cusp): it matches a
-    # one-sided difference quotient there.
-    e_eff = energy + 1e-10
-    h = 1e-12
+    # The energy derivative at the threshold is that at E + 1e-7 (the square-root cusp): it matches a
+    # central difference quotient there.
+    e_eff = energy + 1e-7
+    h = 1e-10
     fd = (g(dt.Model(energy=e_eff + h, flux=0.0)) - g(dt.Model(energy=e_eff - h, flux=0.0))) / (2 * h)
     np.testing.assert_allclose(float(grad.energy), float(fd), rtol=1e-2)
 
