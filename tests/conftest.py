@@ -24,6 +24,16 @@ def central_difference(f, x, h):
     return (-f(x + 2 * h) + 8 * f(x + h) - 8 * f(x - h) + f(x - 2 * h)) / (12 * h)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """Drop JAX's compiled executables after each test module. Every XLA CPU executable keeps memory maps; the
+    suite compiles thousands of functions, and one process would pass the kernel's vm.max_map_count (65530)
+    and crash in the compiler (a segfault measured at 94% of the suite). Modules share few functions, so the
+    recompilation this costs is small."""
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
