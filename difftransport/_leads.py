@@ -48,6 +48,9 @@ PROPAGATING_TOL = 1e-8
 CRITICAL_TOL = 3e-5
 ZERO_VELOCITY_TOL = 3e-5
 EDGE_SHIFT = 1e-7
+# |Sigma| above POLE_LIMIT t marks a pole of the lead's surface Green's function (a surface state at E), shifted
+# by EDGE_SHIFT like an edge: |Sigma| ~ t^2 / |E - E_pole| puts it within ~1e-8 t of the pole.
+POLE_LIMIT = 1e8
 # Propagating modes whose lambda agree to DEGENERATE_TOL form one group (a band crossing or degenerate
 # transverse modes), split into right- and left-movers by degenerate perturbation theory (_mode_subspaces).
 DEGENERATE_TOL = 1e-8
@@ -196,7 +199,18 @@ def _sigmas_at(energy, cell, hop, factor):
     u, v, pr, qr, pl, ql, n_open, at_edge = _mode_subspaces(energy, cell, hop, factor)
     z_right = jnp.linalg.solve(pr.T, qr.T).T  # Q_R P_R^{-1}
     z_left = jnp.linalg.solve(ql.T, pl.T).T  # P_L Q_L^{-1}
-    return u @ z_left @ _dag(u), v @ z_right @ _dag(v), n_open, at_edge
+    sigma_left, sigma_right = u @ z_left @ _dag(u), v @ z_right @ _dag(v)
+    # In a gap (no open channel) the self-energies are Hermitian; near a pole (below) roundoff would leave an
+    # anti-Hermitian part of relative size eps, i.e. a spurious Gamma. Drop it.
+    gap = n_open == 0
+    sigma_left = jnp.where(gap, (sigma_left + _dag(sigma_left)) / 2, sigma_left)
+    sigma_right = jnp.where(gap, (sigma_right + _dag(sigma_right)) / 2, sigma_right)
+    # A surface state of the semi-infinite lead at E gives Sigma a pole (an armchair ribbon at E = 0:
+    # |Sigma| ~ 1.2 t^2 / |E|); within ~1e-8 t of it the energy is shifted like an edge (POLE_LIMIT).
+    scale = jnp.max(jnp.abs(hop))
+    size = jnp.maximum(jnp.max(jnp.abs(sigma_left)), jnp.max(jnp.abs(sigma_right)))
+    pole = ~(size < POLE_LIMIT * scale)  # also catches NaN and inf
+    return sigma_left, sigma_right, n_open, at_edge | pole
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
