@@ -5,7 +5,7 @@
     difftransport plot RUN_DIR
     difftransport info
     difftransport fit DATA.csv [--model hln|alpha|cubic|kawabata] [--units e2h|siemens] [--out DIR]
-    difftransport scale CONFIG.toml [--out DIR]
+    difftransport scale CONFIG.toml [--out DIR] [--refit] [--wait]
 
 Multi-host runs: start the same ``run`` command on every host with the coordinator's address, the number of
 processes and each process's id (flags, or the environment variables DIFFTRANSPORT_COORDINATOR,
