@@ -12,8 +12,9 @@ in ``docs/physics.md``):
 2. With p_j = v^dagger psi_j, q_j = u^dagger psi_j and the stabilized K = E - cell + i(u u^dagger + v v^dagger),
    the Bloch condition (p_j, q_{j+1}) = lambda (p_{j-1}, q_j) becomes a 2r x 2r standard eigenproblem.
 3. Right-going modes (|lambda| < 1, or |lambda| = 1 with positive current) are separated from left-going ones
-   by diagonalizing the current form restricted to propagating modes, which also resolves degenerate
-   modes of opposite velocity. Only the span of each set matters.
+   by diagonalizing the current form restricted to propagating modes, in the metric of the modes' cell
+   wavefunctions, which also resolves degenerate modes of opposite velocity. Only the span of each set matters.
+   Subband edges, poles of the surface Green's function and singular pencils are evaluated at E + 1e-7 t.
 4. Sigma_R = v Q_R P_R^{-1} v^dagger and Sigma_L = u P_L Q_L^{-1} u^dagger, with P, Q the p- and q-parts of
    the right- resp. left-going modes.
 
@@ -216,7 +217,7 @@ def _sigmas_at(energy, cell, hop, factor):
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
 def _lead_sigmas(energy, cell, hop, factor):
     """(Sigma_left, Sigma_right, open_channels, shift): the self-energies at ``energy + shift``, where shift is
-    zero except at a subband edge (EDGE_SHIFT). The channel count and the shift are piecewise constant (zero
+    zero except at a subband edge, a pole or a singular pencil (EDGE_SHIFT). The channel count and the shift are piecewise constant (zero
     tangent)."""
     sigma_left, sigma_right, n_open, at_edge = _sigmas_at(energy, cell, hop, factor)
     shift = EDGE_SHIFT * jnp.max(jnp.abs(hop))
