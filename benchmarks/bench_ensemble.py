@@ -36,7 +36,8 @@ def worker(chunks: list[int], realizations: int, repeat: int) -> dict:
     import numpy as np
 
     import difftransport  # noqa: F401  (switches JAX to 64-bit)
-    from difftransport import _config, _ensemble
+    from difftransport._runs import config as _config
+    from difftransport._runs import ensemble as _ensemble
 
     config = _config.validate({"run": {"realizations": realizations},
                                "ensembles": {"g": {"sample": SAMPLE, "model": MODEL, "disorder": DISORDER}}})

@@ -2,22 +2,22 @@
 
 Importing the package switches JAX to 64-bit floats (``jax_enable_x64``); every result is float64/complex128.
 On jaxlib 0.9 - 0.11.1 it also reroutes batched CPU LAPACK calls around a deadlock in those versions
-(``_lapack_guard.py``).
+(``_core/lapack_guard.py``).
 """
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from ._lapack_guard import install as _install_lapack_guard
+from ._core.lapack_guard import install as _install_lapack_guard
 
 _install_lapack_guard()
 
-from ._build import build_hamiltonian
-from ._hamiltonian import DenseHopping, Hopping, Lead, SiteBlockHopping, SlicedHamiltonian
-from ._lattice import Lattice, Sample, armchair_ribbon, bar, chain, strip, zigzag_ribbon
-from ._leads import LeadSelfEnergies, lead_self_energies, stein_solve
-from ._model import (
+from ._core.build import build_hamiltonian
+from ._core.hamiltonian import DenseHopping, Hopping, Lead, SiteBlockHopping, SlicedHamiltonian
+from ._core.lattice import Lattice, Sample, armchair_ribbon, bar, chain, strip, zigzag_ribbon
+from ._core.leads import LeadSelfEnergies, lead_self_energies, stein_solve
+from ._core.model import (
     Disorder,
     Model,
     anderson_potential,
@@ -25,7 +25,7 @@ from ._model import (
     random_moments,
     su2_rotations,
 )
-from ._observables import (
+from ._core.observables import (
     buttiker_currents,
     conductance,
     dense_hamiltonian,
@@ -38,8 +38,8 @@ from ._observables import (
     transmission,
     transmission_eigenvalues,
 )
-from ._rgf import sweep
-from ._evolution import (
+from ._core.rgf import sweep
+from ._core.evolution import (
     Box,
     BoxModel,
     EnergyWindow,
@@ -48,8 +48,8 @@ from ._evolution import (
     evolve,
     return_probability,
 )
-from ._fit import FitResult, UndeterminedWarning, fit_magnetoconductance, plot_fit
-from ._inference import (
+from ._core.fit import FitResult, UndeterminedWarning, fit_magnetoconductance, plot_fit
+from ._core.inference import (
     InferenceResult,
     LatticeEnsemble,
     MicroscopicParameters,
@@ -58,8 +58,8 @@ from ._inference import (
     lattice_ensemble,
     mean_conductance,
 )
-from ._scaling import BetaFit, ScalingFit, ScalingModel, beta_one_loop, finite_difference_beta, fit_beta, fit_scaling
-from ._tmm import LyapunovSpectrum, localization_length, lyapunov_exponents
+from ._core.scaling import BetaFit, ScalingFit, ScalingModel, beta_one_loop, finite_difference_beta, fit_beta, fit_scaling
+from ._core.tmm import LyapunovSpectrum, localization_length, lyapunov_exponents
 from . import theory
 
 __version__ = "0.1.0"

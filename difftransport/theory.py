@@ -1,8 +1,8 @@
 """Analytic weak-localization theory (public namespace): HLN, quasi-1D wires, Kawabata's 3D formula, the
 one-loop correction of finite lattice samples, unit conversions and Drude transport. Conventions:
-``docs/theory.md``; implementation: ``_theory.py``."""
+``docs/theory.md``; implementation: ``_core/theory.py``."""
 
-from ._theory import (
+from ._core.theory import (
     CONDUCTANCE_QUANTUM,
     ELEMENTARY_CHARGE,
     FLUX_QUANTUM,

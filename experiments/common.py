@@ -13,11 +13,11 @@ import numpy as np
 
 import difftransport as dt
 from difftransport import theory
-from difftransport._ensemble import make_sample
+from difftransport._runs.ensemble import make_sample
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-from difftransport import _runner
+from difftransport._runs import runner as _runner
 
 
 def arguments(name: str, doc: str) -> argparse.Namespace:

@@ -8,7 +8,7 @@ realizations; the fit (``difftransport.infer_parameters``: L-BFGS on log paramet
 uses another, so the fit sees the target only through its noisy means, as it would see a measurement. Each
 start is off by a factor 2 in every fitted parameter; ``fixed`` in the config holds parameters at the truth
 (the field scale, known from the lattice constant in an experiment, by default: see the degeneracy note in
-``difftransport._inference``). Reported: recovered values against the truth, their sandwich
+``difftransport._core.inference``). Reported: recovered values against the truth, their sandwich
 standard errors (target noise plus the fit ensemble's own disorder sample), chi^2/dof and steps.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 
 import difftransport as dt
 from common import Report, arguments, pyplot
-from difftransport._inference import realization_conductances
+from difftransport._core.inference import realization_conductances
 
 
 def main(config, out):

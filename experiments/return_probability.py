@@ -19,7 +19,7 @@ find it back on the origin site, is averaged over disorder. In the diffusive win
 
 Every ensemble uses the same disorder realizations at every flux (common random numbers), so R has a small
 error. Errors are delete-one-group jackknife errors over disorder realizations. Writes ``data.npz``,
-``results.json`` and figures under ``--out``. Conventions and references: difftransport/_evolution.py,
+``results.json`` and figures under ``--out``. Conventions and references: difftransport/_core/evolution.py,
 docs/gallery_return_probability.md.
 """
 
@@ -45,8 +45,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import difftransport  # noqa: E402,F401  (float64)
-from difftransport._config import REQUIRED, ConfigError, Field, _Validator  # noqa: E402
-from difftransport._evolution import (  # noqa: E402
+from difftransport._runs.config import REQUIRED, ConfigError, Field, _Validator  # noqa: E402
+from difftransport._core.evolution import (  # noqa: E402
     Box,
     BoxModel,
     EnergyWindow,
@@ -186,7 +186,7 @@ def _model(e: dict, flux):
 
 def simulate(name: str, e: dict, seed: int, chunk: int, edges: np.ndarray, log=print) -> dict:
     """P(t) binned per realization (R, F, bins) and the spreading u_a(t) (R_s, F, T_s, d) of independent
-    realizations (``difftransport._evolution.spreading``: the walk time D_a t of the classical walk)."""
+    realizations (``difftransport._core.evolution.spreading``: the walk time D_a t of the classical walk)."""
     box, fluxes, window, times = _ensemble_setup(e)
     key = jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()))
     with_field = len(box.shape) > 1

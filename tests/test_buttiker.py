@@ -8,8 +8,8 @@ import pytest
 
 import difftransport as dt
 from conftest import central_difference
-from difftransport._buttiker import buttiker_currents_rgf
-from difftransport._observables import _coherent
+from difftransport._core.buttiker import buttiker_currents_rgf
+from difftransport._core.observables import _coherent
 
 
 def solver_currents(sample, model, disorder=None, solver="auto"):

@@ -17,8 +17,10 @@ import time
 import numpy as np
 import pytest
 
-from difftransport import _config, _runner, _store
-from difftransport.cli import main as cli_main
+from difftransport._runs import config as _config
+from difftransport._runs import runner as _runner
+from difftransport._runs import store as _store
+from difftransport._cli import main as cli_main
 
 ROOT = pathlib.Path(__file__).parents[1]
 
@@ -141,7 +143,7 @@ def test_kill_9_at_random_points_then_resume_equals_uninterrupted(tiny, tmp_path
     resumed run's results equal an uninterrupted run's bit for bit."""
     config, expected, _ = tiny
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "difftransport.cli", "run", str(config), "--out", str(out), "--quiet"]
+    command = [sys.executable, "-m", "difftransport", "run", str(config), "--out", str(out), "--quiet"]
     rng = np.random.default_rng(20240611)
     for attempt in range(2):
         proc = subprocess.Popen(command, env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

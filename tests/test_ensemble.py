@@ -13,8 +13,10 @@ import time
 import numpy as np
 import pytest
 
-from difftransport import _config, _ensemble, _runner
-from difftransport.cli import main as cli_main
+from difftransport._runs import config as _config
+from difftransport._runs import ensemble as _ensemble
+from difftransport._runs import runner as _runner
+from difftransport._cli import main as cli_main
 
 ROOT = pathlib.Path(__file__).parents[1]
 
@@ -83,7 +85,7 @@ def _env(devices=1):
 
 
 def _cli(args, devices=1, **kwargs):
-    return subprocess.run([sys.executable, "-m", "difftransport.cli", *args], env=_env(devices),
+    return subprocess.run([sys.executable, "-m", "difftransport", *args], env=_env(devices),
                           capture_output=True, text=True, cwd=ROOT, **kwargs)
 
 
@@ -142,7 +144,7 @@ def test_two_processes_with_jax_distributed(reference, tmp_path):
     port = _free_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "difftransport.cli", "run", str(config), "--out", str(out), "--quiet",
+            [sys.executable, "-m", "difftransport", "run", str(config), "--out", str(out), "--quiet",
              "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
             env=_env(1), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -179,7 +181,7 @@ flux = [0.0, 0.01]
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     config = _write(tmp_path, KILL_CONFIG, "kill.toml")
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "difftransport.cli", "run", str(config), "--out", str(out), "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "difftransport", "run", str(config), "--out", str(out), "--quiet"],
                             env=_env(1), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     chunks = out / "chunks" / "wl"
     deadline = time.time() + 240

@@ -1,4 +1,4 @@
-"""Chebyshev time evolution on periodic boxes (difftransport/_evolution.py).
+"""Chebyshev time evolution on periodic boxes (difftransport/_core/evolution.py).
 
 References: exact diagonalization (numpy eigh) of an independently built dense Hamiltonian; the analytic
 clean-ring amplitude sum_m i^(mL) J_(mL)(2t) (scipy Bessel functions); the rate matrix of the classical walk
@@ -17,7 +17,7 @@ import pytest
 import scipy.linalg
 import scipy.special
 
-from difftransport._evolution import (
+from difftransport._core.evolution import (
     Box,
     BoxHamiltonian,
     BoxModel,

@@ -28,7 +28,7 @@ def test_sheet_conductance_takes_the_lead_channels_at_each_flux():
 
     import difftransport as dt
     from common import sheet_conductance
-    from difftransport._config import validate
+    from difftransport._runs.config import validate
 
     config = validate({"run": {"seed": 1, "realizations": 2},
                        "ensembles": {"sq": {"sample": {"lattice": "strip", "width": 64, "length": 64},

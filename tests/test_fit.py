@@ -1,4 +1,4 @@
-"""Analytic fits (difftransport._fit): agreement with scipy.optimize.curve_fit, coverage of the reported errors over
+"""Analytic fits (difftransport._core.fit): agreement with scipy.optimize.curve_fit, coverage of the reported errors over
 noise draws, joint fits with shared parameters, and clear errors for bad data.
 
 The scipy references use an independent numpy model built on scipy.special.digamma."""
@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import curve_fit
 from scipy.special import digamma
 
-from difftransport._fit import MODELS, fit_magnetoconductance, plot_fit
+from difftransport._core.fit import MODELS, fit_magnetoconductance, plot_fit
 
 
 def f_np(x):
@@ -188,7 +188,7 @@ def test_bad_data_is_rejected(kwargs, match):
 def run_cli(argv):
     import argparse
 
-    from difftransport import _cli_fit
+    from difftransport._cli import fit as _cli_fit
 
     parser = argparse.ArgumentParser(prog="difftransport fit")
     _cli_fit.add_arguments(parser)
@@ -286,7 +286,7 @@ def test_undetermined_parameters_are_flagged(value, model, label, reason):
     import json
     import re
 
-    from difftransport._fit import UndeterminedWarning
+    from difftransport._core.fit import UndeterminedWarning
 
     with pytest.warns(UndeterminedWarning, match=re.escape(label)):
         res = fit_magnetoconductance(FIELD, value, model=model)
@@ -304,7 +304,7 @@ def test_singular_covariance_is_infinite_and_written_as_null():
     infinite (written as null), alpha's is finite."""
     import json
 
-    from difftransport._fit import UndeterminedWarning
+    from difftransport._core.fit import UndeterminedWarning
 
     with pytest.warns(UndeterminedWarning):
         res = fit_magnetoconductance(FIELD, np.zeros(FIELD.size), model="alpha", sigma=np.full(FIELD.size, 0.01))

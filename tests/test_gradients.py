@@ -118,7 +118,7 @@ def _fresh_traces():
 def test_checkpointed_sweep_gradient_equals_plain_scan(monkeypatch, _fresh_traces):
     """The sqrt(L)-checkpointed sweep (L = 150 > CHECKPOINT_MIN_LENGTH, blocks of 12 plus a remainder of 5)
     gives the same value and gradient as the plain scan, to rounding."""
-    from difftransport import _rgf
+    from difftransport._core import rgf as _rgf
 
     sample = dt.Sample(dt.strip(4), 150, spinful=True)
     disorder = dt.draw_disorder(jax.random.key(3), sample, strength=1.5)
@@ -137,7 +137,7 @@ def test_gradient_memory_grows_like_sqrt_length(monkeypatch, _fresh_traces):
     with respect to (tau_phi, phi, alpha) for a long spinful strip, L = 4000: at most 10x the forward pass
     (performance issue target); the plain scan, which stores every slice's residuals, needs ~28x here
     (asserted: more than 5x the checkpointed ratio)."""
-    from difftransport import _rgf
+    from difftransport._core import rgf as _rgf
 
     sample = dt.Sample(dt.strip(8), 4000, spinful=True)
     disorder = dt.draw_disorder(jax.random.key(0), sample, strength=2.0)

@@ -1,4 +1,4 @@
-"""Microscopic inference through the ensemble-averaged RGF conductance (difftransport._inference).
+"""Microscopic inference through the ensemble-averaged RGF conductance (difftransport._core.inference).
 
 Checked here: the gradient that drives the optimizer, batching, input errors, and recovery of tau_phi and alpha
 from target curves simulated with other disorder realizations (small version of
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import difftransport as dt
-from difftransport._inference import realization_conductances
+from difftransport._core.inference import realization_conductances
 
 # 6-wide spinful strip at E = 1.6: 6 open channels at every flux up to 0.065 (a channel opening inside the
 # field range would make <G>(field_scale) jump).
@@ -92,7 +92,7 @@ def test_recovers_tau_phi_and_rashba_from_disjoint_realizations():
 
 
 def test_grid_minima_are_distinct_basins():
-    from difftransport._inference import _grid_minima
+    from difftransport._core.inference import _grid_minima
     grid = np.array([[5, 4, 6, 7], [3, 9, 8, 2], [6, 7, 8, 9], [1, 5, 5, 5]], float)
     # minima 1 (3,0), 2 (1,3), 3 (1,0), 4 (0,1); the plateau of 5s on the last row counts once
     assert _grid_minima(grid.ravel(), grid.shape) == [12, 7, 4, 1, 14]

@@ -1,4 +1,4 @@
-"""The guard against the batched-LAPACK deadlock of jaxlib 0.9 - 0.11.1 (difftransport/_lapack_guard.py)."""
+"""The guard against the batched-LAPACK deadlock of jaxlib 0.9 - 0.11.1 (difftransport/_core/lapack_guard.py)."""
 
 import os
 import pathlib
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import difftransport  # noqa: F401  (installs the guard)
-from difftransport import _lapack_guard
+from difftransport._core import lapack_guard as _lapack_guard
 
 ROOT = pathlib.Path(__file__).parents[1]
 

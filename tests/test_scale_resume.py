@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import difftransport as dt
-from difftransport import _cli_scale
+from difftransport._cli import scale as _cli_scale
 from test_scaling import _tiny_beta, _tiny_fss, _toml
 
 
@@ -123,7 +123,7 @@ def test_kill_9_at_a_random_chunk_resumes_to_the_identical_result(reference, tmp
     _, _, expected = reference
     path, out = _write(tmp_path / "study.toml", _config()), tmp_path / "out"
     wait_for = int(np.random.default_rng(20261203).integers(1, 13))
-    code = ("import sys; from difftransport.cli import main; "
+    code = ("import sys; from difftransport._cli import main; "
             f"sys.exit(main(['scale', {str(path)!r}, '--out', {str(out)!r}]))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -145,7 +145,7 @@ def test_kill_9_at_a_random_chunk_resumes_to_the_identical_result(reference, tmp
 def test_failing_fit_keeps_the_ensembles_and_says_how_to_refit(reference, tmp_path, monkeypatch, capsys):
     """A fit that raises after the ensembles: exit 2, one line naming the error, where the data are and how to
     refit; all 24 chunks stay; --refit then fits them without computing anything and gives the reference JSON."""
-    from difftransport import _scaling
+    from difftransport._core import scaling as _scaling
 
     _, _, expected = reference
     path, out = _write(tmp_path / "study.toml", _config()), tmp_path / "out"
@@ -214,7 +214,7 @@ def test_one_run_per_folder_and_cheap_refusals(tmp_path, capsys):
     """A folder held by another run is refused (before any work), or waited for with --wait; --refit without data,
     --refit of an fss study, a config that is not UTF-8 and a data folder of another config are one-line
     errors."""
-    from difftransport._store import directory_lock
+    from difftransport._runs.store import directory_lock
 
     path, out = _write(tmp_path / "study.toml", _config()), tmp_path / "out"
     with directory_lock(out):
@@ -268,7 +268,7 @@ def test_config_hash_covers_what_changes_numbers():
 def test_fss_run_continues_bit_identically_from_the_store(tmp_path):
     """A transfer-matrix run stored after a stage and read back continues to exactly the numbers of the run kept
     in memory (the state round-trips bit for bit)."""
-    from difftransport._tmm import lyapunov_exponents
+    from difftransport._core.tmm import lyapunov_exponents
 
     sample = dt.Sample(dt.strip(3), 4096)
     model = dt.Model(energy=0.5)
@@ -293,7 +293,7 @@ def test_fss_run_continues_bit_identically_from_the_store(tmp_path):
 def test_failing_fss_study_keeps_its_runs(tmp_path, monkeypatch, capsys):
     """An fss study that stops is a one-line error saying where its runs are and that a rerun reuses them; a
     stored run that cannot be read is named."""
-    from difftransport import _tmm
+    from difftransport._core import tmm as _tmm
 
     def broken(*args, **kwargs):
         raise RuntimeError("XLA ran out of memory")

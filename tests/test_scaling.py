@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import difftransport as dt  # noqa: F401  (float64)
-from difftransport import _cli_scale
-from difftransport._scaling import (
+from difftransport._cli import scale as _cli_scale
+from difftransport._core.scaling import (
     ScalingModel,
     beta_one_loop,
     finite_difference_beta,
@@ -327,7 +327,7 @@ def test_finite_size_one_loop_beta_of_a_beta_study():
     negative for the orthogonal class and of opposite sign for the symplectic one; as the squares grow it
     approaches -1/(pi g) from above (0.84, 0.89 of it at L = 16-32-48 with z0 = 0.5; 0.57, 0.71 with z0 = 2)."""
     from difftransport import theory
-    from difftransport._cli_scale import _finite_size_one_loop
+    from difftransport._cli.scale import _finite_size_one_loop
 
     lengths = [16, 32, 48]
     log_g = np.log(np.array([[5.0, 5.0, 5.0]]))

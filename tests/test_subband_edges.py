@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import difftransport as dt
-from difftransport._build import prepare
+from difftransport._core.build import prepare
 
 LATTICES = {
     "chain": dt.chain(),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import difftransport as dt
-from difftransport._tmm import LyapunovSpectrum, localization_length, lyapunov_exponents
+from difftransport._core.tmm import LyapunovSpectrum, localization_length, lyapunov_exponents
 
 
 def _dense_reference(lattice, spinful, model, key, strength, su2, length, qr_every):
@@ -239,7 +239,7 @@ def test_gradient_of_flux_and_vmap_of_grad():
 
 
 def test_sweeps_do_not_recompile():
-    from difftransport import _tmm
+    from difftransport._core import tmm as _tmm
 
     _xi(2.0, 0.5)
     before = _tmm._lyapunov._cached._cache_size()

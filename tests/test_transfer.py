@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 import difftransport as dt
-from difftransport import _config, _runner
-from difftransport._build import prepare
-from difftransport._leads import lead_self_energies
-from difftransport._rgf import sweep
-from difftransport._transfer import supports, transfer_sweep
+from difftransport._runs import config as _config
+from difftransport._runs import runner as _runner
+from difftransport._core.build import prepare
+from difftransport._core.leads import lead_self_energies
+from difftransport._core.rgf import sweep
+from difftransport._core.transfer import supports, transfer_sweep
 
 CASES = {
     "strip": (dt.Sample(dt.strip(16), 40), dt.Model(energy=1.0), {}),

@@ -44,8 +44,8 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 
-from ._hamiltonian import SlicedHamiltonian
-from ._rgf import diagonal_blocks, left_connected
+from .hamiltonian import SlicedHamiltonian
+from .rgf import diagonal_blocks, left_connected
 
 # Samples with at most this many orbitals (L n) use the direct solve. Its memory is (L n)^2 complex numbers
 # (16 MiB at the limit, per realization of a vmapped chunk) and its time O(L^2 n^3 + (L m)^3), m sites per

@@ -17,7 +17,7 @@ import re
 import tomllib
 from typing import Any
 
-from ._observables import OBSERVABLES, TRANSFER_OBSERVABLES
+from .._core.observables import OBSERVABLES, TRANSFER_OBSERVABLES
 
 LATTICES = ("chain", "strip", "bar", "zigzag_ribbon", "armchair_ribbon")
 DEPHASING = ("probe", "absorb", "buttiker")

@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._hamiltonian import Lead, SiteBlockHopping, DenseHopping, SlicedHamiltonian, lead_factor, scatter_bonds, scatter_hop
-from ._lattice import Lattice, Sample
-from ._model import Disorder, Model
+from .hamiltonian import Lead, SiteBlockHopping, DenseHopping, SlicedHamiltonian, lead_factor, scatter_bonds, scatter_hop
+from .lattice import Lattice, Sample
+from .model import Disorder, Model
 
 _UNIT_TOLERANCE = 1e-6  # of |m| for disorder.moments: a user's float32 normalization still passes
 PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=complex)

@@ -18,8 +18,9 @@ import time
 import jax
 import numpy as np
 
-from . import _config, _ensemble
-from ._store import RunDirectory, RunDirectoryError, atomic_savez, directory_lock, write_json
+from . import config as _config
+from . import ensemble as _ensemble
+from .store import RunDirectory, RunDirectoryError, atomic_savez, directory_lock, write_json
 
 
 def _now() -> str:
@@ -233,6 +234,6 @@ def finalize(store: RunDirectory) -> None:
             summary[name]["observables"][obs] = {k: v for k, v in stats.items() if k != "count"}
         atomic_savez(store.results_path(name), **arrays)
     write_json(store.path / "summary.json", summary)
-    from ._plots import plot_run
+    from .plots import plot_run
 
     plot_run(store.path)

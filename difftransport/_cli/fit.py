@@ -10,7 +10,7 @@ column      required   meaning
 ``sigma``   these      sigma(B) itself (sheet conductance); an offset sigma(0) per curve is fitted
 ``G``       three      two-terminal conductance G(B); sigma = G x ``--squares`` (L/W), offset fitted
 ``err``     no         standard uncertainty of the value column (same unit); without it the errors are scaled by
-                       chi^2/dof (see ``difftransport._fit``)
+                       chi^2/dof (see ``difftransport._core.fit``)
 ``curve``   no         label of the curve (e.g. ``4.2K``): curves are fitted jointly, B_phi per curve, the other
                        parameters shared
 =========== ========== =====================================================================================
@@ -26,7 +26,7 @@ Exit codes: 0 for a fit that determines every free parameter; 2, with one line `
 files written, for bad input (file, columns, options, ``--fix`` values: b_phi > 0, other fields >= 0, all finite)
 and for a fit that cannot determine a parameter: a non-finite value or error, a singular Jacobian, a
 characteristic field that ran off the data (above 100 x the largest |B| or below 1/100 of the smallest nonzero
-|B|), or a field's error above 10 x its value (``difftransport._fit``). Fix such a parameter (``--fix``), share it
+|B|), or a field's error above 10 x its value (``difftransport._core.fit``). Fix such a parameter (``--fix``), share it
 (``--shared``), or measure a wider field range.
 """
 
@@ -43,8 +43,8 @@ import warnings
 
 import numpy as np
 
-from . import _theory as th
-from ._fit import MODELS, UndeterminedWarning, _fixed_problem, _finite, fit_magnetoconductance, plot_fit
+from .._core import theory as th
+from .._core.fit import MODELS, UndeterminedWarning, _fixed_problem, _finite, fit_magnetoconductance, plot_fit
 
 _VALUE_COLUMNS = ("dsigma", "sigma", "g")
 
@@ -220,7 +220,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m difftransport._cli_fit DATA.csv ...
+if __name__ == "__main__":  # python -m difftransport._cli.fit DATA.csv ...
     _parser = argparse.ArgumentParser(prog="difftransport fit", description=__doc__.splitlines()[0])
     add_arguments(_parser)
     sys.exit(main(_parser.parse_args()))

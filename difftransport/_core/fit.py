@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from . import _theory as th
+from . import theory as th
 
 
 class UndeterminedWarning(RuntimeWarning):

@@ -22,7 +22,7 @@ matrix J^T J of the normalized residuals (and optionally a parametric bootstrap,
    unitary (spinless) beta = -1/(2 pi^2 g^2). Deep in the insulator <ln g> = -2L/xi + c, so
    beta = ln g - c: a line of slope 1 in ln g.
 
-No I/O here; ``difftransport scale`` (``_cli_scale.py``) runs studies and writes files.
+No I/O here; ``difftransport scale`` (``_cli/scale.py``) runs studies and writes files.
 """
 
 from __future__ import annotations

@@ -47,9 +47,9 @@ def _distributed(args) -> None:
 
 def _cmd_run(args) -> int:
     _distributed(args)
-    from . import _runner
-    from ._config import ConfigError
-    from ._store import ConfigMismatch, DirectoryLocked, RunDirectoryError
+    from .._runs import runner as _runner
+    from .._runs.config import ConfigError
+    from .._runs.store import ConfigMismatch, DirectoryLocked, RunDirectoryError
 
     import jax
 
@@ -87,8 +87,8 @@ def _os_error(exc: OSError) -> str:
 def _cmd_plot(args) -> int:
     import pathlib
 
-    from ._plots import plot_run
-    from ._store import RunDirectoryError, check_npz, stored_config
+    from .._runs.plots import plot_run
+    from .._runs.store import RunDirectoryError, check_npz, stored_config
 
     run_dir = pathlib.Path(args.run_dir)
     try:
@@ -119,7 +119,7 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from ._runner import environment
+    from .._runs.runner import environment
 
     env = environment()
     width = max(len(k) for k in env)
@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print devices and versions")
     info.set_defaults(func=_cmd_info)
 
-    from . import _cli_fit, _cli_scale
+    from . import fit as _cli_fit
+    from . import scale as _cli_scale
 
     fit = sub.add_parser("fit", help="fit magnetoconductance data (CSV) with HLN and related theories")
     _cli_fit.add_arguments(fit)
@@ -168,7 +169,3 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

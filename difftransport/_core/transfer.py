@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._hamiltonian import SiteBlockHopping, SlicedHamiltonian
-from ._rgf import _cmatmul, _dag, checkpointed_scan, inverse
+from .hamiltonian import SiteBlockHopping, SlicedHamiltonian
+from .rgf import _cmatmul, _dag, checkpointed_scan, inverse
 
 EVERY = 8  # slices between renormalizations of the basis (accuracy ~1e-11 on the square lattice)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._hamiltonian import SlicedHamiltonian
+from .hamiltonian import SlicedHamiltonian
 
 
 def _dag(x):

@@ -301,7 +301,7 @@ def _data_dir(out: pathlib.Path, digest: str) -> pathlib.Path:
 def _prepare_store(config: dict, source: bytes, out: pathlib.Path) -> pathlib.Path:
     """The data folder of ``config`` in ``out``, created with its config copy and hash if new; a folder of the
     same name that holds another config (a 16-digit collision) is an error."""
-    from ._store import atomic_write_bytes, write_json
+    from .._runs.store import atomic_write_bytes, write_json
 
     digest = config_hash(config)
     store = _data_dir(out, digest)
@@ -319,7 +319,7 @@ def _prepare_store(config: dict, source: bytes, out: pathlib.Path) -> pathlib.Pa
 
 def _config_differences(old: dict, new: dict) -> list[str]:
     """``section.key: old -> new`` for every result-relevant key that differs between two validated configs."""
-    from ._config import differences
+    from .._runs.config import differences
 
     return differences(result_relevant(old), result_relevant(new))
 
@@ -331,7 +331,7 @@ def _one_line(err: BaseException) -> str:
 
 def _save_figure(fig, path: pathlib.Path) -> None:
     """Write a figure atomically: a killed run leaves the previous figure or the new one, never half of one."""
-    from ._store import atomic_write_bytes
+    from .._runs.store import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=130)
@@ -367,8 +367,8 @@ def run_fss(c: dict, out: pathlib.Path, stem: str, store: pathlib.Path) -> dict:
 
     import difftransport as dt
 
-    from ._scaling import ScalingModel, fit_scaling
-    from ._tmm import lyapunov_exponents
+    from .._core.scaling import ScalingModel, fit_scaling
+    from .._core.tmm import lyapunov_exponents
 
     system, t, f = c["system"], c["tmm"], c["fit"]
     model = _model(dt, system)
@@ -478,7 +478,7 @@ _STATE = ("frame", "previous_hop", "next_slice", "batches", "mean", "m2")
 
 def _write_spectrum(path: pathlib.Path, res, seconds: float) -> None:
     """Store a transfer-matrix run (``LyapunovSpectrum``, its state included) and its seconds, atomically."""
-    from ._store import atomic_savez
+    from .._runs.store import atomic_savez
 
     arrays = {name: np.asarray(getattr(res, name)) for name in _SPECTRUM}
     arrays.update({f"state_{name}": np.asarray(getattr(res.state, name)) for name in _STATE})
@@ -490,7 +490,7 @@ def _read_spectrum(path: pathlib.Path):
     later stage continues it exactly as it would have continued the run in memory."""
     import jax.numpy as jnp
 
-    from ._tmm import LyapunovSpectrum, TransferState
+    from .._core.tmm import LyapunovSpectrum, TransferState
 
     with _open_stored(path) as stored:
         state = TransferState(**{name: jnp.asarray(stored[f"state_{name}"]) for name in _STATE})
@@ -766,7 +766,7 @@ def _beta_ensembles(c: dict, store: pathlib.Path, *, compute: bool = True) -> di
 
 def _write_chunk(path: pathlib.Path, length: int, strength: float, g: np.ndarray, seconds: float) -> None:
     """Store the conductances g (realizations,) of one chunk with what they belong to, atomically."""
-    from ._store import atomic_savez
+    from .._runs.store import atomic_savez
 
     atomic_savez(path, g=g, length=np.int64(length), strength=np.float64(strength), seconds=np.float64(seconds))
 
@@ -785,7 +785,7 @@ def _read_chunk(path: pathlib.Path, length: int, strength: float, span: tuple[in
 def run_beta(c: dict, out: pathlib.Path, stem: str, data: dict) -> dict:
     """The fit and figure of a beta study on ``data``, the table of its ensembles (``_beta_ensembles``): the
     single-parameter-scaling fit over strengths >= fit.min_strength and lengths >= fit.min_length."""
-    from ._scaling import beta_one_loop, finite_difference_beta, fit_beta
+    from .._core.scaling import beta_one_loop, finite_difference_beta, fit_beta
 
     f = c["fit"]
     data = dict(data)
@@ -855,7 +855,7 @@ def _finite_size_one_loop(c, lengths, channels, mean_log_g):
     the symplectic class (total g) is opposite. The modes beyond q ~ 1/l are not diffusive and are cut off
     (``theory.diffusive_cutoff``: l = 4 z0 / pi, l_c = (sqrt 3/2) l). At the sizes of a study the square has not
     reached its ln L regime: this, not -1/(pi g), is what the raw slopes should follow at one loop."""
-    from . import theory
+    from .. import theory
 
     sign = {"orthogonal": 1.0, "symplectic": -1.0}[c["fit"]["asymptote"]]
     periodic = c["system"]["boundary"] == "periodic"
@@ -886,7 +886,7 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ._scaling import beta_one_loop
+    from .._core.scaling import beta_one_loop
 
     f = c["fit"]
     colors = plt.cm.plasma(np.linspace(0, 0.85, len(strengths)))
@@ -1003,7 +1003,7 @@ def main(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else pathlib.Path("out") / args.config.stem
     if args.refit and not (out / "data").is_dir():
         return _error(f"--refit: no stored data in {out} (no {out / 'data'}); rerun without --refit.")
-    from ._store import DirectoryLocked, directory_lock
+    from .._runs.store import DirectoryLocked, directory_lock
 
     try:
         with directory_lock(out, wait=args.wait):
@@ -1017,7 +1017,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _locked_main(args, config: dict, source: bytes, out: pathlib.Path) -> int:
-    from ._store import atomic_write_bytes, write_json
+    from .._runs.store import atomic_write_bytes, write_json
 
     kind, stem, digest = config["study"]["kind"], config["study"]["figure"], config_hash(config)
     try:

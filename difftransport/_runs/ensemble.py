@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import _lattice as lat
-from ._build import checked_model
-from ._model import Disorder, Model, draw_disorder
-from ._observables import observe
+from .._core import lattice as lat
+from .._core.build import checked_model
+from .._core.model import Disorder, Model, draw_disorder
+from .._core.observables import observe
 
 
 def make_sample(spec: dict) -> lat.Sample:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._lattice import Sample
+from .lattice import Sample
 
 Distribution = Literal["box", "gaussian"]
 _DISTRIBUTIONS = ("box", "gaussian")

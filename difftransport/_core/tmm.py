@@ -41,9 +41,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from ._build import _bond_values, check_x64, checked_model
-from ._lattice import Sample
-from ._model import (
+from .build import _bond_values, check_x64, checked_model
+from .lattice import Sample
+from .model import (
     _TAG_POTENTIAL,
     _TAG_SU2_INTER,
     _TAG_SU2_INTRA,

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._leads import HopFactor, hop_factor_from_structure
+from .leads import HopFactor, hop_factor_from_structure
 
 
 def _dag(x):

@@ -53,9 +53,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._lattice import Sample
-from ._model import Disorder, Model, draw_disorder
-from ._observables import conductance
+from .lattice import Sample
+from .model import Disorder, Model, draw_disorder
+from .observables import conductance
 
 
 class MicroscopicParameters(eqx.Module):

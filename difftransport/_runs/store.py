@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ._config import config_hash, differences, dumps, result_relevant
+from .config import config_hash, differences, dumps, result_relevant
 
 _CHUNK = re.compile(r"^p(\d+)-r(\d+)-(\d+)\.npz$")
 

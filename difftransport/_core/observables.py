@@ -14,7 +14,7 @@ treated:
 * ``"absorb"``: the raw transmission T(L->R) of the absorbing sample (not current conserving, not
   Onsager symmetric; this is what Kwant computes for an imaginary potential).
 * ``"buttiker"``: a Buttiker voltage probe on every site (D'Amato & Pastawski, PRB 41, 7411 (1990)): local,
-  exact and current conserving, for any L_phi. Solved with recursive Green's functions (``_buttiker.py``):
+  exact and current conserving, for any L_phi. Solved with recursive Green's functions (``_core/buttiker.py``):
   directly up to 1024 orbitals (L n), with GMRES above (O(L n^3) per Krylov iteration, O(L n^2) memory).
 """
 
@@ -26,15 +26,15 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._build import prepare
-from ._buttiker import buttiker_currents_rgf
-from ._hamiltonian import SlicedHamiltonian
-from ._lattice import Sample
-from ._leads import LeadSelfEnergies, lead_self_energies
-from ._model import Disorder, Model
-from ._rgf import sweep
-from ._transfer import supports as _transfer_supports
-from ._transfer import transfer_sweep
+from .build import prepare
+from .buttiker import buttiker_currents_rgf
+from .hamiltonian import SlicedHamiltonian
+from .lattice import Sample
+from .leads import LeadSelfEnergies, lead_self_energies
+from .model import Disorder, Model
+from .rgf import sweep
+from .transfer import supports as _transfer_supports
+from .transfer import transfer_sweep
 
 Dephasing = Literal["probe", "absorb", "buttiker"]
 _DEPHASING = ("probe", "absorb", "buttiker")
@@ -275,7 +275,7 @@ def conductance(sample: Sample, model: Model, disorder: Disorder | None = None, 
             ``"buttiker"`` (a probe on every site: local dephasing, exact for any tau_phi). Without
             ``tau_phi`` all three give the coherent T(L->R).
         method: ``"rgf"`` (default), or ``"transfer"``: a transfer-matrix sweep renormalized every 8 slices
-            (``_transfer.py``), 2-4x faster on CPU for square strips and cubic bars (site-diagonal inter-slice
+            (``_core/transfer.py``), 2-4x faster on CPU for square strips and cubic bars (site-diagonal inter-slice
             hopping; any field, spin-orbit, exchange, absorption), agreeing with RGF to ~1e-11. It gives the
             coherent (or ``dephasing="absorb"``) conductance; other lattices silently use RGF.
 
