@@ -35,17 +35,15 @@ def worker(chunks: list[int], realizations: int, repeat: int) -> dict:
     import jax
     import numpy as np
 
-    import difftransport  # noqa: F401  (switches JAX to 64-bit)
-    from difftransport._runs import config as _config
-    from difftransport._runs import ensemble as _ensemble
+    from difftransport import runs  # (switches JAX to 64-bit)
 
-    config = _config.validate({"run": {"realizations": realizations},
-                               "ensembles": {"g": {"sample": SAMPLE, "model": MODEL, "disorder": DISORDER}}})
+    config = runs.validate({"run": {"realizations": realizations},
+                            "ensembles": {"g": {"sample": SAMPLE, "model": MODEL, "disorder": DISORDER}}})
     entry = config["ensembles"]["g"]
-    devices = _ensemble.select_devices(None)
+    devices = runs.select_devices(None)
     out = {"devices": len(devices), "rows": []}
     for chunk in chunks:
-        runner = _ensemble.ChunkRunner(entry, 0, devices, chunk)
+        runner = runs.ChunkRunner(entry, 0, devices, chunk)
         start = time.perf_counter()
         first = runner(np.arange(min(runner.chunk, realizations)))
         compile_s = time.perf_counter() - start
@@ -63,16 +61,6 @@ def worker(chunks: list[int], realizations: int, repeat: int) -> dict:
     return out
 
 
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, nargs="+", default=[1, 8, 32, 128])
@@ -87,6 +75,7 @@ def main():
         return
 
     import jax
+    from bench_rgf import cpu_model
 
     print(f"{os.cpu_count()} cores ({cpu_model()}), load average {os.getloadavg()[0]:.2f} at start; "
           f"jax {jax.__version__}, Python {platform.python_version()}")

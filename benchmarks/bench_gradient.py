@@ -11,7 +11,7 @@ jitted call, best of ``--repeat`` after compilation:
 * reverse: <G> and its gradient (jax.value_and_grad), what an optimizer needs per step;
 * forward-mode: the same three derivatives by jax.jacfwd (three tangents), for comparison.
 
-The ratio reverse/forward is the number the issue asks for (target <= 4). The gradient is checked against a
+The ratio reverse/forward is the figure of merit (target <= 4). The gradient is checked against a
 4th-order central difference of the same jitted forward function (relative step 1e-4).
 """
 

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import difftransport as dt
-from bench_rgf import gemm_gflops, time_conductance
+from bench_rgf import cpu_model, gemm_gflops, time_conductance
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 KWANT_PYTHON = ROOT / ".kwant-venv" / "bin" / "python"
@@ -145,16 +145,6 @@ def kwant_version(python: pathlib.Path) -> str | None:
         return None
     proc = subprocess.run([str(python), "-c", "import kwant; print(kwant.__version__)"], capture_output=True, text=True)
     return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main():

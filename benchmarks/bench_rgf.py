@@ -20,6 +20,7 @@ transfer sweep's GFLOP/s are RGF-equivalent (the same flop model), i.e. a speed,
 from __future__ import annotations
 
 import argparse
+import pathlib
 import platform
 import time
 
@@ -34,7 +35,18 @@ CASES = [
     ("spinful Rashba 32x128", 32, 128, True),
 ]
 METHODS = ("rgf", "transfer")
-KWANT_MS = {"spinless 32x128": 60, "spinless 64x256": 380, "spinful Rashba 32x128": 260}  # issue #2, 2 cores
+# Kwant times quoted for a 2-core machine, not measured in this run
+KWANT_MS = {"spinless 32x128": 60, "spinless 64x256": 380, "spinful Rashba 32x128": 260}
+
+
+def cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def gemm_gflops(n=1024, repeat=5):
@@ -128,7 +140,7 @@ def main():
             print(f"{name:24s} {method:>8s} {1e3 * per:15.2f} {gflops:9.2f} {100 * gflops / peak:6.1f}% "
                   f"{KWANT_MS[name] / (1e3 * per):8.1f}x {comp:10.1f} {first[0] / per:6.2f}x "
                   f"{np.max(np.abs(g - first[1])):8.1e}", flush=True)
-    print("* against Kwant 1.5 times quoted for a 2-core machine (issue #2), not measured in this run; "
+    print("* against Kwant 1.5 times quoted for a 2-core machine, not measured in this run; "
           "bench_kwant.py measures them side by side. 'vs rgf': speed relative to the first method.")
 
 

@@ -3,6 +3,10 @@
 Importing the package switches JAX to 64-bit floats (``jax_enable_x64``); every result is float64/complex128.
 On jaxlib 0.9 - 0.11.1 it also reroutes batched CPU LAPACK calls around a deadlock in those versions
 (``_core/lapack_guard.py``).
+
+Conventions: physics objects are positional, knobs keyword-only. A function that draws random numbers takes its PRNG
+key (or keys) first, as ``jax.random`` does (``draw_disorder(key, sample, ...)``, ``lattice_ensemble(keys, sample,
+...)``); an optional key of a fitting routine (bootstrap) is the keyword-only ``key=``. Runs: ``difftransport.runs``.
 """
 
 import jax
@@ -16,7 +20,7 @@ _install_lapack_guard()
 from ._core.build import build_hamiltonian
 from ._core.hamiltonian import DenseHopping, Hopping, Lead, SiteBlockHopping, SlicedHamiltonian
 from ._core.lattice import Lattice, Sample, armchair_ribbon, bar, chain, strip, zigzag_ribbon
-from ._core.leads import LeadSelfEnergies, lead_self_energies, stein_solve
+from ._core.leads import HopFactor, LeadSelfEnergies, lead_self_energies, stein_solve
 from ._core.model import (
     Disorder,
     Model,
@@ -29,6 +33,7 @@ from ._core.observables import (
     buttiker_currents,
     conductance,
     dense_hamiltonian,
+    ensemble_conductances,
     fano_factor,
     hamiltonian_transmission,
     OBSERVABLES,
@@ -40,13 +45,16 @@ from ._core.observables import (
 )
 from ._core.rgf import sweep
 from ._core.evolution import (
-    Box,
-    BoxModel,
     EnergyWindow,
-    box_hamiltonian,
+    EvolutionHamiltonian,
     classical_return_probability,
+    cooperon_field_ratio,
+    energy_filter,
+    evolution_hamiltonian,
     evolve,
     return_probability,
+    site_state,
+    spreading,
 )
 from ._core.fit import FitResult, UndeterminedWarning, fit_magnetoconductance, plot_fit
 from ._core.inference import (
@@ -57,10 +65,11 @@ from ._core.inference import (
     infer_parameters,
     lattice_ensemble,
     mean_conductance,
+    realization_conductances,
 )
 from ._core.scaling import BetaFit, ScalingFit, ScalingModel, beta_one_loop, finite_difference_beta, fit_beta, fit_scaling
 from ._core.tmm import LyapunovSpectrum, localization_length, lyapunov_exponents
-from . import theory
+from . import runs, stats, theory
 
 __version__ = "0.1.0"
 
@@ -70,20 +79,22 @@ __all__ = [
     "bar",
     "beta_one_loop",
     "BetaFit",
-    "Box",
-    "box_hamiltonian",
-    "BoxModel",
     "build_hamiltonian",
     "buttiker_currents",
     "chain",
     "classical_return_probability",
     "conductance",
+    "cooperon_field_ratio",
     "curve_statistics",
     "dense_hamiltonian",
     "DenseHopping",
     "Disorder",
     "draw_disorder",
+    "energy_filter",
     "EnergyWindow",
+    "ensemble_conductances",
+    "evolution_hamiltonian",
+    "EvolutionHamiltonian",
     "evolve",
     "fano_factor",
     "finite_difference_beta",
@@ -93,6 +104,7 @@ __all__ = [
     "FitResult",
     "UndeterminedWarning",
     "hamiltonian_transmission",
+    "HopFactor",
     "Hopping",
     "infer_parameters",
     "InferenceResult",
@@ -113,16 +125,21 @@ __all__ = [
     "open_channels",
     "plot_fit",
     "random_moments",
+    "realization_conductances",
     "reflection",
     "return_probability",
+    "runs",
     "Sample",
     "ScalingFit",
     "ScalingModel",
+    "site_state",
     "SiteBlockHopping",
     "SlicedHamiltonian",
+    "spreading",
     "stein_solve",
     "strip",
     "su2_rotations",
+    "stats",
     "sweep",
     "theory",
     "transmission",

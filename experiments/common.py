@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import pathlib
 
 import jax
 import numpy as np
 
 import difftransport as dt
-from difftransport import theory
-from difftransport._runs.ensemble import make_sample
+from difftransport import runs, theory
+from difftransport.stats import line_fit as _line_fit, mean_stderr
+from difftransport.runs import make_sample
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-from difftransport._runs import runner as _runner
 
 
 def arguments(name: str, doc: str) -> argparse.Namespace:
@@ -30,7 +28,7 @@ def arguments(name: str, doc: str) -> argparse.Namespace:
 
 def run(config_path, out, quiet=False) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
     """Run (or resume) the config; returns (normalized config, {ensemble: {observable or grid_x: array}})."""
-    store = _runner.run(config_path, out, quiet=quiet, log=lambda *_: None)
+    store = runs.run(config_path, out, quiet=quiet, log=lambda *_: None)
     data = {}
     for name in store.config["ensembles"]:
         with np.load(store.results_path(name)) as npz:
@@ -38,31 +36,22 @@ def run(config_path, out, quiet=False) -> tuple[dict, dict[str, dict[str, np.nda
     return store.config, data
 
 
-def mean_err(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and its standard error along ``axis``."""
-    n = x.shape[axis]
-    return x.mean(axis), x.std(axis, ddof=1) / math.sqrt(n)
+def main(name: str, doc: str, analyse) -> None:
+    """Command line of a config-driven experiment: run (or resume) ``--config`` into ``--out``, then
+    ``analyse(config, data, out)``."""
+    args = arguments(name, doc)
+    config, data = run(args.config, args.out, quiet=args.quiet)
+    analyse(config, data, args.out)
 
 
-def var_err(x: np.ndarray) -> tuple[float, float]:
-    """Sample variance (ddof 1) and its standard error from the fourth central moment:
-    SE^2 = (m4 - s^4 (n - 3)/(n - 1)) / n (no normality assumed)."""
-    x = np.asarray(x, float)
-    n = len(x)
-    d = x - x.mean()
-    s2 = d.var(ddof=1)
-    m4 = np.mean(d**4)
-    return float(s2), float(math.sqrt(max(m4 - s2**2 * (n - 3) / (n - 1), 0.0) / n))
-
-
-def jackknife(estimate, realizations: int, blocks: int = 10) -> np.ndarray:
-    """Delete-a-block jackknife standard error of ``estimate(rows)`` (an array of statistics computed from the
-    realizations ``rows``) over ``blocks`` groups. Use it for fits of curves whose points share realizations
-    (paired magnetoconductances), where a fit that treats the points as independent underestimates the errors."""
-    everything = np.arange(realizations)
-    parts = np.array([np.asarray(estimate(np.setdiff1d(everything, p)), float)
-                      for p in np.array_split(everything, blocks)])
-    return np.sqrt((blocks - 1) / blocks * np.sum((parts - parts.mean(0)) ** 2, axis=0))
+def finish(fig, report, config, out: pathlib.Path, name: str, extra: dict | None = None):
+    """Title the figure with the run's title, save it as ``out/<name>.png``, write report.json; returns ``report``."""
+    fig.suptitle(config["run"]["title"], fontsize=10)
+    path = out / f"{name}.png"
+    fig.savefig(path, dpi=140)
+    report.write(out, extra)
+    print(f"figure: {path}")
+    return report
 
 
 def linear_amplitude(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
@@ -71,13 +60,14 @@ def linear_amplitude(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     per-realization estimates, which is right when one realization's points are correlated (paired fluxes)."""
     y, x = np.asarray(y, float), np.asarray(x, float)
     w = 1.0 / y.var(axis=0, ddof=1)
-    a, err = mean_err(y @ (w * x) / np.sum(w * x**2))
+    a, err = mean_stderr(y @ (w * x) / np.sum(w * x**2))
     return float(a), float(err)
 
 
 def residual(config, name, g0, flux):
     """Cooperon left at flux phi in a finite wire: F(L/L_B), L_B from flux cancellation in a clean, specular
-    channel (PHYSICS.md 1d), l_tr = (2/pi) l with the DMPK mean free path l from <g> = N l/(L + l)."""
+    channel (docs/theory.md#flux-cancellation), l_tr = (2/pi) l with the DMPK mean free path l from
+    <g> = N l/(L + l)."""
     entry = config["ensembles"][name]
     sample = make_sample(entry["sample"])
     model = {k: v for k, v in entry["model"].items() if v is not None and k in ("energy", "hopping", "rashba")}
@@ -98,7 +88,8 @@ LEAD_PARAMETERS = ("energy", "hopping", "flux", "rashba")  # the model terms the
 def sheet_conductance(config, name, g, **model):
     """Per-realization sheet conductance sigma = (L/W) / (1/G - 1/N) from two-terminal G (e^2/h) (for a 3D bar the
     conductivity (L/(W H)) / (1/G - 1/N), e^2/h per lattice constant), removing the
-    ideal-lead (Sharvin) contact resistance 1/N, N the open channels of the leads (all spin projections).
+    ideal-lead (Sharvin) contact resistance 1/N (``theory.intrinsic_conductance``, NaN where G >= N), N the open
+    channels of the leads (all spin projections).
 
     The leads carry the sample's field and spin-orbit coupling, so N is evaluated at every point of the grid:
     a lead wider than the cyclotron diameter has fewer channels in a field (at E = 1, flux 0.01 per plaquette a
@@ -119,18 +110,14 @@ def sheet_conductance(config, name, g, **model):
         point = {k: entry["grid"][k][i] for k, i in zip(axes, index) if k in LEAD_PARAMETERS}
         channels[index] = float(dt.open_channels(sample, dt.Model(**{**base, **point})))
     aspect = entry["sample"]["length"] / entry["sample"]["width"] / (entry["sample"].get("height") or 1)
-    return aspect / (1.0 / g - 1.0 / channels), channels
+    return aspect * np.asarray(theory.intrinsic_conductance(g, channels)), channels
 
 
 def line_fit(x, y, err):
-    """Weighted straight-line fit y = slope x + intercept: (slope, its standard error, intercept, chi^2)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    w = 1.0 / np.asarray(err, float) ** 2
-    a = np.vstack([x, np.ones_like(x)]).T
-    cov = np.linalg.inv(a.T @ (w[:, None] * a))
-    slope, icpt = cov @ (a.T @ (w * y))
-    chi2 = float(np.sum(w * (y - slope * x - icpt) ** 2))
-    return float(slope), float(math.sqrt(cov[0, 0])), float(icpt), chi2
+    """Weighted straight line y = slope x + intercept (``difftransport.stats.line_fit``, weights 1/err^2) as floats
+    for reports: (slope, its standard error, intercept, chi^2)."""
+    fit = _line_fit(x, y, 1.0 / np.asarray(err, float) ** 2)
+    return float(fit.slope), float(fit.error("slope")), float(fit.intercept), float(fit.chi2)
 
 
 def density_of_states(entry, realizations=8, seed=123):

@@ -2,7 +2,7 @@
 
     python experiments/magnetic_impurities.py [--config configs/magnetic_impurities.toml] [--out DIR] [--quiet]
 
-Spinful wire without spin-orbit coupling (total g summed over spin, PHYSICS.md 3):
+Spinful wire without spin-orbit coupling (total g summed over spin, docs/physics.md#dmpk):
   J = 0: two identical, independent spin copies, beta = 1: WL +2/3 (2 x 1/3), var g = 8/15.
   strong static J m.sigma: one mixed species, beta = 2: WL 0, var g = 1/15 (finite: static spins do not dephase).
   dephasing (absorption on every site plus one current-restoring probe, L_phi << L): WL -> 0 and var g -> 0.
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from common import Report, arguments, mean_err, pyplot, residual, run, var_err
+from common import Report, finish, main, pyplot, residual
+from difftransport.stats import mean_stderr, variance_stderr
 
 
 def analyse(config, data, out):
@@ -22,16 +23,16 @@ def analyse(config, data, out):
         wl_index = list(config["ensembles"][name]["grid"]["flux"]).index(config["analysis"]["wl_flux"])
         g = data[name]["conductance"]  # (N, axis, flux)
         values = np.asarray(config["ensembles"][name]["grid"][axis])
-        wl = [mean_err(g[:, i, wl_index] - g[:, i, 0]) for i in range(len(values))]
-        var0 = [var_err(g[:, i, 0]) for i in range(len(values))]
-        var_b = [var_err(g[:, i, wl_index]) for i in range(len(values))]
+        wl = [mean_stderr(g[:, i, wl_index] - g[:, i, 0]) for i in range(len(values))]
+        var0 = [variance_stderr(g[:, i, 0]) for i in range(len(values))]
+        var_b = [variance_stderr(g[:, i, wl_index]) for i in range(len(values))]
         series[name] = (values, wl, var0, var_b, g)
     values, wl, var0, var_b, g = series["exchange"]
     n = g.shape[0]
     wl_flux = config["analysis"]["wl_flux"]
     res, l_tr, l_b, channels = residual(config, "exchange", float(g[:, 0, 0].mean()), wl_flux)
     res = float(res)
-    report.add("J = 0: <g(0)>", *map(float, mean_err(g[:, 0, 0])), None, f"{n} realizations")
+    report.add("J = 0: <g(0)>", *map(float, mean_stderr(g[:, 0, 0])), None, f"{n} realizations")
     report.add(f"J = 0: WL <g(phi)> - <g(0)> at phi = {wl_flux:g}", *map(float, wl[0]), 2 / 3 - 2 * res,
                f"2 x [1/3 - F(L/L_B)]: N = {channels:.0f}/spin, l_tr = {l_tr:.1f}, L_B = {float(l_b):.1f}, F = {res:.3f}")
     report.add("J = 0: var g at phi = 0", *var0[0], 8 / 15, "beta = 1, two independent spin copies")
@@ -60,15 +61,8 @@ def analyse(config, data, out):
         ax.set_title("static magnetic moments" if name == "exchange" else "dephasing (absorbing probe)", fontsize=9)
         ax.legend(fontsize=7)
     axs[0].set_ylabel("$e^2/h$, $(e^2/h)^2$")
-    fig.suptitle(config["run"]["title"], fontsize=10)
-    path = out / "magnetic_impurities.png"
-    fig.savefig(path, dpi=140)
-    report.write(out)
-    print(f"figure: {path}")
-    return report
+    return finish(fig, report, config, out, "magnetic_impurities")
 
 
 if __name__ == "__main__":
-    args = arguments("magnetic_impurities", __doc__)
-    config, data = run(args.config, args.out, quiet=args.quiet)
-    analyse(config, data, args.out)
+    main("magnetic_impurities", __doc__, analyse)

@@ -8,7 +8,7 @@ realizations; the fit (``difftransport.infer_parameters``: L-BFGS on log paramet
 uses another, so the fit sees the target only through its noisy means, as it would see a measurement. Each
 start is off by a factor 2 in every fitted parameter; ``fixed`` in the config holds parameters at the truth
 (the field scale, known from the lattice constant in an experiment, by default: see the degeneracy note in
-``difftransport._core.inference``). Reported: recovered values against the truth, their sandwich
+``difftransport.infer_parameters``). Reported: recovered values against the truth, their sandwich
 standard errors (target noise plus the fit ensemble's own disorder sample), chi^2/dof and steps.
 """
 
@@ -23,7 +23,6 @@ import numpy as np
 
 import difftransport as dt
 from common import Report, arguments, pyplot
-from difftransport._core.inference import realization_conductances
 
 
 def main(config, out):
@@ -37,10 +36,10 @@ def main(config, out):
 
     def ensemble(seed, n):
         keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(n))
-        return dt.lattice_ensemble(sample, keys, energy=s["energy"], strength=s["strength"])
+        return dt.lattice_ensemble(keys, sample, energy=s["energy"], strength=s["strength"])
 
     start = time.perf_counter()
-    g = np.asarray(realization_conductances(ensemble(d["target_seed"], d["target_realizations"]), truth, field))
+    g = np.asarray(dt.realization_conductances(ensemble(d["target_seed"], d["target_realizations"]), truth, field))
     target, target_cov = dt.curve_statistics(g)
     fit_ensemble = ensemble(d["fit_seed"], d["fit_realizations"])
     report = Report(f"Microscopic inference: spinful {s['width']}x{s['length']} strip, "

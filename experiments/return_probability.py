@@ -1,4 +1,4 @@
-"""Experiment 1 of issue 4: the return probability of a diffusing quantum particle, against dimension and field.
+"""The return probability of a diffusing quantum particle, against dimension and field.
 
     python experiments/return_probability.py --config configs/return_probability.toml [--out DIR]
 
@@ -20,7 +20,7 @@ find it back on the origin site, is averaged over disorder. In the diffusive win
 Every ensemble uses the same disorder realizations at every flux (common random numbers), so R has a small
 error. Errors are delete-one-group jackknife errors over disorder realizations. Writes ``data.npz``,
 ``results.json`` and figures under ``--out``. Conventions and references: difftransport/_core/evolution.py,
-docs/gallery_return_probability.md.
+docs/gallery.md#return-probability.
 """
 
 from __future__ import annotations
@@ -45,19 +45,24 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import difftransport  # noqa: E402,F401  (float64)
-from difftransport._runs.config import REQUIRED, ConfigError, Field, _Validator  # noqa: E402
-from difftransport._core.evolution import (  # noqa: E402
-    Box,
-    BoxModel,
+from difftransport.runs import REQUIRED, ConfigError, Field, Validator  # noqa: E402
+from difftransport.stats import jackknife  # noqa: E402
+import equinox as eqx  # noqa: E402
+from difftransport import (  # noqa: E402
     EnergyWindow,
-    box_hamiltonian,
+    Model,
+    Sample,
+    bar,
+    chain,
     classical_return_probability,
     cooperon_field_ratio,
     energy_filter,
+    evolution_hamiltonian,
     evolve,
     return_probability,
     site_state,
     spreading,
+    strip,
 )
 
 DEFAULT_CONFIG = ROOT / "configs" / "return_probability.toml"
@@ -99,7 +104,7 @@ WINDOW = {"start": Field((int, float), REQUIRED, minimum=0, exclusive_minimum=Tr
 def validate(data: dict, source: str = "<config>", text: str = "") -> dict:
     """Validate a parsed config; unknown keys, wrong types and out-of-range values raise ConfigError naming the
     key and the value. Returns the normalized config (all defaults written out)."""
-    v = _Validator(source, text)
+    v = Validator(source, text)
     for key in data:
         if key not in ("run", "ensembles"):
             raise v.error((key,), "is not a known section; allowed: ['ensembles', 'run']")
@@ -148,10 +153,6 @@ def validate(data: dict, source: str = "<config>", text: str = "") -> dict:
             raise v.error(path + ("energy",), f"= {e['energy']!r} needs energy_width > 0 (0 means the plain site state)")
         if run["groups"] > e["realizations"]:
             raise v.error(("run", "groups"), f"= {run['groups']} exceeds ensembles.{name}.realizations = {e['realizations']}")
-        try:
-            Box(tuple(shape))
-        except ValueError as exc:  # pragma: no cover - shape was checked above
-            raise v.error(path + ("shape",), str(exc)) from None
         out["ensembles"][name] = e
     return out
 
@@ -171,8 +172,15 @@ def load_config(path) -> dict:
 # Simulation
 
 
+def _sample(shape) -> Sample:
+    """The box of side lengths ``shape``, periodic along every axis: a chain, strip or bar closed along x."""
+    lattice = (chain() if len(shape) == 1 else strip(shape[1], boundary="periodic") if len(shape) == 2
+               else bar(shape[1], shape[2], boundary="periodic"))
+    return Sample(lattice, shape[0], periodic=True)
+
+
 def _ensemble_setup(e: dict):
-    box = Box(tuple(e["shape"]))
+    box = _sample(e["shape"])
     fluxes = [k / e["shape"][1] if len(e["shape"]) > 1 else 0.0 for k in e["flux_windings"]]
     window = None if e["energy_width"] == 0 else EnergyWindow(energy=e["energy"], energy_width=float(e["energy_width"]))
     t = e["times"]
@@ -180,21 +188,26 @@ def _ensemble_setup(e: dict):
     return box, fluxes, window, times
 
 
-def _model(e: dict, flux):
-    return BoxModel(strength=float(e["strength"]), hopping=float(e["hopping"]), flux=flux)
+def _model(e: dict):
+    """The zero-field model, built outside jit: its hopping fixes the Chebyshev order, so it must stay concrete."""
+    return Model(energy=0.0, hopping=float(e["hopping"]), flux=0.0 if len(e["shape"]) > 1 else None)
+
+
+def _at_flux(model: Model, flux) -> Model:
+    return model if model.flux is None else eqx.tree_at(lambda m: m.flux, model, flux)
 
 
 def simulate(name: str, e: dict, seed: int, chunk: int, edges: np.ndarray, log=print) -> dict:
     """P(t) binned per realization (R, F, bins) and the spreading u_a(t) (R_s, F, T_s, d) of independent
-    realizations (``difftransport._core.evolution.spreading``: the walk time D_a t of the classical walk)."""
+    realizations (``difftransport.spreading``: the walk time D_a t of the classical walk)."""
     box, fluxes, window, times = _ensemble_setup(e)
     key = jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()))
-    with_field = len(box.shape) > 1
+    model, strength = _model(e), float(e["strength"])
     index = np.digitize(times, edges) - 1
     members = [np.nonzero(index == b)[0] for b in range(len(edges) - 1)]
 
     def one(k, flux):
-        return return_probability(k, box, _model(e, flux if with_field else None), times, window=window)
+        return return_probability(k, box, _at_flux(model, flux), times, strength=strength, window=window)
 
     batched = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
     flux_array = jnp.asarray(fluxes)
@@ -215,7 +228,7 @@ def simulate(name: str, e: dict, seed: int, chunk: int, edges: np.ndarray, log=p
         spread_times = np.linspace(s["start"], s["stop"], s["num"])
 
         def spread_one(k, flux):
-            ham = box_hamiltonian(k, box, _model(e, flux if with_field else None))
+            ham = evolution_hamiltonian(k, box, _at_flux(model, flux), strength=strength)
             state = site_state(box)
             if window is not None:
                 state = energy_filter(state, ham, window)
@@ -238,24 +251,6 @@ def simulate(name: str, e: dict, seed: int, chunk: int, edges: np.ndarray, log=p
 # Statistics
 
 
-def jackknife(statistic, samples: list[np.ndarray], groups: int):
-    """Delete-one-group jackknife: value of ``statistic`` on the means of ``samples`` (arrays with the
-    realization axis first, split into ``groups`` contiguous groups) and its standard error."""
-    n = samples[0].shape[0]
-    groups = min(groups, n)
-    labels = np.arange(n) * groups // n
-    full = statistic(*[s.mean(0) for s in samples])
-    sums = [np.stack([s[labels == g].sum(0) for g in range(groups)]) for s in samples]
-    counts = np.bincount(labels, minlength=groups)
-    leave = []
-    for g in range(groups):
-        means = [(total.sum(0) - total[g]) / (n - counts[g]) for total in sums]
-        leave.append(statistic(*means))
-    leave = np.asarray(leave)
-    error = np.sqrt((groups - 1) / groups * np.sum((leave - leave.mean(0)) ** 2, axis=0))
-    return np.asarray(full), error
-
-
 def fit_diffusion(spread_times, walk, window):
     """Slope of the walk time u_a(t) = D_a t + c_a over the spreading times inside the window, per axis:
     the diffusion constants D_a. walk: (T_s, d)."""
@@ -265,14 +260,14 @@ def fit_diffusion(spread_times, walk, window):
     return np.polyfit(spread_times[use], walk[use], 1)[0]
 
 
-def classical_curve(box: Box, spread_times, walk, times):
+def classical_curve(box: Sample, spread_times, walk, times):
     """P_cl(t): the classical lattice walk in the same box with the measured walk time u_a(t) per axis
     (linear interpolation of u_a between spreading times; the walk is exact for u_a = D_a t); NaN outside
     the spreading times."""
     out = np.ones_like(times)
-    for axis, length in enumerate(box.shape):
+    for axis, length in enumerate(box.potential_shape):
         u = np.interp(times, spread_times, walk[:, axis])
-        out = out * np.asarray(classical_return_probability(Box((length,)), 1.0, u))
+        out = out * np.asarray(classical_return_probability((length,), 1.0, u))
     outside = (times < spread_times[0]) | (times > spread_times[-1])
     return np.where(outside, np.nan, out)  # no extrapolation outside the measured spreading
 
@@ -292,7 +287,7 @@ def analyse(name: str, e: dict, data: dict, edges: np.ndarray, groups: int) -> d
     P = data["P"]  # (R, F, B)
     result = {"label": e["label"] or name, "regime": e["regime"], "dimension": d, "shape": e["shape"],
               "fluxes": [float(f) for f in fluxes], "bins": centres.tolist(), "window_bins": int(inside.sum())}
-    mean, error = jackknife(lambda p: p, [P], groups)
+    mean, error = jackknife(lambda p: p.mean(0), P, blocks=groups)
     result["P_mean"], result["P_error"] = mean.tolist(), error.tolist()
 
     # Diffusion constants and the classical lattice walk from the spreading of independent realizations.
@@ -303,7 +298,7 @@ def analyse(name: str, e: dict, data: dict, edges: np.ndarray, groups: int) -> d
         g = min(groups, spread.shape[0])
         fits = []
         for f in range(len(fluxes)):
-            dval, derr = jackknife(lambda u: fit_diffusion(st, u, w), [spread[:, f]], g)
+            dval, derr = jackknife(lambda u: fit_diffusion(st, u.mean(0), w), spread[:, f], blocks=g)
             fits.append({"D": dval.tolist(), "D_error": derr.tolist()})
         result["spreading"] = fits
         result["spread_times"] = st.tolist()
@@ -313,7 +308,8 @@ def analyse(name: str, e: dict, data: dict, edges: np.ndarray, groups: int) -> d
         # Relative error of P_cl from the spreading: P_cl ~ prod_a u_a^(-1/2) (jackknife over realizations).
         rel = []
         for f in range(len(fluxes)):
-            _, err = jackknife(lambda u: np.log(classical_curve(box, st, u, centres[inside])), [spread[:, f]], g)
+            _, err = jackknife(lambda u: np.log(classical_curve(box, st, u.mean(0), centres[inside])), spread[:, f],
+                               blocks=g)
             rel.append(float(np.mean(err)))
         result["P_classical_relative_error"] = rel
 
@@ -322,7 +318,7 @@ def analyse(name: str, e: dict, data: dict, edges: np.ndarray, groups: int) -> d
     exponents = []
     for f in range(len(fluxes)):
         tw = centres[inside]
-        value, err = jackknife(lambda p: log_slope(tw, p[f, inside]), [P], groups)
+        value, err = jackknife(lambda p: log_slope(tw, p.mean(0)[f, inside]), P, blocks=groups)
         entry = {"value": float(value), "error": float(err)}
         if classical is not None:
             entry["classical_walk"] = float(log_slope(tw, classical[f, inside]))
@@ -335,8 +331,9 @@ def analyse(name: str, e: dict, data: dict, edges: np.ndarray, groups: int) -> d
     if len(fluxes) > 1:
         ratios = []
         for f in range(1, len(fluxes)):
-            value, err = jackknife(lambda p: np.sum(weight * p[0, inside]) / np.sum(weight * p[f, inside]), [P], groups)
-            curve, curve_err = jackknife(lambda p: p[0] / p[f], [P], groups)
+            value, err = jackknife(lambda p: np.sum(weight * p.mean(0)[0, inside]) / np.sum(weight * p.mean(0)[f, inside]),
+                                   P, blocks=groups)
+            curve, curve_err = jackknife(lambda p: p.mean(0)[0] / p.mean(0)[f], P, blocks=groups)
             entry = {"flux": float(fluxes[f]), "value": float(value), "error": float(err),
                      "curve": curve.tolist(), "curve_error": curve_err.tolist()}
             if classical is not None:
@@ -354,7 +351,8 @@ def analyse(name: str, e: dict, data: dict, edges: np.ndarray, groups: int) -> d
     if classical is not None:
         enh = []
         for f in range(len(fluxes)):
-            value, err = jackknife(lambda p: np.sum(weight * p[f, inside]) / np.sum(weight * classical[f, inside]), [P], groups)
+            value, err = jackknife(lambda p: np.sum(weight * p.mean(0)[f, inside]) / np.sum(weight * classical[f, inside]),
+                                   P, blocks=groups)
             # Add the error of P_cl from the spreading (independent realizations) in quadrature.
             total = float(np.hypot(err, value * result["P_classical_relative_error"][f]))
             enh.append({"flux": float(fluxes[f]), "value": float(value), "error": total,

@@ -2,22 +2,24 @@
 
     python experiments/universal_numbers.py [--config configs/universal_numbers.toml] [--out DIR] [--quiet]
 
-Theory (PHYSICS.md 3, total g summed over spin): the field-induced change of <g> saturates at +1/3
+Theory (docs/physics.md#dmpk, total g summed over spin): the field-induced change of <g> saturates at +1/3
 (orthogonal -> unitary, WL) and -1/3 (symplectic -> unitary, WAL); var g = 2/15 (beta = 1), 1/15 (beta = 2),
 2/15 (beta = 4 with Kramers pairs); Fano factor 1/3 - (4/45)(1 - 2/beta)/g_0, where the O(1/g) term is the
 weak-localization correction of shot noise (from the DMPK eigenvalue density with its 1/g term,
 Beenakker RMP 69, 731: delta <sum T(1-T)> = (1 - 2/beta)/45, delta <sum T> = (1 - 2/beta)/3) and g_0 counts
 distinct (Kramers-degenerate counted once) channels. In a wire of finite length the field leaves a residual
 Cooperon, <g(phi)> - <g(0)> = s [1/3 - F(L/L_B)], F(x) = coth(x)/x - 1/x^2, with the magnetic length L_B of
-flux cancellation in a clean specular channel (PHYSICS.md 1d); the amplitude s [<g(phi)> - <g(0)>] + F(L/L_B)
-is compared with 1/3 at a flux below the onset of classical (band-structure) magnetoresistance.
+flux cancellation in a clean specular channel (docs/theory.md#flux-cancellation); the amplitude
+s [<g(phi)> - <g(0)>] + F(L/L_B) is compared with 1/3 at a flux below the onset of classical (band-structure)
+magnetoresistance.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from common import Report, arguments, mean_err, pyplot, residual, run, var_err
+from common import Report, finish, main, pyplot, residual
+from difftransport.stats import mean_stderr, variance_stderr
 
 
 def analyse(config, data, out):
@@ -28,16 +30,16 @@ def analyse(config, data, out):
         g, fano = data[name]["conductance"], data[name]["fano_factor"]
         flux = np.asarray(entry["grid"]["flux"])
         n, length = g.shape[0], entry["sample"]["length"]
-        dg_mean, dg_err = mean_err(g - g[:, :1])
+        dg_mean, dg_err = mean_stderr(g - g[:, :1])
         unitary = list(flux).index(config["analysis"]["unitary_flux"][name])
         at = list(flux).index(config["analysis"]["wl_flux"][name])
         res, l_tr, l_b, channels = residual(config, name, float(g[:, 0].mean()), flux[at])
         amplitude = sign * dg_mean[at] + res
-        v0, e0 = var_err(g[:, 0])
-        v2, e2 = var_err(g[:, unitary])
+        v0, e0 = variance_stderr(g[:, 0])
+        v2, e2 = variance_stderr(g[:, unitary])
         fano_ensemble = np.sum(fano[:, 0] * g[:, 0]) / np.sum(g[:, 0])
-        f_mean, f_err = mean_err(fano[:, 0])
-        report.add(f"{name}: <g(0)>", *map(float, mean_err(g[:, 0])), None, f"{n} realizations, L = {length}")
+        f_mean, f_err = mean_stderr(fano[:, 0])
+        report.add(f"{name}: <g(0)>", *map(float, mean_stderr(g[:, 0])), None, f"{n} realizations, L = {length}")
         report.add(f"{name}: <g(phi)> - <g(0)> at phi = {flux[at]:g}", float(dg_mean[at]), float(dg_err[at]), sign / 3,
                    "raw, before the residual")
         report.add(f"{name}: |WL| + residual F(L/L_B)", float(amplitude), float(dg_err[at]), 1 / 3,
@@ -48,7 +50,7 @@ def analyse(config, data, out):
         fano_theory = 1 / 3 - (4 / 45) * (1 - 2 / beta) / g_distinct
         report.add(f"{name}: Fano factor <F> at phi = 0", float(f_mean), float(f_err), float(fano_theory),
                    f"1/3 -(4/45)(1-2/beta)/g0; sum T(1-T)/sum T = {fano_ensemble:.4f}")
-        fu, fue = mean_err(fano[:, unitary])
+        fu, fue = mean_stderr(fano[:, unitary])
         report.add(f"{name}: Fano factor <F> at phi = {flux[unitary]:g}", float(fu), float(fue), 1 / 3, "beta = 2: no 1/g term")
         figure[name] = (flux, dg_mean, dg_err, sign, g, residual(config, name, float(g[:, 0].mean()), np.maximum(flux, 1e-12))[0])
     report.print()
@@ -69,22 +71,15 @@ def analyse(config, data, out):
     ax = axs[1]
     for name, (flux, *_rest) in figure.items():
         g = figure[name][4]
-        variances = [var_err(g[:, i]) for i in range(len(flux))]
+        variances = [variance_stderr(g[:, i]) for i in range(len(flux))]
         ax.errorbar(flux * 1e3, [v for v, _ in variances], yerr=[e for _, e in variances], fmt="o-", ms=4, capsize=2, label=name)
     ax.axhline(2 / 15, color="0.5", ls="--", lw=1, label="2/15")
     ax.axhline(1 / 15, color="0.5", ls=":", lw=1, label="1/15")
     ax.set_xlabel(r"flux per plaquette $\phi$ ($10^{-3}\,h/e$)")
     ax.set_ylabel(r"var $g$")
     ax.legend(fontsize=7)
-    fig.suptitle(config["run"]["title"], fontsize=10)
-    path = out / "universal_numbers.png"
-    fig.savefig(path, dpi=140)
-    report.write(out)
-    print(f"figure: {path}")
-    return report
+    return finish(fig, report, config, out, "universal_numbers")
 
 
 if __name__ == "__main__":
-    args = arguments("universal_numbers", __doc__)
-    config, data = run(args.config, args.out, quiet=args.quiet)
-    analyse(config, data, args.out)
+    main("universal_numbers", __doc__, analyse)

@@ -5,7 +5,7 @@ crossover WL -> WAL as the Rashba spin-orbit coupling grows.
 
 L x L squares between ideal leads; the sheet conductance sigma = 1/(1/G - 1/N) (Sharvin contact resistance 1/N
 removed, realization by realization). The paired magnetoconductance sigma(phi) - sigma(0), flux phi per
-plaquette as the field unit, is fitted with the simplified HLN form (PHYSICS.md 1b)
+plaquette as the field unit, is fitted with the simplified HLN form (docs/theory.md#hln-alpha)
 
     Delta sigma = (alpha/pi) [psi(1/2 + phi_phi/phi) - ln(phi_phi/phi)]   (e^2/h, total over spin)
 
@@ -33,8 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import difftransport as dt
-from common import Report, arguments, jackknife, linear_amplitude, mean_err, pyplot, run, sheet_conductance
+from common import Report, finish, linear_amplitude, main, pyplot, sheet_conductance
 from difftransport import theory
+from difftransport.stats import jackknife, mean_stderr
 
 
 def magnetoconductance(config, name, g, **model):
@@ -65,10 +66,11 @@ def fit_alpha(flux, delta, max_flux):
     mask = (flux > 0) & (flux <= max_flux)
 
     def fit(rows):
-        mean, err = mean_err(delta[rows][:, mask])
+        mean, err = mean_stderr(delta[rows][:, mask])
         return dt.fit_magnetoconductance(flux[mask], mean, model="alpha", sigma=err)
 
-    return fit(np.arange(len(delta))), float(jackknife(lambda rows: [fit(rows).value("alpha")], len(delta))[0])
+    return fit(np.arange(len(delta))), float(jackknife(lambda rows: [fit(rows).value("alpha")], np.arange(len(delta)),
+                                                       blocks=10)[1][0])
 
 
 def analyse(config, data, out):
@@ -79,7 +81,7 @@ def analyse(config, data, out):
     entry = config["ensembles"]["spinless"]
     flux = np.asarray(entry["grid"]["flux"])
     delta, sigma0, channels = magnetoconductance(config, "spinless", data["spinless"]["conductance"])
-    mean, err = mean_err(delta)
+    mean, err = mean_stderr(delta)
     fit, alpha_err = fit_alpha(flux, delta, max_flux)
     report.add("spinless: sigma(0)", sigma0, 0.0, None, f"{len(delta)} realizations, N = {channels:.0f}")
     report.add("spinless: HLN alpha", fit.value("alpha"), alpha_err, 0.5,
@@ -97,7 +99,7 @@ def analyse(config, data, out):
     alphas = []
     for i, a in enumerate(rashba):
         delta, sigma0, channels = magnetoconductance(config, "rashba", g[:, i], rashba=float(a) or None)
-        mean, err = mean_err(delta)
+        mean, err = mean_stderr(delta)
         fit, alpha_err = fit_alpha(flux, delta, max_flux)
         expected = 1.0 if a == 0 else (-0.5 if i == len(rashba) - 1 else None)
         note = "two spin copies" if a == 0 else ("strong spin-orbit" if expected is not None else "crossover")
@@ -145,16 +147,9 @@ def analyse(config, data, out):
     ax.set_ylabel(r"HLN prefactor $\alpha$")
     ax.set_title("crossover WL → WAL", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle(config["run"]["title"], fontsize=10)
-    path = out / "weak_antilocalization.png"
-    fig.savefig(path, dpi=140)
-    report.write(out, {"fits": {label: fit.to_dict() for label, *_, fit, _ in curves},
-                       "square_alpha": square_alphas})
-    print(f"figure: {path}")
-    return report
+    fits = {label: fit.to_dict() for label, *_, fit, _ in curves}
+    return finish(fig, report, config, out, "weak_antilocalization", {"fits": fits, "square_alpha": square_alphas})
 
 
 if __name__ == "__main__":
-    args = arguments("weak_antilocalization", __doc__)
-    config, data = run(args.config, args.out, quiet=args.quiet)
-    analyse(config, data, args.out)
+    main("weak_antilocalization", __doc__, analyse)

@@ -4,7 +4,7 @@ magnetoconductance that recovers L_phi = sqrt(D tau_phi).
     python experiments/weak_localization_2d.py [--config configs/weak_localization_2d.toml] [--out DIR] [--quiet]
 
 Spinless square samples (W = L), so the one-loop correction is -(1/pi) ln(L_cut/l) in e^2/h per square
-(PHYSICS.md 1-2):
+(docs/theory.md#wl-dimensions):
 
 * **Size.** Coherent L x L squares: sigma(0, L) = sigma_D - (1/pi) ln(L/l) + ... for L >> l. At the sizes we
   reach the square is still crossing over into that regime (its Cooperon vanishes an extrapolation length z0 ~ l
@@ -43,9 +43,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import difftransport as dt
-from common import (Report, arguments, density_of_states, jackknife, line_fit, linear_amplitude, mean_err, pyplot,
-                    run, sheet_conductance)
+from common import Report, density_of_states, finish, line_fit, linear_amplitude, main, pyplot, sheet_conductance
 from difftransport import theory
+from difftransport.stats import jackknife, mean_stderr
 
 
 def analyse(config, data, out):
@@ -63,7 +63,7 @@ def analyse(config, data, out):
         for name in names:
             g = data[name]["conductance"]  # (N, flux): flux = [0, phi_B]
             sigma, channels = sheet_conductance(config, name, g)  # N at each flux: the leads are in the field
-            sigma_field[name] = mean_err(sigma[:, 1])
+            sigma_field[name] = mean_stderr(sigma[:, 1])
             size = config["ensembles"][name]["sample"]["length"]
             # Extrapolation length of the absorbing boundary at each lead: the Cooperon (like the diffuson) vanishes
             # z0 beyond the interface, and the same z0 makes the Sharvin resistance 1/N = 2 z0 / (sigma W).
@@ -71,7 +71,7 @@ def analyse(config, data, out):
             # the diffusive modes end at q ~ 1/l: l = 4 z0 / pi (2D Milne length), l_c = (sqrt 3 / 2) l
             zero = float(theory.lattice_wl_correction(size, size, extrapolation=z0, cutoff=theory.diffusive_cutoff(z0)))
             bare = float(theory.lattice_wl_correction(size, size, extrapolation=z0))
-            for k, v in zip(cols, (size, *mean_err(sigma[:, 0]), *mean_err(sigma[:, 0] - sigma[:, 1]), z0, zero,
+            for k, v in zip(cols, (size, *mean_stderr(sigma[:, 0]), *mean_stderr(sigma[:, 0] - sigma[:, 1]), z0, zero,
                                    bare - float(theory.lattice_wl_correction(size, size, flux=flux_b,
                                                                              extrapolation=z0)), bare)):
                 cols[k].append(float(v))
@@ -126,7 +126,7 @@ def analyse(config, data, out):
     flux = np.asarray(deph["grid"]["flux"], float)
     sigma, channels = sheet_conductance(config, "dephasing", g)
     dsig = sigma - sigma[..., :1]
-    mean, err = mean_err(dsig)
+    mean, err = mean_stderr(dsig)
     l_phi_theory = np.sqrt(diffusion * taus)
 
     fit_mask = (flux > 0) & (flux <= an["fit_max_flux"])
@@ -134,7 +134,7 @@ def analyse(config, data, out):
     labels = np.repeat(np.arange(len(taus)), fit_mask.sum())
 
     def hln_fit(rows):
-        m, e = mean_err(dsig[rows])
+        m, e = mean_stderr(dsig[rows])
         return dt.fit_magnetoconductance(x, m[:, fit_mask].reshape(-1), model="alpha",
                                          sigma=e[:, fit_mask].reshape(-1), curve=labels)
 
@@ -145,8 +145,7 @@ def analyse(config, data, out):
 
     # The points of all curves share realizations (paired in flux and tau_phi): errors by the jackknife.
     fit = hln_fit(np.arange(len(dsig)))
-    values = estimates(fit)
-    errors = jackknife(lambda rows: estimates(hln_fit(rows)), len(dsig))
+    values, errors = jackknife(lambda rows: estimates(hln_fit(rows)), np.arange(len(dsig)), blocks=10)
     alpha, alpha_err = values[0], errors[0]
     report.add("HLN alpha", alpha, alpha_err, 0.5, f"chi2/dof = {fit.chi2:.1f}/{fit.dof} (diagonal errors)")
     (out / "hln_fit.json").write_text(json.dumps(fit.to_dict(), indent=2) + "\n")
@@ -226,15 +225,9 @@ def analyse(config, data, out):
     ax.set_ylabel(r"$L_\phi$ from HLN (sites)")
     ax.set_title(fr"$L_\phi\propto\tau_\phi^{{{slope_t:.2f}\pm{slope_t_err:.2f}}}$ (theory 1/2)", fontsize=9)
     ax.legend(fontsize=8)
-    fig.suptitle(config["run"]["title"], fontsize=10)
-    path = out / "weak_localization_2d.png"
-    fig.savefig(path, dpi=140)
-    report.write(out, {"diffusion": diffusion, "l_phi_fit": l_fit, "l_phi_theory": l_phi_theory.tolist()})
-    print(f"figure: {path}")
-    return report
+    return finish(fig, report, config, out, "weak_localization_2d",
+                  {"diffusion": diffusion, "l_phi_fit": l_fit, "l_phi_theory": l_phi_theory.tolist()})
 
 
 if __name__ == "__main__":
-    args = arguments("weak_localization_2d", __doc__)
-    config, data = run(args.config, args.out, quiet=args.quiet)
-    analyse(config, data, args.out)
+    main("weak_localization_2d", __doc__, analyse)

@@ -1,5 +1,5 @@
 """Dimension dependence of the weak-localization correction against L_phi: proportional to L_phi in a quasi-1D
-wire, to ln L_phi in 2D and to const - 1/L_phi in 3D (PHYSICS.md 2).
+wire, to ln L_phi in 2D and to const - 1/L_phi in 3D (docs/theory.md#wl-dimensions).
 
     python experiments/wl_dimensions.py [--config configs/wl_dimensions.toml] [--out DIR] [--quiet]
 
@@ -18,8 +18,8 @@ L x W x H bar, absorbing leads, at the grid's fluxes, combined like the data), w
   W << L_phi << L
 * 2D square, X = sigma per square:               -(1/pi) ln L_phi when l_B << L_phi << L
 * 3D bar, X = sigma per lattice constant:        +1/(2 pi L_phi) when l_B << L_phi << W, H, L (the
-  mass-regularized Cooperon of exponential dephasing, Kawabata's L_phi term; PHYSICS.md's sharp-cutoff table
-  entry 1/pi^2 is pi/2 smaller)
+  mass-regularized Cooperon of exponential dephasing, Kawabata's L_phi term; the sharp-cutoff
+  entry 1/pi^2 of docs/theory.md#wl-dimensions is pi/2 smaller)
 
 and catches the crossovers between these limits (L_phi ~ W, l_B ~ L_phi) that samples of a 2-core budget live in.
 L_phi = sqrt(D tau_phi) with D = sigma_D / (2 pi rho) (Einstein relation, hbar = 1, lattice units): sigma_D
@@ -34,9 +34,9 @@ import math
 
 import numpy as np
 
-from common import (Report, arguments, density_of_states, jackknife, line_fit, mean_err, pyplot, run,
-                    sheet_conductance)
+from common import Report, density_of_states, finish, line_fit, main, pyplot, sheet_conductance
 from difftransport import theory
+from difftransport.stats import jackknife, mean_stderr
 
 DIMENSIONS = {"wire": 1, "square": 2, "bar": 3}
 
@@ -94,8 +94,8 @@ def analyse(config, data, out):
         scale = entry["sample"]["width"] if d == 1 else 1.0  # wire: sigma A = sheet x W
         x_of = sigma * scale
         per_realization = x_of[:, :, 0] - field_broken(x_of, entry["grid"]["flux"])  # (N, tau)
-        delta, delta_err = mean_err(per_realization)
-        sigma_d, sigma_d_err = (float(v) for v in mean_err(field_broken(sigma, entry["grid"]["flux"])[:, -1]))
+        delta, delta_err = mean_stderr(per_realization)
+        sigma_d, sigma_d_err = (float(v) for v in mean_stderr(field_broken(sigma, entry["grid"]["flux"])[:, -1]))
         rho = density_of_states(entry, realizations=an["dos_realizations"])
         diffusion = sigma_d / (2 * math.pi * rho)
         l_phi = np.sqrt(diffusion * taus)
@@ -109,8 +109,7 @@ def analyse(config, data, out):
         a, _, c, chi2 = line_fit(own, delta, delta_err)
         # every tau_phi point comes from the same realizations: errors of the amplitudes by the jackknife
         a_err, ideal_err = (float(e) for e in jackknife(
-            lambda rows: [line_fit(x, *mean_err(per_realization[rows]))[0] for x in (own, ideal[d])],
-            len(per_realization)))
+            lambda p: [line_fit(x, *mean_stderr(p))[0] for x in (own, ideal[d])], per_realization, blocks=10)[1])
         dof = len(taus) - 2
         report.add(f"{name} (d = {d}): D = sigma_D / (2 pi rho)", diffusion, diffusion * sigma_d_err / sigma_d, None,
                    f"sigma_D = {sigma_d:.3f}, rho = {rho:.4f}, L_phi = {np.round(l_phi, 1).tolist()}, z0 = {z0:.2f}")
@@ -148,15 +147,8 @@ def analyse(config, data, out):
         ax.set_ylabel(ylabels[d])
         ax.set_title(f"{entry['label']}\nd = {d}: χ²/dof = {chi2:.1f}/{len(x) - 2} (labels: L_φ)", fontsize=9)
         ax.legend(fontsize=8)
-    fig.suptitle(config["run"]["title"], fontsize=10)
-    path = out / "wl_dimensions.png"
-    fig.savefig(path, dpi=140)
-    report.write(out, {"results": results})
-    print(f"figure: {path}")
-    return report
+    return finish(fig, report, config, out, "wl_dimensions", {"results": results})
 
 
 if __name__ == "__main__":
-    args = arguments("wl_dimensions", __doc__)
-    config, data = run(args.config, args.out, quiet=args.quiet)
-    analyse(config, data, args.out)
+    main("wl_dimensions", __doc__, analyse)

@@ -1,7 +1,9 @@
 """Shared helpers for the test suite."""
 
+import importlib.util
 import json
 import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -9,12 +11,26 @@ import numpy as np
 import pytest
 
 import difftransport as dt  # (also enables float64 before any test builds arrays)
+from difftransport._core.observables import ensemble_conductances
 
 DATA = pathlib.Path(__file__).parent / "data"
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+
+
+def experiment(name: str):
+    """The script experiments/<name>.py as a module, loaded by its path (sys.path is left alone). The scripts
+    import their shared helpers as the top-level module ``common``, so experiments/common.py is loaded first
+    under that name."""
+    for module in dict.fromkeys(("common", name)):
+        if module not in sys.modules:
+            spec = importlib.util.spec_from_file_location(module, EXPERIMENTS / f"{module}.py")
+            sys.modules[module] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(sys.modules[module])
+    return sys.modules[name]
 
 
 def load_reference(name: str):
-    """A Kwant reference file from tests/data (copied from ../shared/reference; see REFERENCE_README.md)."""
+    """A Kwant reference file from tests/data (computed with Kwant; conventions in tests/data/REFERENCE_README.md)."""
     data = np.load(DATA / name)
     return json.loads(str(data["meta"])), data
 
@@ -42,13 +58,9 @@ def rng():
 def paired_ensemble(sample, realizations, seed, fluxes, strength, moments=False, **model):
     """(realizations, len(fluxes)) conductances, every realization at every flux (paired); realization r uses
     fold_in(key(seed), r). Uses the transfer sweep (equal to RGF to ~1e-11, tests/test_transfer.py; 2-4x
-    faster), so these ensembles cost a fraction of the suite's time."""
-
-    def one(key):
-        disorder = dt.draw_disorder(key, sample, strength=strength, moments=moments)
-        return jnp.stack([dt.conductance(sample, dt.Model(flux=f, **model), disorder, method="transfer")
-                          for f in fluxes])
-
+    faster), so these ensembles cost a fraction of the suite's time. Batches of 100 (``ensemble_conductances``)."""
+    models = [dt.Model(flux=f, **model) for f in fluxes]
     keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(realizations))
-    batch = jax.jit(jax.vmap(one))
-    return np.concatenate([np.asarray(batch(keys[i:i + 100])) for i in range(0, realizations, 100)])
+    run = jax.jit(lambda k: ensemble_conductances(k, sample, models, strength=strength, moments=moments,
+                                                  method="transfer", batch=100))
+    return np.asarray(run(keys))

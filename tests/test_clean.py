@@ -1,5 +1,5 @@
 """Clean systems: exact quantization, quantum Hall plateaus, and lead self-energies against the analytic
-transverse-mode formula (PHYSICS.md 7b, 8)."""
+transverse-mode formula (docs/physics.md#strip-lead-modes, docs/physics.md#clean-quantization)."""
 
 import jax
 import jax.numpy as jnp
@@ -58,7 +58,8 @@ def test_quantum_hall_plateaus():
 
 
 def analytic_strip_sigma(energy, width, t=1.0):
-    """Transverse-mode self-energy of a hard-wall strip lead (PHYSICS.md 7b), an independent oracle."""
+    """Transverse-mode self-energy of a hard-wall strip lead (docs/physics.md#strip-lead-modes), an independent
+    oracle."""
     m = np.arange(1, width + 1)
     chi = np.sqrt(2 / (width + 1)) * np.sin(np.outer(m, m) * np.pi / (width + 1))
     d = energy - (-2 * t * np.cos(m * np.pi / (width + 1)))

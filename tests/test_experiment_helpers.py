@@ -1,21 +1,20 @@
-"""Statistics helpers of the experiment scripts (experiments/common.py)."""
-
-import pathlib
-import sys
+"""Helpers of the experiment scripts (experiments/common.py) and the statistics they use (difftransport.stats)."""
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
-from common import jackknife, mean_err  # noqa: E402
+from conftest import experiment
+from difftransport.stats import jackknife, mean_stderr
+
+common = experiment("common")
 
 
 def test_jackknife_of_the_mean_is_its_standard_error():
     """Delete-one jackknife of a mean equals s/sqrt(n) exactly; delete-a-block is close for iid data, and for a
     pair of correlated statistics it keeps each one's own error."""
     x = np.random.default_rng(3).normal(size=(200, 2)) @ np.array([[1.0, 0.9], [0.0, 0.4]])
-    _, se = mean_err(x)
-    np.testing.assert_allclose(jackknife(lambda rows: x[rows].mean(0), len(x), blocks=len(x)), se, rtol=1e-12)
-    blocked = jackknife(lambda rows: x[rows].mean(0), len(x), blocks=10)
+    _, se = mean_stderr(x)
+    np.testing.assert_allclose(jackknife(lambda p: p.mean(0), x, blocks=len(x))[1], se, rtol=1e-12)
+    blocked = jackknife(lambda rows: x[rows].mean(0), np.arange(len(x)), blocks=10)[1]
     np.testing.assert_allclose(blocked, se, rtol=0.5)  # 10 blocks: the error of an error is ~1/sqrt(2 * 9) ~ 24%
 
 
@@ -27,8 +26,9 @@ def test_sheet_conductance_takes_the_lead_channels_at_each_flux():
     import pytest
 
     import difftransport as dt
-    from common import sheet_conductance
-    from difftransport._runs.config import validate
+    from difftransport.runs import validate
+
+    sheet_conductance = common.sheet_conductance
 
     config = validate({"run": {"seed": 1, "realizations": 2},
                        "ensembles": {"sq": {"sample": {"lattice": "strip", "width": 64, "length": 64},

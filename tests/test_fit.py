@@ -17,7 +17,7 @@ def f_np(x):
 
 
 def hln_np(b, b_phi, b_so):
-    """PHYSICS.md 1a with B_s = 0, in e^2/h: -(1/pi)[-(3/2) f(B2/B) + (1/2) f(B_phi/B)], B2 = B_phi + 4/3 B_so."""
+    """docs/theory.md#hln with B_s = 0, in e^2/h: -(1/pi)[-(3/2) f(B2/B) + (1/2) f(B_phi/B)], B2 = B_phi + 4/3 B_so."""
     return -(-1.5 * f_np((b_phi + 4 / 3 * b_so) / b) + 0.5 * f_np(b_phi / b)) / np.pi
 
 

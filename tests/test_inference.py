@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import difftransport as dt
-from difftransport._core.inference import realization_conductances
 
 # 6-wide spinful strip at E = 1.6: 6 open channels at every flux up to 0.065 (a channel opening inside the
 # field range would make <G>(field_scale) jump).
@@ -21,7 +20,7 @@ TRUTH = dt.MicroscopicParameters(tau_phi=jnp.array([4.0, 16.0]), rashba=jnp.arra
 
 @pytest.fixture(scope="module")
 def ensemble():
-    return dt.lattice_ensemble(SAMPLE, jax.random.split(jax.random.key(3), 4), energy=1.6, strength=2.0)
+    return dt.lattice_ensemble(jax.random.split(jax.random.key(3), 4), SAMPLE, energy=1.6, strength=2.0)
 
 
 def test_gradient_of_the_mean_matches_finite_differences(ensemble):
@@ -41,7 +40,7 @@ def test_gradient_of_the_mean_matches_finite_differences(ensemble):
 
 
 def test_batches_do_not_change_the_conductances(ensemble):
-    run = jax.jit(realization_conductances, static_argnames="batch")
+    run = jax.jit(dt.realization_conductances, static_argnames="batch")
     a, b = run(ensemble, TRUTH, FIELD, batch=4), run(ensemble, TRUTH, FIELD, batch=3)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
 
@@ -52,7 +51,7 @@ def test_batches_do_not_change_the_conductances(ensemble):
         (lambda e: dt.infer_parameters(FIELD, np.zeros((2, 4)), e, TRUTH), "target must have shape"),
         (lambda e: dt.infer_parameters(FIELD, np.zeros((3, 3)), e, TRUTH), "one entry per curve"),
         (lambda e: dt.infer_parameters(FIELD[:2], np.zeros((2, 2)), e, TRUTH), "too few target points"),
-        (lambda e: dt.lattice_ensemble(dt.Sample(dt.strip(6), 12), jax.random.split(jax.random.key(0), 4),
+        (lambda e: dt.lattice_ensemble(jax.random.split(jax.random.key(0), 4), dt.Sample(dt.strip(6), 12),
                                        energy=1.6, strength=2.0), "spinful=True"),
     ],
 )
@@ -63,7 +62,7 @@ def test_errors(ensemble, call, match):
 
 def _ensemble(sample, seed, n, energy):
     keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(n))
-    return dt.lattice_ensemble(sample, keys, energy=energy, strength=2.0)
+    return dt.lattice_ensemble(keys, sample, energy=energy, strength=2.0)
 
 
 def test_recovers_tau_phi_and_rashba_from_disjoint_realizations():
@@ -78,7 +77,7 @@ def test_recovers_tau_phi_and_rashba_from_disjoint_realizations():
     field = jnp.array([0.0, 0.25, 0.5, 0.75, 1.0])
     truth = dt.MicroscopicParameters(tau_phi=jnp.array([4.0, 16.0, 64.0]), rashba=jnp.array(0.3),
                                      field_scale=jnp.array(0.02))
-    target, cov = dt.curve_statistics(realization_conductances(_ensemble(sample, 11, 128, energy), truth, field))
+    target, cov = dt.curve_statistics(dt.realization_conductances(_ensemble(sample, 11, 128, energy), truth, field))
     start = dt.MicroscopicParameters(tau_phi=2 * truth.tau_phi, rashba=truth.rashba / 2, field_scale=truth.field_scale)
     res = dt.infer_parameters(field, target, _ensemble(sample, 22, 32, energy), start, fixed=("field_scale",),
                               search=4.0, search_points=6, target_covariance=cov)

@@ -23,6 +23,7 @@ import pytest
 
 import difftransport as dt
 from difftransport._cli import scale as _cli_scale
+from difftransport._runs import study as _study
 from test_scaling import _tiny_beta, _tiny_fss, _toml
 
 
@@ -52,7 +53,7 @@ def _write(path, config):
 
 
 def _chunks(out, config):
-    store = out / "data" / _cli_scale.config_hash(_cli_scale.validate(config))[:16]
+    store = out / "data" / _study.config_hash(_study.validate(config))[:16]
     return sorted(store.glob("L*.npz"))
 
 
@@ -212,8 +213,8 @@ def test_refit_after_an_interrupted_changed_config_does_not_mix(reference, tmp_p
 
 def test_one_run_per_folder_and_cheap_refusals(tmp_path, capsys):
     """A folder held by another run is refused (before any work), or waited for with --wait; --refit without data,
-    --refit of an fss study, a config that is not UTF-8 and a data folder of another config are one-line
-    errors."""
+    --refit of an fss study, a config that is not UTF-8 (named with its line) and a data folder of another config
+    are one-line errors."""
     from difftransport._runs.store import directory_lock
 
     path, out = _write(tmp_path / "study.toml", _config()), tmp_path / "out"
@@ -240,9 +241,9 @@ def test_one_run_per_folder_and_cheap_refusals(tmp_path, capsys):
 
     (tmp_path / "binary.toml").write_bytes(b"\xff\xfe[study]")
     assert _main(tmp_path / "binary.toml", out) == 2
-    assert f"error: {tmp_path / 'binary.toml'}: not valid TOML: " in capsys.readouterr().err
+    assert f"error: {tmp_path / 'binary.toml'}:1: not UTF-8 text (byte 0xff at offset 0)" in capsys.readouterr().err
 
-    store = out / "data" / _cli_scale.config_hash(_cli_scale.validate(_config()))[:16]
+    store = out / "data" / _study.config_hash(_study.validate(_config()))[:16]
     store.mkdir()
     (store / "config.json").write_text(json.dumps({"hash": "0" * 64, "config": {}}))
     assert _main(path, out) == 2
@@ -251,18 +252,18 @@ def test_one_run_per_folder_and_cheap_refusals(tmp_path, capsys):
 
 def test_config_hash_covers_what_changes_numbers():
     """workers, [fit] and [study] change no number and keep the hash; seed, chunk and a strength change it."""
-    base = _cli_scale.config_hash(_cli_scale.validate(_config()))
+    base = _study.config_hash(_study.validate(_config()))
     for edit in (lambda c: c["ensemble"].update(workers=2), lambda c: c["fit"].update(knots=5),
                  lambda c: c["study"].update(title="other", figure="other")):
         config = _config()
         edit(config)
-        assert _cli_scale.config_hash(_cli_scale.validate(config)) == base
+        assert _study.config_hash(_study.validate(config)) == base
     for edit in (lambda c: c["ensemble"].update(seed=1), lambda c: c["ensemble"].update(chunk=8),
                  lambda c: c["ensemble"].update(strengths=STRENGTHS[:-1] + [8.5]),
                  lambda c: c["system"].update(energy=0.25)):
         config = _config()
         edit(config)
-        assert _cli_scale.config_hash(_cli_scale.validate(config)) != base
+        assert _study.config_hash(_study.validate(config)) != base
 
 
 def test_fss_run_continues_bit_identically_from_the_store(tmp_path):
@@ -275,7 +276,7 @@ def test_fss_run_continues_bit_identically_from_the_store(tmp_path):
     key = jax.random.key(3)
 
     def run(rtol, resume):
-        return lyapunov_exponents(sample, model, key, strength=jnp.asarray(4.0), rtol=rtol, chunk=64, warmup=64,
+        return lyapunov_exponents(key, sample, model, strength=jnp.asarray(4.0), rtol=rtol, chunk=64, warmup=64,
                                   qr_every=8, min_batches=4, resume=resume)
 
     first = run(0.2, None)
@@ -307,7 +308,7 @@ def test_failing_fss_study_keeps_its_runs(tmp_path, monkeypatch, capsys):
                                                    "are stored in ")
     assert "rerunning the same command (with [fit] changed if a fit failed) reuses them." in err
 
-    damaged = out / "data" / _cli_scale.config_hash(_cli_scale.validate(_tiny_fss()))[:16] / "s1-M0006-W000.npz"
+    damaged = out / "data" / _study.config_hash(_study.validate(_tiny_fss()))[:16] / "s1-M0006-W000.npz"
     damaged.write_bytes(b"")  # the first run of stage 1 (widest strip first)
     assert _main(tmp_path / "fss.toml", out) == 2
     assert f"error: {damaged}: cannot be read (" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import pytest
 
 import difftransport as dt  # noqa: F401  (float64)
 from difftransport._cli import scale as _cli_scale
+from difftransport._runs import study as _study
 from difftransport._core.scaling import (
     ScalingModel,
     beta_one_loop,
@@ -163,7 +164,7 @@ def test_finite_difference_beta_of_power_laws():
 
 
 def test_one_loop_asymptotes():
-    """PHYSICS.md 4: orthogonal -1/(pi g); symplectic +1/(pi g) in total g; unitary -1/(2 pi^2 g^2)."""
+    """docs/physics.md#beta-function: orthogonal -1/(pi g); symplectic +1/(pi g) in total g; unitary -1/(2 pi^2 g^2)."""
     assert float(beta_one_loop(2.0, "orthogonal")) == pytest.approx(-0.159154943, rel=1e-8)
     assert float(beta_one_loop(2.0, "symplectic")) == pytest.approx(+0.159154943, rel=1e-8)
     assert float(beta_one_loop(2.0, "unitary")) == pytest.approx(-1 / (8 * math.pi**2), rel=1e-12)
@@ -211,15 +212,17 @@ def _tiny_beta():
 @pytest.mark.parametrize(
     "edit, match",
     [
-        (lambda c: c["tmm"].update(bogus=1), r"unknown key tmm.bogus = 1"),
-        (lambda c: c.update(extra={}), r"unknown section \[extra\]"),
-        (lambda c: c["tmm"].pop("chunk"), r"missing key tmm.chunk"),
-        (lambda c: c["tmm"].update(chunk="big"), r"tmm.chunk = 'big' has the wrong type; expected integer"),
+        (lambda c: c["tmm"].update(bogus=1), r"test.toml: tmm.bogus is not a known key; allowed keys here: "),
+        (lambda c: c.update(extra={}), r"extra is not a known section of a 'fss' study"),
+        (lambda c: c["tmm"].pop("chunk"), r"tmm.chunk is missing \(required: an integer >= 1\)"),
+        (lambda c: c["tmm"].update(chunk="big"), r"tmm.chunk = 'big' has the wrong type: must be an integer"),
         (lambda c: c["tmm"].update(chunk=True), r"tmm.chunk = True has the wrong type"),
-        (lambda c: c["system"].update(energy="0.5"), r"system.energy = '0.5' has the wrong type; expected number"),
+        (lambda c: c["system"].update(energy="0.5"), r"system.energy = '0.5' has the wrong type: must be a finite"),
+        (lambda c: c["system"].update(energy=math.inf), r"system.energy = inf is out of range: must be a finite"),
         (lambda c: c["tmm"].update(rtol=[0.05, -1.0]), r"tmm.rtol = \[0.05, -1.0\] is out of range"),
         (lambda c: c["tmm"].update(widths=[6, 4]), r"tmm.widths = \[6, 4\] is out of range"),
-        (lambda c: c["system"].update(boundary="twisted"), r"system.boundary = 'twisted' is out of range"),
+        (lambda c: c["system"].update(boundary="twisted"), r"system.boundary = 'twisted' is not allowed"),
+        (lambda c: c["system"].update(dimension=1), r"system.dimension = 1 is not allowed: must be one of \[2, 3\]"),
         (lambda c: c["fit"].update(confidence=1.5), r"fit.confidence = 1.5 is out of range"),
         (lambda c: c["fit"].update(irrelevant_exponent=0.5), r"fit.irrelevant_exponent = 0.5 is out of range"),
         (lambda c: c["tmm"].update(rtol=[0.05]), r"tmm.rtol = \[0.05\] needs one entry per width"),
@@ -233,23 +236,44 @@ def test_config_errors_name_key_and_value(edit, match):
     config = _tiny_fss()
     edit(config)
     with pytest.raises(ValueError, match=match):
-        _cli_scale.validate(config, "test.toml")
+        _study.validate(config, "test.toml")
 
 
 def test_beta_config_errors():
     config = _tiny_beta()
     config["ensemble"]["lengths"] = [8]
     with pytest.raises(ValueError, match=r"ensemble.lengths = \[8\] is out of range"):
-        _cli_scale.validate(config, "test.toml")
+        _study.validate(config, "test.toml")
     config = _tiny_beta()
     config["fit"]["asymptote"] = "gaussian"
-    with pytest.raises(ValueError, match=r"fit.asymptote = 'gaussian' is out of range"):
-        _cli_scale.validate(config, "test.toml")
+    with pytest.raises(ValueError, match=r"fit.asymptote = 'gaussian' is not allowed"):
+        _study.validate(config, "test.toml")
+
+
+def test_config_errors_name_the_line_and_defaults_are_written_out(tmp_path):
+    """An error in a file names its line; keys with a documented default may be left out, and the normalized
+    config (stored with the data) has them written out, with the hash of the config that spells them out."""
+    config = _tiny_beta()
+    config["ensemble"]["chunk"] = 0
+    path = tmp_path / "study.toml"
+    path.write_text(_toml(config))
+    line = path.read_text().splitlines().index("chunk = 0") + 1
+    with pytest.raises(ValueError, match=rf"study.toml:{line}: ensemble.chunk = 0 is out of range"):
+        _study.load(path)
+    full = _study.validate(_tiny_beta())
+    short = _tiny_beta()
+    for section, key in (("system", "boundary"), ("system", "hopping"), ("system", "flux"), ("system", "spinful"),
+                         ("system", "su2"), ("system", "distribution"), ("ensemble", "seed"),
+                         ("ensemble", "workers"), ("fit", "min_strength"), ("fit", "min_length")):
+        del short[section][key]
+    assert _study.validate(short) == full and _study.config_hash(_study.validate(short)) == _study.config_hash(full)
+    path.write_text(_study.dumps(full))
+    assert _study.load(path) == full
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("scaling_*.toml")), ids=lambda p: p.stem)
 def test_shipped_configs_are_complete_and_valid(path):
-    config = _cli_scale.load_config(path)
+    config = _study.load(path)
     assert config["study"]["figure"] == path.stem
 
 
@@ -327,18 +351,38 @@ def test_finite_size_one_loop_beta_of_a_beta_study():
     negative for the orthogonal class and of opposite sign for the symplectic one; as the squares grow it
     approaches -1/(pi g) from above (0.84, 0.89 of it at L = 16-32-48 with z0 = 0.5; 0.57, 0.71 with z0 = 2)."""
     from difftransport import theory
-    from difftransport._cli.scale import _finite_size_one_loop
+    from difftransport._core.scaling import finite_size_one_loop
 
     lengths = [16, 32, 48]
     log_g = np.log(np.array([[5.0, 5.0, 5.0]]))
-    study = {"fit": {"asymptote": "orthogonal"}, "system": {"boundary": "periodic"}}
     for per_site, z0, ratios in ((5.0, 0.5, [-0.84, -0.89]), (1.25, 2.0, [-0.57, -0.71])):
         channels = [per_site * L for L in lengths]  # z0 = g L / 2N with g = 5
-        got = _finite_size_one_loop(study, lengths, channels, log_g)
+        got = finite_size_one_loop(lengths, channels, log_g, symmetry="orthogonal", periodic=True)
         d = [float(theory.lattice_wl_correction(L, L, periodic=True, extrapolation=z0,
                                                 cutoff=theory.diffusive_cutoff(z0))) for L in lengths]
         np.testing.assert_allclose(got[0], np.diff(d) / np.diff(np.log(lengths)) / 5.0, rtol=1e-12)
         assert np.all(got < 0) and np.all(got[0] > -1 / (np.pi * 5.0))
         np.testing.assert_allclose(got[0] * np.pi * 5.0, ratios, atol=0.01)
-    study["fit"]["asymptote"] = "symplectic"
-    np.testing.assert_allclose(_finite_size_one_loop(study, lengths, channels, log_g), -got)
+    np.testing.assert_allclose(finite_size_one_loop(lengths, channels, log_g, symmetry="symplectic", periodic=True),
+                               -got)
+
+
+def test_beta_conductances_depend_on_the_realization_only():
+    """Realization j of the beta-study cell (L, i) is the conductance of the disorder drawn from
+    fold_in(fold_in(fold_in(key(seed), L), i), j): the same in any chunk, alone or in a batch, vmapped at once or
+    in lax.map batches (the nearest wrong answer, a key shared across cells or chunks, differs at O(1))."""
+    from difftransport._core.observables import ensemble_conductances
+    from difftransport._core.scaling import beta_conductances
+
+    sample, model = dt.Sample(dt.strip(4), 4), dt.Model(energy=0.5)
+    every = np.asarray(beta_conductances(sample, model, 3, np.arange(5), 2, 4.0))
+    np.testing.assert_allclose(np.asarray(beta_conductances(sample, model, 3, np.arange(3, 5), 2, 4.0)), every[3:],
+                               rtol=1e-12)
+    keys = jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.key(3), 4), 2), j))(
+        jnp.arange(5))
+    alone = float(dt.conductance(sample, model, dt.draw_disorder(keys[4], sample, strength=4.0)))
+    np.testing.assert_allclose(every[4], alone, rtol=1e-12)
+    paired = np.asarray(ensemble_conductances(keys, sample, [model, dt.Model(energy=0.5, flux=0.01)], strength=4.0,
+                                              batch=2))
+    np.testing.assert_allclose(paired[:, 0], every, rtol=1e-12)
+    assert paired.shape == (5, 2) and np.all(np.abs(np.diff(every)) > 1e-3)

@@ -1,4 +1,4 @@
-"""Analytic theory (difftransport.theory): tabulated values from PHYSICS.md, limits, gradients against finite
+"""Analytic theory (difftransport.theory): tabulated values from docs/theory.md, limits, gradients against finite
 differences, vectorization and unit conversions. The independent references are scipy's digamma, direct
 partial sums of the defining series in numpy, and analytic limits."""
 
@@ -14,9 +14,9 @@ from scipy.special import digamma as scipy_digamma
 from conftest import central_difference
 from difftransport import theory as th
 
-# PHYSICS.md section 1 table of f(x) = psi(1/2 + x) - ln x, quoted to 6 decimals.
+# docs/theory.md#hln-function: table of f(x) = psi(1/2 + x) - ln x, quoted to 6 decimals.
 F_TABLE = {10: 0.000416, 3: 0.004544, 1: 0.036490, 0.3: 0.238964, 0.1: 0.761966, 0.03: 1.683933, 0.01: 2.690183}
-# PHYSICS.md section 1d table of F(x) = coth(x)/x - 1/x^2, quoted to 4 decimals.
+# docs/theory.md#wire: table of F(x) = coth(x)/x - 1/x^2, quoted to 4 decimals.
 WIRE_TABLE = {0.5: 0.3279, 1: 0.3130, 2: 0.2687, 5: 0.1600, 10: 0.0900}
 
 
@@ -48,7 +48,7 @@ def test_hln_function_limits():
 
 
 def test_hln_signs_and_limits():
-    """PHYSICS.md 1a limits: WL (+f/pi), WAL (-f/(2 pi)), magnetic impurities (0)."""
+    """docs/theory.md#hln limits: WL (+f/pi), WAL (-f/(2 pi)), magnetic impurities (0)."""
     field = np.geomspace(1e-3, 10, 30)
     wl = th.hln(field, 0.05)
     # rtol 1e-11: the digamma branch carries an absolute error ~eps psi ~ 5e-16, up to 5e-12 relative to f(15)
@@ -152,8 +152,9 @@ def test_wire_limits():
 
 
 def test_kawabata_constant_and_series():
-    """f3(0) = 0.605 (PHYSICS.md 1e: partial sum to 2e6 terms 0.60490); the closed form is (1 - sqrt 2) zeta(1/2)
-    = 0.6048986434. Against direct partial sums with 2e6 terms, whose tail is ~(3/16 ... ) N^(-3/2) < 1e-9."""
+    """f3(0) = 0.605 (docs/theory.md#kawabata: partial sum to 2e6 terms 0.60490); the closed form is
+    (1 - sqrt 2) zeta(1/2) = 0.6048986434. Against direct partial sums with 2e6 terms, whose tail is
+    ~(3/16 ... ) N^(-3/2) < 1e-9."""
     assert th.kawabata_function(0.0) == pytest.approx(0.60490, abs=5e-6)
     n = np.arange(2_000_000, dtype=float)
     for d in (0.0, 0.5, 3.0, 40.0):
@@ -180,7 +181,7 @@ def test_unit_conversions():
     np.testing.assert_allclose(th.flux_from_field(th.field_from_flux(phi, a), a), phi, rtol=1e-14)
     assert th.field_from_flux(1.0, 1.0) == pytest.approx(th.FLUX_QUANTUM)
     assert th.CONDUCTANCE_QUANTUM == pytest.approx(3.874045864e-5, rel=1e-9)
-    # B_phi/B = a^2/(8 pi phi L_phi^2) (PHYSICS.md section 0): SI and lattice routes agree
+    # B_phi/B = a^2/(8 pi phi L_phi^2) (docs/theory.md#lattice-units): SI and lattice routes agree
     l_phi = 17.0  # lattice constants
     ratio_si = th.field_from_length(l_phi * a) / th.field_from_flux(phi, a)
     np.testing.assert_allclose(ratio_si, th.flux_from_length(l_phi) / phi, rtol=1e-13)
@@ -240,8 +241,8 @@ def test_value_errors():
 
 def test_lattice_wl_correction_exact_limits():
     """Zero field: the block recursion equals the closed-form mode sum of the lattice Laplacian (Dirichlet at the
-    leads, Neumann or periodic across), and a width-1 wire gives exactly -(1 + 2/L)/3 (the -1/3 of PHYSICS.md
-    section 3 with its 1/L lattice term: sum_n 1/(2 - 2 cos(n pi/(L+1))) = L(L+2)/6)."""
+    leads, Neumann or periodic across), and a width-1 wire gives exactly -(1 + 2/L)/3 (the -1/3 of
+    docs/physics.md#dmpk with its 1/L lattice term: sum_n 1/(2 - 2 cos(n pi/(L+1))) = L(L+2)/6)."""
     length, width, l_phi = 30, 17, 7.0
     n = np.arange(1, length + 1)[:, None]
     m = np.arange(width)[None, :]
@@ -282,9 +283,10 @@ def test_lattice_wl_correction_of_a_bar():
 def test_lattice_wl_correction_3d_bulk_is_one_over_two_pi_l_phi():
     """The bulk of a periodic bar (difference of two lengths) equals the lattice integral
     -(2/WH) sum_k (a^2 - 4)^(-1/2), a = 2 + sum (2 - 2 cos k) + L_phi^-2; on the infinite lattice its L_phi
-    dependence is +1/(2 pi L_phi) (the mass-regularized 3D Cooperon, Kawabata's L_phi term; PHYSICS.md's sharp
-    cutoff gives 1/pi^2). The slope between L_phi = 8 and 16 is 2.5% above it, between 16 and 32 1.3%: a lattice
-    correction ~ 1/L_phi, which the Richardson extrapolation of the two removes to 0.2%."""
+    dependence is +1/(2 pi L_phi) (the mass-regularized 3D Cooperon, Kawabata's L_phi term; the sharp
+    cutoff of docs/theory.md#wl-dimensions gives 1/pi^2). The slope between L_phi = 8 and 16 is 2.5% above it,
+    between 16 and 32 1.3%: a lattice correction ~ 1/L_phi, which the Richardson extrapolation of the two removes
+    to 0.2%."""
     side, l_phi = 6, 2.5
     trace = lambda n: -0.5 * n**2 * float(th.lattice_wl_correction(n, side, height=side, l_phi=l_phi, periodic=True))
     bulk = -2 * (trace(48) - trace(24)) / (24 * side**2)

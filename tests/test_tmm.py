@@ -1,7 +1,7 @@
 """Transfer-matrix localization lengths: exact identities, analytic limits, a cross-check against the RGF
 conductance, the 3D Anderson transition (smoke test), the JAX transformations and bad input.
 
-Statistical tests state the standard error their tolerance rests on (PHYSICS.md 6, 9-D, 9-G, 9-H)."""
+Statistical tests state the standard error their tolerance rests on (docs/physics.md#independent-checks)."""
 
 import math
 
@@ -51,28 +51,70 @@ def test_exponents_equal_dense_transfer_product(lattice, spinful, params, streng
     64 transfer matrices with growth exp(gamma_1 * 8) per QR interval leaves ~1e-13)."""
     key, length, q = jax.random.key(3), 64, 8
     model = dt.Model(**params)
-    res = lyapunov_exponents(dt.Sample(lattice, length, spinful=spinful), model, key, strength=strength, su2=su2,
+    res = lyapunov_exponents(key, dt.Sample(lattice, length, spinful=spinful), model, strength=strength, su2=su2,
                              rtol=None, chunk=32, warmup=0, qr_every=q, min_batches=2)
     ref = _dense_reference(lattice, spinful, model, key, strength, su2, length, q)
     np.testing.assert_allclose(np.asarray(res.exponents), ref, rtol=0, atol=1e-11)
     assert int(res.slices) == length
 
 
+def _dense_green_reference(lattice, spinful, model, key, strength, su2, length, qr_every):
+    """Independent numpy iteration of the Green's-function form on the dense blocks of build_hamiltonian:
+    g_s = (E - H_s - V g V^+)^-1, X_s = g_s V_{s-1} X_{s-1} from the clean lead hopping and the lead's factor
+    (g_{-1} = 0), QR every ``qr_every`` slices; returns the exponents per slice, descending."""
+    sample = dt.Sample(lattice, length + 1, spinful=spinful)
+    ham = dt.build_hamiltonian(sample, model, dt.draw_disorder(key, sample, strength=strength, su2=su2))
+    site, bonds = ham.slice_data()
+    n = ham.size
+    v_prev = np.asarray(ham.lead.hop)
+    x = np.linalg.qr(np.asarray(ham.lead.factor.factors(ham.lead.hop)[1]))[0]
+    g, logs = np.zeros((n, n), complex), np.zeros(x.shape[1])
+    for s in range(length):
+        h = np.asarray(ham.block(site[s], None if bonds is None else bonds[s]))
+        g = np.linalg.inv(float(model.energy) * np.eye(n) - h - v_prev @ g @ v_prev.conj().T)
+        x, v_prev = g @ v_prev @ x, np.asarray(jax.tree.map(lambda a: a[s], ham.hops).dense())
+        if (s + 1) % qr_every == 0:
+            x, r = np.linalg.qr(x)
+            logs -= np.log(np.abs(np.diag(r)))
+    return logs[::-1] / length
+
+
+@pytest.mark.parametrize(
+    "lattice, spinful, params, strength, su2",
+    [
+        (dt.zigzag_ribbon(4), False, dict(energy=0.4, flux=0.03, mass=0.2), 2.0, False),
+        (dt.armchair_ribbon(5), True, dict(energy=0.3, rashba=0.2), 1.5, True),
+    ],
+    ids=["zigzag-flux-mass", "armchair-rashba-su2"],
+)
+def test_honeycomb_exponents_equal_dense_green_function_product(lattice, spinful, params, strength, su2):
+    """Honeycomb ribbons, whose inter-cell hopping has rank r < n (no inverse): the Green's-function form is the
+    textbook recursion to rounding, with r exponents per lattice constant (per slice / period)."""
+    key, length, q = jax.random.key(4), 64, 8
+    model = dt.Model(**params)
+    res = lyapunov_exponents(key, dt.Sample(lattice, length, spinful=spinful), model, strength=strength, su2=su2,
+                             rtol=None, chunk=32, warmup=0, qr_every=q, min_batches=2)
+    ref = _dense_green_reference(lattice, spinful, model, key, strength, su2, length, q)
+    rank = min(len({i for i, _ in lattice.inter_bonds}), len({j for _, j in lattice.inter_bonds}))  # 3 and 2
+    assert res.exponents.shape == ref.shape == (rank * (2 if spinful else 1),)
+    np.testing.assert_allclose(np.asarray(res.exponents) * lattice.period, ref, rtol=0, atol=1e-11)
+
+
 def test_kramers_pairs_are_degenerate():
     """Symplectic class (SU(2) model): every exponent of the transfer product is exactly doubly degenerate."""
-    res = lyapunov_exponents(dt.Sample(dt.strip(6, boundary="periodic"), 4096, spinful=True), dt.Model(energy=1.0),
-                             jax.random.key(0), strength=5.0, su2=True, rtol=None, chunk=1024, warmup=0, qr_every=16)
+    res = lyapunov_exponents(jax.random.key(0), dt.Sample(dt.strip(6, boundary="periodic"), 4096, spinful=True),
+                             dt.Model(energy=1.0), strength=5.0, su2=True, rtol=None, chunk=1024, warmup=0, qr_every=16)
     g = np.asarray(res.exponents)
     np.testing.assert_allclose(g[0::2], g[1::2], rtol=1e-9)
 
 
 def test_chain_localization_length():
-    """1D Anderson chain, box disorder W = 0.5 (PHYSICS.md 6, test D): xi(0) W^2 = 105.045 (Kappus-Wegner
-    band-centre anomaly) and xi(0.5) W^2 = 24 (4 - E^2) = 90 (Thouless), each within 1%.
+    """1D Anderson chain, box disorder W = 0.5 (docs/physics.md#chain-localization-length): xi(0) W^2 = 105.045
+    (Kappus-Wegner band-centre anomaly) and xi(0.5) W^2 = 24 (4 - E^2) = 90 (Thouless), each within 1%.
 
     1024 independent chains of 2^17 sites per energy: the relative standard error of xi is
     sqrt(xi / sites) ~ 0.18%, measured from the spread over chains and asserted below 0.25%, so 1% is > 4
-    standard errors. (At W = 0.5 the O(W^2) correction at E = 0.5 is about -0.6%, PHYSICS.md 6 [NUM].)
+    standard errors. (At W = 0.5 the O(W^2) correction at E = 0.5 is about -0.6%, docs/physics.md#independent-checks.)
     The batch-means error of each run must agree with the spread over chains (within 15%, the precision
     of a standard deviation from 1024 samples is 2%)."""
     chains, length, w = 1024, 2**17, 0.5
@@ -82,7 +124,7 @@ def test_chain_localization_length():
     @jax.jit
     def run(energy):
         return jax.vmap(lambda k: lyapunov_exponents(
-            sample, dt.Model(energy=energy), k, strength=w, rtol=None, chunk=2**12, warmup=2**12, qr_every=256,
+            k, sample, dt.Model(energy=energy), strength=w, rtol=None, chunk=2**12, warmup=2**12, qr_every=256,
         ))(keys)
 
     for energy, theory in ((0.0, 105.045), (0.5, 24 * (4 - 0.25))):
@@ -98,28 +140,28 @@ def test_chain_localization_length():
 
 def test_magnetic_field_doubles_quasi1d_localization_length():
     """Quasi-1D strip (M = 8 hard walls, E = 0.5: N = 6 open channels, W = 2): breaking time reversal
-    (orthogonal -> unitary) multiplies xi by 2N / (N + 1) = 1.714 (DMPK, PHYSICS.md 3, test G).
+    (orthogonal -> unitary) multiplies xi by 2N / (N + 1) = 1.714 (DMPK, docs/physics.md#dmpk-localization-length).
     phi = 0.02 threads ~9 flux quanta through xi x M while the magnetic length 2.8 stays below M / 2.
     2^20 slices give ~1% relative error on each xi (asserted), ~1.4% on the ratio; tolerance 10%."""
     sample = dt.Sample(dt.strip(8), 2**20)
     key = jax.random.key(5)
     assert float(dt.open_channels(dt.Sample(dt.strip(8), 2), dt.Model(energy=0.5))) == 6
     kw = dict(strength=2.0, rtol=None, chunk=4096, warmup=4096, qr_every=16)
-    zero = lyapunov_exponents(sample, dt.Model(energy=0.5), key, **kw)
-    field = lyapunov_exponents(sample, dt.Model(energy=0.5, flux=0.02), key, **kw)
+    zero = lyapunov_exponents(key, sample, dt.Model(energy=0.5), **kw)
+    field = lyapunov_exponents(key, sample, dt.Model(energy=0.5, flux=0.02), **kw)
     assert max(float(zero.relative_error), float(field.relative_error)) < 0.012
     ratio = float(field.localization_length / zero.localization_length)
     assert abs(ratio / (12 / 7) - 1) < 0.10, ratio
 
 
 def test_log_conductance_decays_with_tmm_localization_length():
-    """Two independent solvers: for L >> xi, <ln g> = -2 L / xi + const (PHYSICS.md 3), so the RGF slope
-    between L = 3 xi and 6 xi must equal -2 / xi_TMM. Strip M = 4, E = 0.5, W = 3 (xi ~ 16.5).
+    """Two independent solvers: for L >> xi, <ln g> = -2 L / xi + const (docs/physics.md#dmpk-localization-length),
+    so the RGF slope between L = 3 xi and 6 xi must equal -2 / xi_TMM. Strip M = 4, E = 0.5, W = 3 (xi ~ 16.5).
     Standard error of the slope from 3000 samples per length: ~1.5% (var ln g ~ 6.5 and 18); of xi_TMM
     0.4%; tolerance 3 combined standard errors."""
     sample = dt.Sample(dt.strip(4), 2**21)  # 0.4% needs ~1.1e6 slices (rel. error ~ sqrt(2 xi / L))
     model = dt.Model(energy=0.5)
-    res = lyapunov_exponents(sample, model, jax.random.key(1), strength=3.0, rtol=0.004, chunk=2048,
+    res = lyapunov_exponents(jax.random.key(1), sample, model, strength=3.0, rtol=0.004, chunk=2048,
                              warmup=2048, qr_every=16, min_batches=16)
     assert bool(res.converged)
     xi = float(res.localization_length)
@@ -140,16 +182,45 @@ def test_log_conductance_decays_with_tmm_localization_length():
     assert abs(slope - expected) < 3 * sigma, (slope, expected, sigma)
 
 
+def test_zigzag_ribbon_log_conductance_decays_with_tmm_localization_length():
+    """Honeycomb (Green's-function form) against the RGF conductance of the same lattice: for L >> lambda,
+    <ln g> = -2 L / lambda + const (docs/physics.md#dmpk-localization-length), so the slope of the ensemble mean of
+    ln g between L = 3 lambda and 6 lambda must equal -2 / lambda_TMM. Zigzag ribbon N = 4 (3 channels bond to the
+    next cell), E = 1, W = 2: lambda ~ 7.1. Standard errors: lambda_TMM 2% (rtol), the slope from 1000 samples per
+    length ~3% (var ln g ~ 8 and 22); tolerance 3 combined standard errors (~11%). It excludes the nearest wrong
+    answers, lambda / 2 (the intensity length, slope -4 / lambda) and 2 lambda (slope -1 / lambda), by > 10
+    standard errors."""
+    lattice, model, w = dt.zigzag_ribbon(4), dt.Model(energy=1.0), 2.0
+    res = lyapunov_exponents(jax.random.key(2), dt.Sample(lattice, 2**17), model, strength=w, rtol=0.02, chunk=256,
+                             warmup=256, qr_every=8, min_batches=16)
+    assert bool(res.converged) and res.exponents.shape == (3,)
+    lam = float(res.localization_length)
+    lengths, n = [round(3 * lam), round(6 * lam)], 1000
+    means, errs = [], []
+    for length in lengths:
+        s = dt.Sample(lattice, length)
+        log_g = jax.jit(jax.vmap(lambda k: jnp.log(dt.conductance(s, model, dt.draw_disorder(k, s, strength=w)))))
+        values = np.asarray(log_g(jax.random.split(jax.random.key(7), n)))
+        means.append(values.mean())
+        errs.append(values.std(ddof=1) / math.sqrt(n))
+    slope = (means[1] - means[0]) / (lengths[1] - lengths[0])
+    slope_err = math.hypot(*errs) / (lengths[1] - lengths[0])
+    expected = -2 / lam
+    sigma = math.hypot(slope_err, abs(expected) * float(res.relative_error))
+    assert sigma / abs(expected) < 0.045
+    assert abs(slope - expected) < 3 * sigma, (slope, expected, sigma)
+
+
 def test_anderson_3d_lambda_crossing():
-    """3D Anderson model, E = 0, periodic M x M bars (PHYSICS.md 9-H at smaller sizes): Lambda grows with M
-    on the metallic side (W = 14.5) and shrinks on the insulating side (W = 18.5), by more than 3 standard
+    """3D Anderson model, E = 0, periodic M x M bars (docs/physics.md#independent-checks, smaller sizes): Lambda
+    grows with M on the metallic side (W = 14.5) and shrinks on the insulating side (W = 18.5), by more than 3 standard
     errors (each Lambda to 0.5%); at W = 16.5 Lambda(M = 6) = 0.58 within 0.02 (3 sigma = 0.009 plus the
-    finite-size drift between M = 6 and the limit 0.576, < 0.01 per PHYSICS.md 9-H)."""
+    finite-size drift between M = 6 and the limit 0.576, < 0.01 per docs/physics.md#independent-checks)."""
     model = dt.Model(energy=0.0)
 
     def lam(width, w):
-        res = lyapunov_exponents(dt.Sample(dt.bar(width, width, boundary="periodic"), 2**19), model,
-                                 jax.random.key(width), strength=w, rtol=0.005, chunk=1024, warmup=1024,
+        res = lyapunov_exponents(jax.random.key(width), dt.Sample(dt.bar(width, width, boundary="periodic"), 2**19),
+                                 model, strength=w, rtol=0.005, chunk=1024, warmup=1024,
                                  qr_every=16, min_batches=16)
         assert bool(res.converged)
         value = float(res.localization_length) / width
@@ -171,7 +242,7 @@ KEY = jax.random.key(0)
 
 
 def _xi(w, e):
-    return localization_length(SAMPLE, dt.Model(energy=e), KEY, strength=w, **KW)
+    return localization_length(KEY, SAMPLE, dt.Model(energy=e), strength=w, **KW)
 
 
 def test_jit_and_vmap_over_disorder_and_energy():
@@ -184,7 +255,7 @@ def test_jit_and_vmap_over_disorder_and_energy():
 def test_adaptive_stopping_under_vmap():
     """Each vmapped member stops at its own error target (the batched while loop freezes finished ones)."""
     sample = dt.Sample(dt.strip(4), 2**18)  # W = 1.5 (xi ~ 58) needs ~1.6e5 slices for 2%
-    run = lambda w: lyapunov_exponents(sample, dt.Model(energy=0.5), KEY, strength=w, rtol=0.02, chunk=256,
+    run = lambda w: lyapunov_exponents(KEY, sample, dt.Model(energy=0.5), strength=w, rtol=0.02, chunk=256,
                                        warmup=256, qr_every=8, min_batches=8)
     ws = jnp.array([1.5, 4.0])
     batched = jax.vmap(run)(ws)
@@ -199,9 +270,9 @@ def test_adaptive_stopping_under_vmap():
 def test_resume_continues_the_same_realization():
     model = dt.Model(energy=0.5)
     kw = dict(strength=2.0, rtol=None, chunk=256, warmup=256, qr_every=8)
-    first = lyapunov_exponents(dt.Sample(dt.strip(4), 1024), model, KEY, **kw)
-    resumed = lyapunov_exponents(dt.Sample(dt.strip(4), 2048), model, KEY, resume=first, **kw)
-    whole = lyapunov_exponents(dt.Sample(dt.strip(4), 2048), model, KEY, **kw)
+    first = lyapunov_exponents(KEY, dt.Sample(dt.strip(4), 1024), model, **kw)
+    resumed = lyapunov_exponents(KEY, dt.Sample(dt.strip(4), 2048), model, resume=first, **kw)
+    whole = lyapunov_exponents(KEY, dt.Sample(dt.strip(4), 2048), model, **kw)
     np.testing.assert_array_equal(np.asarray(resumed.exponents), np.asarray(whole.exponents))
     np.testing.assert_array_equal(np.asarray(resumed.stderr), np.asarray(whole.stderr))
     assert int(resumed.slices) == int(whole.slices) == 2048 - 256
@@ -229,7 +300,7 @@ def test_gradient_matches_finite_differences(argnum):
 
 
 def test_gradient_of_flux_and_vmap_of_grad():
-    f = lambda phi: localization_length(SAMPLE, dt.Model(energy=0.5, flux=phi), KEY, strength=2.5, **KW)
+    f = lambda phi: localization_length(KEY, SAMPLE, dt.Model(energy=0.5, flux=phi), strength=2.5, **KW)
     h = 1e-6
     fd = (f(0.01 + h) - f(0.01 - h)) / (2 * h)
     assert abs(jax.grad(f)(0.01) - fd) <= 1e-5 * abs(fd)
@@ -247,13 +318,13 @@ def test_sweeps_do_not_recompile():
         _xi(w, e)
     sample = dt.Sample(dt.strip(4), 4096)
     for rtol in (0.05, 0.02):  # the error target is traced too
-        lyapunov_exponents(sample, dt.Model(energy=0.5), KEY, strength=2.0, rtol=rtol, chunk=128, warmup=128,
+        lyapunov_exponents(KEY, sample, dt.Model(energy=0.5), strength=2.0, rtol=rtol, chunk=128, warmup=128,
                            qr_every=8)
     assert _tmm._lyapunov._cached._cache_size() == before + 1
 
 
 def test_result_is_a_float64_spectrum():
-    res = lyapunov_exponents(SAMPLE, dt.Model(energy=0.5), KEY, strength=2.5, **KW)
+    res = lyapunov_exponents(KEY, SAMPLE, dt.Model(energy=0.5), strength=2.5, **KW)
     assert isinstance(res, LyapunovSpectrum)
     assert res.exponents.shape == (4,) and res.exponents.dtype == jnp.float64
     assert np.all(np.diff(np.asarray(res.exponents)) < 0) and float(res.exponents[-1]) > 0
@@ -267,7 +338,8 @@ def test_result_is_a_float64_spectrum():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(sample=dt.Sample(dt.zigzag_ribbon(3), 4096)), "needs site-diagonal inter-slice hopping"),
+        (dict(model=dt.Model(energy=0.5, exchange=1.0)), "does not support model.exchange"),
+        (dict(sample=dt.Sample(dt.strip(4), 4096, periodic=True)), r"needs an open sample \(periodic=False\)"),
         (dict(model=dt.Model(energy=0.5, tau_phi=10.0)), "does not support model.tau_phi"),
         (dict(su2=True), "su2=True needs a spinful sample"),
         (dict(distribution="cauchy"), "distribution must be one of"),
@@ -287,7 +359,7 @@ def test_structural_errors(kwargs, match):
     call = dict(KW)
     call.update(args)
     with pytest.raises(ValueError, match=match):
-        lyapunov_exponents(sample, model, KEY, **call)
+        lyapunov_exponents(KEY, sample, model, **call)
 
 
 def test_value_errors_inside_jit():
@@ -297,12 +369,12 @@ def test_value_errors_inside_jit():
         eqx.filter_jit(lambda e: _xi(2.0, e))(jnp.nan)
     periodic = dt.Sample(dt.strip(5, boundary="periodic"), 1024)
     with pytest.raises(eqx.EquinoxRuntimeError, match=r"flux \* 5 to be an integer"):
-        localization_length(periodic, dt.Model(energy=0.5, flux=0.1), KEY, strength=1.0, **KW)
+        localization_length(KEY, periodic, dt.Model(energy=0.5, flux=0.1), strength=1.0, **KW)
 
 
 def test_derivative_of_resumed_run_is_refused():
-    first = lyapunov_exponents(SAMPLE, dt.Model(energy=0.5), KEY, strength=2.0, **KW)
-    f = lambda w: lyapunov_exponents(dt.Sample(dt.strip(4), 2048), dt.Model(energy=0.5), KEY, strength=w,
+    first = lyapunov_exponents(KEY, SAMPLE, dt.Model(energy=0.5), strength=2.0, **KW)
+    f = lambda w: lyapunov_exponents(KEY, dt.Sample(dt.strip(4), 2048), dt.Model(energy=0.5), strength=w,
                                      resume=first, **KW).localization_length
     with pytest.raises(ValueError, match="derivatives of a resumed transfer-matrix run are not supported"):
         jax.grad(f)(2.0)

@@ -14,7 +14,7 @@ from difftransport._runs import runner as _runner
 from difftransport._core.build import prepare
 from difftransport._core.leads import lead_self_energies
 from difftransport._core.rgf import sweep
-from difftransport._core.transfer import supports, transfer_sweep
+from difftransport._core.transfer import transfer_sweep, unsupported
 
 CASES = {
     "strip": (dt.Sample(dt.strip(16), 40), dt.Model(energy=1.0), {}),
@@ -51,7 +51,8 @@ def test_transfer_sweep_equals_rgf(name):
 
 def test_transfer_conductance_and_observables():
     """The public entry points: conductance, transmission, Fano factor, eigenvalues and the absorbing
-    conductance agree with RGF; the honeycomb ribbon (hopping not site-diagonal) falls back to RGF exactly."""
+    conductance agree with RGF; method="auto" runs the transfer sweep there (bit for bit) and RGF where it does not
+    apply: the honeycomb ribbon (hopping not site-diagonal) and reflection."""
     sample = dt.Sample(dt.strip(12), 60)
     disorder = dt.draw_disorder(jax.random.key(0), sample, strength=1.5)
     names = ("conductance", "transmission", "fano_factor", "transmission_eigenvalues", "open_channels")
@@ -61,10 +62,15 @@ def test_transfer_conductance_and_observables():
         b = dt.observe(sample, model, disorder, observables=names, dephasing=dephasing, method="transfer")
         for n in names:
             np.testing.assert_allclose(b[n], a[n], rtol=1e-9, atol=1e-12, err_msg=n)
+        c = dt.observe(sample, model, disorder, observables=names, dephasing=dephasing, method="auto")
+        assert all(np.array_equal(c[n], b[n]) for n in names)
+    both = ("conductance", "reflection")
+    auto = dt.observe(sample, model, disorder, observables=both, method="auto")
+    assert all(auto[n] == dt.observe(sample, model, disorder, observables=both)[n] for n in both)
     ribbon = dt.Sample(dt.zigzag_ribbon(4), 12)
     model = dt.Model(energy=0.3)
-    assert not supports(prepare(ribbon, model)[0])
-    assert dt.conductance(ribbon, model, method="transfer") == dt.conductance(ribbon, model)
+    assert unsupported(prepare(ribbon, model)[0])
+    assert dt.conductance(ribbon, model, method="auto") == dt.conductance(ribbon, model)
 
 
 def test_transfer_gradients_and_long_samples():
@@ -98,6 +104,11 @@ def test_transfer_errors():
         dt.observe(sample, dt.Model(energy=0.5), observables=("reflection",), method="transfer")
     with pytest.raises(ValueError, match="dephasing='probe' with tau_phi needs method='rgf'"):
         dt.conductance(sample, dt.Model(energy=0.5, tau_phi=10.0), method="transfer")
+    with pytest.raises(ValueError, match=r"method='transfer' needs site-diagonal inter-slice hopping .*, got "
+                                         r"zigzag_ribbon\(N=4\) of length 12: use method='rgf' or 'auto'"):
+        dt.conductance(dt.Sample(dt.zigzag_ribbon(4), 12), dt.Model(energy=0.3), method="transfer")
+    with pytest.raises(ValueError, match="method='transfer' needs at least two slices, got strip"):
+        dt.conductance(dt.Sample(dt.strip(4), 1), dt.Model(energy=0.5), method="transfer")
     ham = prepare(dt.Sample(dt.strip(4), 1), dt.Model(energy=0.5))[0]
     with pytest.raises(ValueError, match="at least two slices"):
         transfer_sweep(0.5, ham, jnp.zeros((4, 4)), jnp.zeros((4, 4)))
@@ -111,6 +122,8 @@ def test_transfer_errors():
     base["ensembles"]["a"]["model"]["tau_phi"] = 10.0
     with pytest.raises(_config.ConfigError, match="dephasing = 'probe' with tau_phi needs method = 'rgf'"):
         _config.validate(base)
+    base["ensembles"]["a"]["method"] = "auto"  # runs RGF here
+    assert _config.validate(base)["ensembles"]["a"]["method"] == "auto"
 
 
 def test_transfer_ensembles_equal_rgf_ensembles(tmp_path):

@@ -1,4 +1,4 @@
-"""Quasi-1D universal numbers from disorder ensembles (PHYSICS.md 3 and 9 E-F): the small, fast versions of
+"""Quasi-1D universal numbers from disorder ensembles (docs/physics.md#dmpk): the small, fast versions of
 experiments/universal_numbers.py and experiments/magnetic_impurities.py.
 
 Every realization is evaluated at flux 0 and at a flux that breaks time reversal (paired), so field-induced
@@ -28,7 +28,8 @@ def _mean(x):
 
 @pytest.fixture(scope="module")
 def orthogonal():
-    """Spinless 32 x 200 strip, W = 1, E = 0.5 (g ~ 3.4; PHYSICS.md 9-E1/E2), 400 realizations, flux 0 and 0.002."""
+    """Spinless 32 x 200 strip, W = 1, E = 0.5 (g ~ 3.4; docs/physics.md#independent-checks), 400 realizations,
+    flux 0 and 0.002."""
     return _ensemble(dt.Sample(dt.strip(32), 200), 400, 7, (0.0, 0.002), 1.0, energy=0.5)
 
 
@@ -44,7 +45,7 @@ def test_ucf_orthogonal_and_unitary(orthogonal):
 
 def test_weak_localization_is_positive_magnetoconductance(orthogonal):
     """<g(phi)> - <g(0)> > 0 (WL) by many standard errors, and below the saturated 1/3 (a finite wire keeps
-    a residual Cooperon, PHYSICS.md 1d; measured +0.17..+0.22 at this size)."""
+    a residual Cooperon, docs/theory.md#flux-cancellation; measured +0.17..+0.22 at this size)."""
     m, e = _mean(orthogonal[:, 1] - orthogonal[:, 0])  # measured +0.166 +- 0.021
     assert m > 5 * e, (m, e)
     assert 0.08 < m < 1 / 3 + 3 * e, (m, e)

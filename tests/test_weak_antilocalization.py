@@ -2,17 +2,13 @@
 coherent square at strong Rashba coupling, fitted with the one-loop magnetoconductance of the same square
 (theory.lattice_wl_correction), against the symplectic alpha = -1/2."""
 
-import pathlib
-import sys
-
 import numpy as np
 
 import difftransport as dt
-from conftest import paired_ensemble
+from conftest import experiment, paired_ensemble
 from difftransport import theory
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
-from common import linear_amplitude  # noqa: E402
+linear_amplitude = experiment("common").linear_amplitude
 
 
 def test_strong_rashba_square_has_the_symplectic_prefactor():

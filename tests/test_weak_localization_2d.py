@@ -1,17 +1,13 @@
 """The small version of experiments/weak_localization_2d.py: the zero-field conductance of coherent squares
 against size follows the one-loop correction of the same squares with amplitude 1 (the -(1/pi) ln L law)."""
 
-import pathlib
-import sys
-
 import numpy as np
 
 import difftransport as dt
-from conftest import paired_ensemble
+from conftest import experiment, paired_ensemble
 from difftransport import theory
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
-from common import line_fit  # noqa: E402
+line_fit = experiment("common").line_fit
 
 
 def test_square_conductance_follows_the_one_loop_ln_l_law():

@@ -2,11 +2,9 @@
 wire (Buttiker probes on every site) against L_phi follows the one loop of the same wire, with L_phi from the
 Einstein relation and no free parameter but a constant."""
 
-import pathlib
-import sys
+from conftest import experiment
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
-import wl_dimensions  # noqa: E402
+wl_dimensions = experiment("wl_dimensions")
 
 CONFIG = """
 [run]
@@ -47,7 +45,7 @@ def test_dephased_wire_follows_its_own_one_loop(tmp_path):
     test can tell the correction from none."""
     path = tmp_path / "wire.toml"
     path.write_text(CONFIG.format(realizations=64, width=8, length=60, taus=[12.0, 50.0]))
-    config, data = wl_dimensions.run(path, tmp_path / "out", quiet=True)
+    config, data = experiment("common").run(path, tmp_path / "out", quiet=True)
     report = wl_dimensions.analyse(config, data, tmp_path / "out")
     row = next(r for r in report.rows if r["quantity"].startswith("wire (d = 1): amplitude a"))
     a, se = row["measured"], row["stderr"]

@@ -44,7 +44,8 @@ import warnings
 import numpy as np
 
 from .._core import theory as th
-from .._core.fit import MODELS, UndeterminedWarning, _fixed_problem, _finite, fit_magnetoconductance, plot_fit
+from .._core.fit import MODELS, UndeterminedWarning, _fixed_problem, fit_magnetoconductance, plot_fit
+from .._core.stats import to_json
 
 _VALUE_COLUMNS = ("dsigma", "sigma", "g")
 
@@ -165,7 +166,7 @@ def _lengths(result):
             length = float(th.length_from_field(b))
             err = result.error(name, curve) * length / (2 * b)  # L ~ B^(-1/2)
             key = "l_" + name[2:] + (f"[{curve}]" if len(result.curves) > 1 else "")
-            out[key] = {"value_m": _finite(length), "stderr_m": _finite(err)}
+            out[key] = {"value_m": to_json(length), "stderr_m": to_json(err)}
     return out
 
 

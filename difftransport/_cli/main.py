@@ -5,7 +5,7 @@
     difftransport plot RUN_DIR
     difftransport info
     difftransport fit DATA.csv [--model hln|alpha|cubic|kawabata] [--units e2h|siemens] [--out DIR]
-    difftransport scale CONFIG.toml [--out DIR] [--refit] [--wait]
+    difftransport scale CONFIG.toml [--out DIR] [--refit] [--wait] [--quiet]
 
 Multi-host runs: start the same ``run`` command on every host with the coordinator's address, the number of
 processes and each process's id (flags, or the environment variables DIFFTRANSPORT_COORDINATOR,
@@ -47,16 +47,14 @@ def _distributed(args) -> None:
 
 def _cmd_run(args) -> int:
     _distributed(args)
-    from .._runs import runner as _runner
-    from .._runs.config import ConfigError
-    from .._runs.store import ConfigMismatch, DirectoryLocked, RunDirectoryError
-
     import jax
 
+    from .. import runs
+
     try:
-        store = _runner.run(args.config, args.out, chunk=args.chunk, devices=args.devices, quiet=args.quiet,
-                            wait=args.wait)
-    except (ConfigError, ConfigMismatch, DirectoryLocked, RunDirectoryError, ValueError) as exc:
+        store = runs.run(args.config, args.out, chunk=args.chunk, devices=args.devices, quiet=args.quiet,
+                         wait=args.wait)
+    except (runs.ConfigError, runs.ConfigMismatch, runs.DirectoryLocked, runs.RunDirectoryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a failed write (disk full, permissions): the finished chunks are complete files

@@ -87,7 +87,7 @@ def check_inputs(sample: Sample, model: Model, disorder: Disorder | None) -> Dis
         raise ValueError("disorder.su2_intra and disorder.su2_inter must be given together.")
     if disorder.su2_intra is not None:
         lat = sample.lattice
-        want = ((sample.length, len(lat.intra_bonds), 2, 2), (sample.length - 1, len(lat.inter_bonds), 2, 2))
+        want = ((sample.length, len(lat.intra_bonds), 2, 2), (sample.inter_slices, len(lat.inter_bonds), 2, 2))
         got = (jnp.shape(disorder.su2_intra), jnp.shape(disorder.su2_inter))
         if got != want:
             raise ValueError(f"disorder.su2_intra/su2_inter have shapes {got}, expected {want}.")
@@ -239,20 +239,21 @@ def prepare(sample: Sample, model: Model, disorder: Disorder | None = None) -> t
     disorder = check_inputs(sample, model, disorder)
     model = checked_model(sample, model)
     lat = sample.lattice
-    m, s, L = lat.sites, sample.orbitals, sample.length
+    m, s = lat.sites, sample.orbitals
 
     clean_intra = _bond_values(model, sample, lat.intra_bonds, lat.intra_vectors) if lat.intra_bonds else None
     clean_inter = _bond_values(model, sample, lat.inter_bonds, lat.inter_vectors)
     dtype = clean_inter.dtype
     zero = jnp.zeros((m * s, m * s), dtype)
     lead_cell = zero if clean_intra is None else scatter_bonds(clean_intra, lat.intra_bonds, m)
-    lead = Lead(
+    lead = None if sample.periodic else Lead(  # a closed sample has no leads
         cell=lead_cell, hop=scatter_hop(clean_inter, lat.inter_bonds, m),
         factor=lead_factor(lat.inter_bonds, m, s),
     )
 
     if disorder.su2_intra is None:
-        base, bond_values, inter = lead_cell, None, jnp.broadcast_to(clean_inter, (L - 1, *clean_inter.shape))
+        base, bond_values = lead_cell, None
+        inter = jnp.broadcast_to(clean_inter, (sample.inter_slices, *clean_inter.shape))
     else:
         base = zero
         bond_values = _bond_values(model, sample, lat.intra_bonds, lat.intra_vectors, disorder.su2_intra)

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import lineax as lx
 
 from .hamiltonian import SlicedHamiltonian
+from .linalg import dag as _dag
 from .rgf import diagonal_blocks, left_connected
 
 # Samples with at most this many orbitals (L n) use the direct solve. Its memory is (L n)^2 complex numbers
@@ -62,10 +63,6 @@ ATOL = 1e-13
 RESTART = 40
 STAGNATION = 3
 SOLVERS = ("auto", "dense", "gmres")
-
-
-def _dag(x):
-    return jnp.conj(jnp.swapaxes(x, -1, -2))
 
 
 def _right_dagger(x, hop):

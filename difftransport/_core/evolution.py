@@ -1,18 +1,21 @@
-"""Chebyshev time evolution on closed, periodic hypercubic boxes, and the return probability.
+"""Chebyshev time evolution on the library's samples, and the return probability.
 
-A :class:`Box` is a closed lattice of shape ``(L,)``, ``(Lx, Ly)`` or ``(Lx, Ly, Lz)`` with periodic boundaries
-along every axis (optionally spinful). Its Hamiltonian (:class:`BoxHamiltonian`) is applied matrix-free: an
-on-site potential plus nearest-neighbour hops, one ``jnp.roll`` per axis and direction, so a product H psi
-costs O(sites) and the Hamiltonian is never stored as a matrix.
+The sample, the model and the disorder are those of every other solver (:class:`Sample`, :class:`Model`,
+:func:`draw_disorder`), and H is the matrix :func:`build_hamiltonian` builds, so the conventions are those of
+``_core/build.py`` (``docs/physics.md#conventions``): hbar = 1, lattice constant a = 1, energies in units of the
+hopping t, times in hbar / t. A bond (i -> j) is the matrix element H[j, i] = -t (-t R with SU(2) disorder)
++ i alpha (d_x sigma_y - d_y sigma_x) for the bond direction d, times the Landau-gauge (A = -B y x) Peierls phase
+exp(-2 pi i flux (x_j - x_i)(y_i + y_j) / 2), ``flux`` per plaquette in h/e; on a square lattice the x-bond
+(x, y) -> (x + 1, y) carries exp(-2 pi i flux y). On-site: box disorder uniform in [-W/2, W/2] from
+:func:`draw_disorder` (a pure function of (key, slice, site label), so enlarging a sample never changes the
+value at a site), exchange J m.sigma with random moments, staggered mass. The closed periodic box of side
+lengths (Lx, Ly) is ``Sample(strip(Ly, boundary="periodic"), Lx, periodic=True)`` (``bar`` in 3D, ``chain`` in
+1D; periodic honeycomb ribbons give closed graphene tori); ``periodic=True`` closes the sample along x (slice
+L - 1 bonded to slice 0), and an open sample evolves with hard walls at its ends (there are no leads).
 
-Conventions (``docs/physics.md``; PHYSICS.md §7f, §7g): hbar = 1, lattice constant a = 1, energies in units of
-the hopping t, times in hbar / t. A bond from site r to r + e_a is the matrix element H[r + e_a, r] = -t
-(spinless), times the Peierls phase of the Landau gauge A = -B y x: the x-bond from (x, y) to (x + 1, y)
-carries exp(-2 pi i flux y), y-bonds and z-bonds are real, and ``flux`` is the flux per plaquette in units of
-h/e (field along z). Rashba (spinful boxes, d >= 2): H[r + x, r] = -t + i alpha sigma_y and
-H[r + y, r] = -t - i alpha sigma_x (z-bonds stay -t). Box disorder: on-site energies uniform in
-[-W/2, W/2], each a pure function of (key, site coordinates) through ``jax.random.fold_in`` (random access:
-enlarging a box never changes the value at a site).
+:class:`EvolutionHamiltonian` applies H matrix-free: the on-site blocks, the intra-slice bonds and the inter-slice
+hops (with the wrap hop) of the sample's :class:`SlicedHamiltonian`, each as a table of per-site couplings to
+neighbour slots, so a product H psi costs O(sites x coordination) and H is never stored as a matrix.
 
 Time evolution uses the Chebyshev expansion of the propagator (Tal-Ezer & Kosloff, J. Chem. Phys. 81, 3967
 (1984); Weisse, Wellein, Alvermann & Fehske, Rev. Mod. Phys. 78, 275 (2006), Sec. II.F and IV.A): with the
@@ -28,6 +31,7 @@ come from Miller's backward recurrence (stable; Abramowitz & Stegun 9.12), with 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -37,103 +41,80 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
+from .build import prepare
+from .checks import positive_int, real_array
+from .hamiltonian import SiteBlockHopping, SlicedHamiltonian
+from .lattice import Sample
+from .linalg import dag as _dag
+from .model import Model, draw_disorder
+
 # ---------------------------------------------------------------------------------------------------------
-# Geometry
+# States and their spreading
 
 
-def _check_dimension_lengths(shape) -> tuple[int, ...]:
-    if not isinstance(shape, (tuple, list)):
-        raise ValueError(f"shape must be a tuple of 1 to 3 box lengths, got {shape!r}.")
-    if not 1 <= len(shape) <= 3:
-        raise ValueError(f"shape must have 1, 2 or 3 lengths (d = 1, 2, 3), got {tuple(shape)!r}.")
-    out = []
-    for length in shape:
-        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 3:
-            raise ValueError(
-                f"shape must hold integer lengths >= 3 (a periodic ring needs two distinct neighbours), "
-                f"got {tuple(shape)!r}."
-            )
-        out.append(int(length))
-    return tuple(out)
+def _state_shape(sample: Sample) -> tuple[int, ...]:
+    return sample.potential_shape + ((2,) if sample.spinful else ())
 
 
-class Box(eqx.Module):
-    """A closed box of the hypercubic lattice with periodic boundaries along every axis (static geometry).
-
-    Attributes:
-        shape: box lengths ``(L,)``, ``(Lx, Ly)`` or ``(Lx, Ly, Lz)`` in lattice constants (each >= 3).
-        spinful: whether a site carries a spin-1/2 (states then have a trailing axis of size 2).
-    """
-
-    shape: tuple[int, ...] = eqx.field(static=True, converter=_check_dimension_lengths)
-    spinful: bool = eqx.field(static=True, default=False)
-
-    def __check_init__(self):
-        if not isinstance(self.spinful, bool):
-            raise ValueError(f"spinful must be True or False, got {self.spinful!r}.")
-
-    @property
-    def dimension(self) -> int:
-        """d, the number of axes."""
-        return len(self.shape)
-
-    @property
-    def sites(self) -> int:
-        """Number of lattice sites."""
-        return math.prod(self.shape)
-
-    @property
-    def state_shape(self) -> tuple[int, ...]:
-        """Shape of a state: ``shape`` (spinless) or ``shape + (2,)`` (spinful)."""
-        return self.shape + ((2,) if self.spinful else ())
-
-
-def site_state(box: Box, site=None, *, spin: int = 0) -> Complex[Array, "..."]:
-    """The normalized state localized on ``site`` (default: the origin, all coordinates 0), shape
-    ``box.state_shape``, complex128. Spinful boxes: spin component ``spin`` (0 = up, 1 = down along z)."""
-    site = (0,) * box.dimension if site is None else tuple(site)
-    if len(site) != box.dimension or any(not isinstance(c, (int, np.integer)) for c in site):
-        raise ValueError(f"site must be {box.dimension} integer coordinates, got {site!r}.")
-    site = tuple(int(c) % n for c, n in zip(site, box.shape))
+def site_state(sample: Sample, site=None, *, spin: int = 0) -> Complex[Array, "..."]:
+    """The normalized state localized on ``site``, complex128 of shape ``sample.potential_shape`` (plus a spin axis
+    of size 2 on spinful samples). ``site`` indexes the potential array, (slice, y) on a strip, (slice, y, z) on
+    a bar, (slice, site) on a ribbon, modulo its shape; default the origin (all 0). Spinful samples: spin
+    component ``spin`` (0 = up, 1 = down along z)."""
+    shape = sample.potential_shape
+    site = (0,) * len(shape) if site is None else tuple(site)
+    if len(site) != len(shape) or any(not isinstance(c, (int, np.integer)) for c in site):
+        raise ValueError(f"site must be {len(shape)} integer indices into the potential shape {shape}, got {site!r}.")
+    site = tuple(int(c) % n for c, n in zip(site, shape))
     if spin not in (0, 1):
         raise ValueError(f"spin must be 0 (up) or 1 (down), got {spin!r}.")
-    index = site + ((spin,) if box.spinful else ())
-    return jnp.zeros(box.state_shape, jnp.result_type(1j)).at[index].set(1.0)
+    index = site + ((spin,) if sample.spinful else ())
+    return jnp.zeros(_state_shape(sample), jnp.result_type(1j)).at[index].set(1.0)
 
 
-def displacements(box: Box) -> tuple[Float[Array, "..."], ...]:
-    """Minimal-image displacement from the origin along each axis, each broadcastable to ``box.shape``:
-    the coordinate x in [0, L) mapped to x - L round(x / L), i.e. into [-L/2, L/2)."""
+def _grid(sample: Sample) -> tuple[int, ...]:
+    """The lengths of a chain, strip or bar, whose sites sit on the integer grid ``sample.potential_shape``."""
+    if sample.lattice.period != 1.0 or not sample.lattice.site_diagonal_hopping:
+        raise ValueError(f"sample must be a chain, strip or bar (sites on the integer grid), got {sample.lattice.name}")
+    return sample.potential_shape
+
+
+def _density(sample: Sample, state):
+    density = jnp.abs(state) ** 2
+    return density.sum(-1) if sample.spinful else density
+
+
+def displacements(sample: Sample) -> tuple[Float[Array, "..."], ...]:
+    """Minimal-image displacement from the origin along each axis of a chain, strip or bar, each broadcastable to
+    ``sample.potential_shape``: the coordinate x in [0, L) mapped to x - L round(x / L), i.e. into [-L/2, L/2)."""
+    shape = _grid(sample)
     out = []
-    for axis, length in enumerate(box.shape):
+    for axis, length in enumerate(shape):
         x = np.arange(length)
         d = ((x + length // 2) % length) - length // 2
-        shape = [1] * box.dimension
-        shape[axis] = length
-        out.append(jnp.asarray(d.reshape(shape), jnp.result_type(float)))
+        d = d.reshape([length if a == axis else 1 for a in range(len(shape))])
+        out.append(jnp.asarray(d, jnp.result_type(float)))
     return tuple(out)
 
 
-def mean_square_displacement(box: Box, state, *, per_axis: bool = False):
+def mean_square_displacement(sample: Sample, state, *, per_axis: bool = False):
     """<r^2> = sum_r |psi(r)|^2 |r|^2 / sum_r |psi(r)|^2 (spin summed), with r the minimal-image displacement
-    from the origin (:func:`displacements`), in lattice constants squared. With ``per_axis``, the (d,) array
-    of <x_a^2>. Meaningful while the packet is well inside the box (|x_a| << L_a / 2)."""
-    density = jnp.abs(state) ** 2
-    if box.spinful:
-        density = density.sum(-1)
-    total = jnp.sum(density)
-    moments = jnp.stack([jnp.sum(density * d**2) for d in displacements(box)]) / total
+    from the origin (:func:`displacements`), in lattice constants squared. With ``per_axis``, the array of
+    <x_a^2> per axis. Meaningful while the packet is well inside the box (|x_a| << L_a / 2)."""
+    density = _density(sample, state)
+    moments = jnp.stack([jnp.sum(density * d**2) for d in displacements(sample)]) / jnp.sum(density)
     return moments if per_axis else jnp.sum(moments)
 
 
 _EQUILIBRATED = 1e-12
 
 
-def spreading(box: Box, state) -> Float[Array, " d"]:
-    """Spreading of a packet released at the origin, per axis, from the longest-wavelength Fourier mode of
-    its density: with S_a = sum_r n(r) cos(2 pi x_a / L_a) / sum_r n(r),
+def spreading(sample: Sample, state) -> Float[Array, " d"]:
+    """Spreading of a packet released at the origin of a periodic chain, strip or bar, per axis of
+    ``sample.potential_shape``, from the longest-wavelength Fourier mode of its density: with
+    S_a = sum_r n(r) cos(2 pi x_a / L_a) / sum_r n(r),
 
-        u_a = -ln(S_a) / (2 (1 - cos(2 pi / L_a)))        (lattice constants squared).
+        u_a = -ln(S_a) / (2 (1 - cos(2 pi / L_a)))        (lattice constants squared; 0 on an axis of length 1).
 
     For the classical lattice walk with hop rate D_a (:func:`classical_return_probability`) u_a = D_a t
     exactly, at all times and across the periodic boundary; for a narrow packet u_a = <x_a^2> / 2. So u_a(t)
@@ -141,16 +122,16 @@ def spreading(box: Box, state) -> Float[Array, " d"]:
     in t is the diffusion constant D_a. Unlike :func:`mean_square_displacement` it stays exact when the
     packet wraps around the box. S_a is floored at 1e-12 (u_a capped at about 14 / (1 - cos(2 pi / L_a))):
     the axis has then equilibrated, and the walk along it gives 1 / L_a."""
-    density = jnp.abs(state) ** 2
-    if box.spinful:
-        density = density.sum(-1)
+    shape = _grid(sample)
+    density = _density(sample, state)
     density = density / jnp.sum(density)
     out = []
-    for axis, length in enumerate(box.shape):
-        x = np.arange(length)
-        shape = [1] * box.dimension
-        shape[axis] = length
-        mode = jnp.sum(density * jnp.asarray(np.cos(2 * math.pi * x / length).reshape(shape)))
+    for axis, length in enumerate(shape):
+        if length == 1:
+            out.append(jnp.zeros((), density.dtype))
+            continue
+        wave = np.cos(2 * math.pi * np.arange(length) / length)
+        mode = jnp.sum(density * jnp.asarray(wave.reshape([length if a == axis else 1 for a in range(len(shape))])))
         # Once the packet has spread evenly along a short axis the mode fluctuates around 0: cap u there.
         mode = jnp.maximum(mode, _EQUILIBRATED)
         out.append(-jnp.log(mode) / (2 * (1 - math.cos(2 * math.pi / length))))
@@ -158,228 +139,198 @@ def spreading(box: Box, state) -> Float[Array, " d"]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Parameters and disorder
-
-
-def _real(x):
-    """Scalars become float arrays. Python and NumPy numbers become NumPy arrays, which stay concrete inside a
-    ``jit`` trace, so the spectral bound (a static shape parameter) can still be read from them."""
-    if x is None:
-        return None
-    dtype = jnp.result_type(float)
-    if not isinstance(x, jax.Array):
-        x = np.asarray(x)
-        if np.iscomplexobj(x):
-            raise ValueError(f"box model parameters are real numbers, got a complex value {x!r}.")
-        if x.shape != ():
-            raise ValueError(f"box model parameters are scalars, got an array of shape {x.shape}.")
-        return x.astype(np.dtype(dtype))
-    if jnp.iscomplexobj(x):
-        raise ValueError(f"box model parameters are real numbers, got a complex array of dtype {x.dtype}.")
-    if x.shape != ():
-        raise ValueError(f"box model parameters are scalars, got an array of shape {x.shape}.")
-    return x.astype(dtype)
-
-
-class BoxModel(eqx.Module):
-    """Continuous parameters of the box Hamiltonian; ``jax.grad`` returns a ``BoxModel`` of the same shape.
-
-    Attributes:
-        strength: box disorder width W: on-site energies uniform in [-W/2, W/2] (units of t).
-        hopping: nearest-neighbour hopping t; a bond carries -t (default 1).
-        flux: flux per plaquette in flux quanta h/e (Landau gauge A = -B y x, field along z), or None for no
-            field. In a periodic box the gauge is single valued only if ``flux * Ly`` is an integer; needs d >= 2.
-        rashba: Rashba spin-orbit strength alpha (spinful boxes with d >= 2), or None.
-    """
-
-    strength: Float[Array, ""] = eqx.field(converter=_real, default=0.0)
-    hopping: Float[Array, ""] = eqx.field(converter=_real, default=1.0)
-    flux: Float[Array, ""] | None = eqx.field(converter=_real, default=None)
-    rashba: Float[Array, ""] | None = eqx.field(converter=_real, default=None)
-
-
-_TAG_POTENTIAL = 0
-
-
-def _site_keys(key, shape):
-    """Keys of shape ``shape``: fold_in(key, tag, x, y, z), a pure function of the key and the coordinates."""
-    key = jax.random.fold_in(key, _TAG_POTENTIAL)
-    grids = np.meshgrid(*[np.arange(n, dtype=np.uint32) for n in shape], indexing="ij")
-    coords = jnp.asarray(np.stack([g.ravel() for g in grids], axis=1))
-
-    def one(c):
-        k = key
-        for i in range(len(shape)):
-            k = jax.random.fold_in(k, c[i])
-        return k
-
-    return jax.vmap(one)(coords)
-
-
-def box_potential(key, box: Box, strength) -> Float[Array, "..."]:
-    """Box (Anderson) disorder of shape ``box.shape``: uniform in [-strength/2, strength/2] (variance
-    strength^2 / 12). The value at a site is a pure function of (key, site coordinates) via
-    ``jax.random.fold_in``, so enlarging the box or batching realizations never changes it. Differentiable
-    with respect to ``strength`` (strength times a fixed unit draw)."""
-    return _box_potential(key, box, _real(strength))
-
-
-@eqx.filter_jit
-def _box_potential(key, box: Box, strength):
-    dtype = jnp.result_type(float)
-    keys = _site_keys(key, box.shape)
-    unit = jax.vmap(lambda k: jax.random.uniform(k, (), dtype) - 0.5)(keys)
-    return (strength * unit).reshape(box.shape)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Hamiltonian
-
-
-_SIGMA_X = np.array([[0, 1], [1, 0]], complex)
-_SIGMA_Y = np.array([[0, -1j], [1j, 0]], complex)
-
-
-class BoxHamiltonian(eqx.Module):
-    """Matrix-free Hamiltonian of a periodic box: H psi = V psi + sum over axes of hops (``jnp.roll``).
-
-    Attributes:
-        potential: on-site energies, shape ``box.shape`` (real).
-        hops: one array per axis a holding H[r + e_a, r] (Peierls phase and spin-orbit included), broadcastable
-            to ``box.shape`` (spinless) or ``box.shape + (2, 2)`` (spinful).
-        half_width: a static upper bound a >= max |E| of the spectrum; the Chebyshev variable is H / a. It is
-            static because it fixes the expansion order (a shape), so a new value recompiles.
-        spinful: static; whether states carry a trailing spin axis.
-    """
-
-    potential: Float[Array, "..."]
-    hops: tuple[Array, ...]
-    half_width: float = eqx.field(static=True)
-    spinful: bool = eqx.field(static=True, default=False)
-
-    def __call__(self, state):
-        """H applied to ``state`` (shape ``potential.shape`` or ``potential.shape + (2,)``)."""
-        if self.spinful:
-            out = self.potential[..., None] * state
-            for axis, hop in enumerate(self.hops):
-                forward = jnp.matmul(hop, state[..., None])[..., 0]
-                backward = jnp.matmul(jnp.conj(jnp.swapaxes(hop, -1, -2)), jnp.roll(state, -1, axis)[..., None])
-                out = out + jnp.roll(forward, 1, axis) + backward[..., 0]
-            return out
-        out = self.potential * state
-        for axis, hop in enumerate(self.hops):
-            # H[r, r - e_a] psi(r - e_a) + H[r, r + e_a] psi(r + e_a), with H[r, r + e_a] = conj(H[r + e_a, r]).
-            out = out + jnp.roll(hop * state, 1, axis) + jnp.conj(hop) * jnp.roll(state, -1, axis)
-        return out
 
 
 def _is_tracer(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def spectral_half_width(box: Box, model: BoxModel) -> float:
-    """A priori bound a on the spectrum, |E| <= a: the clean bandwidth plus the disorder range,
+def spectral_half_width(sample: Sample, model: Model, *, strength=0.0, su2: bool = False) -> float:
+    """A priori bound a on the spectrum, |E| <= a (Gershgorin: the largest on-site norm plus the norms of the
+    bonds at a site),
 
-        a = 2 d sqrt(t^2 + alpha^2) + W / 2        (Gershgorin: max |V| + sum over the 2d bonds of ||H[r', r]||),
+        a = z sqrt(t^2 + alpha^2) + W / 2 + |mass| + |J|,
 
-    valid for any flux (Peierls phases keep |hop| = |t|). Needs concrete ``strength``, ``hopping`` and
-    ``rashba`` (they fix the Chebyshev order); under a transformation over them pass ``half_width``
-    explicitly to :func:`box_hamiltonian`. Returns a Python float."""
-    values = {"strength": model.strength, "hopping": model.hopping, "rashba": model.rashba}
+    z the largest coordination number of the lattice (2d on the square and cubic lattices, 3 on honeycomb), W the
+    box disorder ``strength``; with SU(2) hopping a bond's norm is bounded by |t| + |alpha| instead. Valid for any
+    flux (Peierls phases keep the norms). Needs concrete ``strength`` and model hopping, rashba, mass and
+    exchange (they fix the Chebyshev order; a Model built inside ``jit`` is traced): under a transformation over
+    them pass ``half_width`` explicitly. Returns a Python float."""
+    values = {"strength": strength}
+    values.update({f"model.{n}": getattr(model, n) for n in ("hopping", "rashba", "mass", "exchange")})
     for name, value in values.items():
-        if value is not None and _is_tracer(value):
+        if _is_tracer(value):
             raise ValueError(
-                f"model.{name} is traced, but the spectral bound (which fixes the Chebyshev order) needs a concrete "
-                f"value: close over it, or pass half_width= (a static upper bound of |E|) to box_hamiltonian."
+                f"{name} is traced, but the spectral bound (which fixes the Chebyshev order) needs a concrete value: "
+                "build the Model outside jit, close over it, or pass half_width= (a static upper bound of |E|)."
             )
-    t = abs(float(model.hopping))
-    alpha = 0.0 if model.rashba is None else abs(float(model.rashba))
-    return 2 * box.dimension * math.hypot(t, alpha) + abs(float(model.strength)) / 2
+    t, alpha, mass, exchange = (0.0 if v is None else abs(float(v)) for v in list(values.values())[1:])
+    ends = np.asarray(sample.lattice.intra_bonds + sample.lattice.inter_bonds, int).ravel()  # bonds per site: z
+    bond = t + alpha if su2 else math.hypot(t, alpha)
+    return int(np.bincount(ends).max()) * bond + abs(float(strength)) / 2 + mass + exchange
 
 
-def _check_flux(box: Box, flux):
-    """Single-valuedness of the Landau gauge on the torus: flux * Ly must be an integer."""
-    ly = box.shape[1]
-    message = (
-        f"flux * Ly must be an integer for the Landau gauge A = -B y x to be single valued in a periodic box of "
-        f"shape {box.shape} (Ly = {ly}): use flux = k / {ly} with an integer k"
-    )
-    if not _is_tracer(flux):
-        winding = float(flux) * ly
-        if abs(winding - round(winding)) > 1e-9 * max(1.0, abs(winding)):
-            raise ValueError(f"{message}, got flux = {float(flux)!r}.")
-        return flux
-    winding = flux * ly
-    bad = jnp.abs(winding - jnp.round(winding)) > 1e-9 * jnp.maximum(1.0, jnp.abs(winding))
-    return eqx.error_if(flux, bad, message + ".")
+def _act(block, x):
+    """block x per site: a product (spinless) or a 2 x 2 matrix product (spinful; written out for speed, XLA's
+    batched dot of 2 x 2 blocks is slow on CPU)."""
+    return block * x if block.ndim == x.ndim else jnp.sum(block * x[..., None, :], axis=-1)
 
 
-def box_hamiltonian(key, box: Box, model: BoxModel, *, half_width: float | None = None) -> BoxHamiltonian:
-    """The Hamiltonian of one disorder realization (drawn from ``key``) of a periodic box.
+class EvolutionHamiltonian(eqx.Module):
+    """Matrix-free Hamiltonian of a sample, applied in O(bonds); built by :func:`evolution_hamiltonian`.
 
-    H = sum_r V(r) |r><r| + sum_{r, a} (H[r + e_a, r] |r + e_a><r| + h.c.), with V from
-    :func:`box_potential` (width ``model.strength``) and the bonds of the module docstring: -t, times
-    exp(-2 pi i flux y) on x-bonds (Landau gauge A = -B y x, flux per plaquette in h/e), plus Rashba
-    i alpha (d_x sigma_y - d_y sigma_x) on in-plane bonds of spinful boxes.
+    H psi[l, j] = site[l, j] psi[l, j] + sum over terms and slots k of coupling[l, j, k] psi[l - shift, source[j, k]]
+    (slices modulo L): per term, ``shift`` = 0 for the intra-slice bonds, 1 for the hops from the previous slice,
+    -1 for those from the next. The couplings across the ends of an open sample are zero.
+
+    Attributes:
+        site: on-site blocks, (L, m) real (spinless) or (L, m, 2, 2) (spinful).
+        couplings: per term, (L or 1, m, K) or (L or 1, m, K, 2, 2): coupling[l, j, k] = H[(l, j), (l - shift,
+            source[j, k])] (0 in unused slots).
+        terms: static; per term (shift, sources): sources None where site j couples to site j only (square and
+            cubic inter-slice hops), else per slot k ("take", source[:, k]) or ("roll", axis, step) where
+            source[:, k] is the cross-section grid rolled by ``step`` along ``axis`` (periodic strips and bars).
+        sample: static; fixes the state shape, ``sample.potential_shape`` (+ (2,) when spinful).
+        half_width: a static upper bound a >= max |E| of the spectrum; the Chebyshev variable is H / a. It is
+            static because it fixes the expansion order (a shape), so a new value recompiles.
+    """
+
+    site: Array
+    couplings: tuple[Array, ...]
+    terms: tuple = eqx.field(static=True)
+    sample: Sample = eqx.field(static=True)
+    half_width: float = eqx.field(static=True)
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        return _state_shape(self.sample)
+
+    def __call__(self, state):
+        """H applied to ``state`` (shape ``state_shape``)."""
+        on_grid = lambda c: c.reshape(c.shape[0], *self.sample.lattice.cross_section, *c.shape[2:])  # noqa: E731
+        sites = (self.sample.length, self.sample.lattice.sites, *state.shape[len(self.sample.potential_shape):])
+        out = _act(on_grid(self.site), state)
+        for coupling, (shift, sources) in zip(self.couplings, self.terms):
+            x = jnp.roll(state, shift, axis=0) if shift else state
+            # For speed: per slot a roll (periodic grids) or one gather along the sites with static indices; XLA's
+            # scatter-add is slower on CPU.
+            for k, (kind, *how) in enumerate(sources or [("identity",)]):
+                if kind == "roll":
+                    y = jnp.roll(x, how[1], 1 + how[0])
+                else:
+                    y = x if kind == "identity" else x.reshape(sites)[:, np.asarray(how[0])].reshape(x.shape)
+                out = out + _act(on_grid(coupling[:, :, k]), y)
+        return out
+
+
+def _slots(grid, targets, sources, values, classes=None):
+    """Directed couplings values[..., e] = H[target_e, source_e] ((..., E, s, s)) as per-site slots: couplings
+    (..., m, K, s, s), K the most couplings of a site, and the slot sources of :class:`EvolutionHamiltonian` (None
+    for the identity). Sorted by ``classes`` (bond directions), the couplings fill the slots in the same order at
+    every site, so that on a periodic grid (``grid``: the cross-section's site indices) a slot is a roll."""
+    m = grid.size
+    if classes is not None:
+        order = np.asarray(sorted(range(len(targets)), key=lambda e: classes[e]), int)
+        targets, sources, values = targets[order], sources[order], values[..., order, :, :]
+    filled, slot = np.zeros(m, int), []
+    for t in targets:
+        slot.append(filled[t])
+        filled[t] += 1
+    table = np.tile(np.arange(m)[:, None], (1, max(1, filled.max())))  # an unused slot points at the site itself
+    table[targets, slot] = sources
+    couplings = jnp.zeros(values.shape[:-3] + table.shape + values.shape[-2:], values.dtype)
+    couplings = couplings.at[..., targets, np.asarray(slot, int), :, :].set(values)
+    if table.shape[1] == 1 and np.array_equal(table[:, 0], np.arange(m)):
+        return couplings, None
+    used = np.zeros(table.shape, bool)
+    used[targets, slot] = True
+    rolls = {(a, step): np.roll(grid, step, a).ravel() for a in range(grid.ndim) for step in (1, -1)}
+    return couplings, tuple(next((("roll", *k) for k, r in rolls.items() if np.array_equal(column[u], r[u])),
+                                 ("take", tuple(column.tolist()))) for column, u in zip(table.T, used.T))
+
+
+def _from_sliced(ham: SlicedHamiltonian, sample: Sample, half_width: float) -> EvolutionHamiltonian:
+    """The slot form of a (periodic or open) sample's sliced Hamiltonian; each bond of ``ham`` is read once."""
+    lat, s = sample.lattice, sample.orbitals
+    m, grid = lat.sites, np.arange(lat.sites).reshape(lat.cross_section)
+
+    def blocks(matrix, pairs):  # blocks H[j, i] (..., B, s, s) of (..., m s, m s) matrices, for the pairs (i, j)
+        i, j = np.asarray(pairs, int).reshape(-1, 2).T
+        return jnp.swapaxes(matrix.reshape(*matrix.shape[:-2], m, s, m, s), -3, -2)[..., j, i, :, :]
+
+    if ham.bond_values is not None:  # SU(2) bonds, per slice
+        pairs, intra = ham.bond_index, ham.bond_values
+    else:  # clean bonds, the same in every slice; the dense base holds the sum of the bonds of a pair, read once
+        pairs = tuple(dict.fromkeys(tuple(sorted(b)) for b in ham.base_bonds))
+        intra = blocks(ham.base, pairs)[None]
+    if isinstance(ham.hops, SiteBlockHopping):
+        links, hops = tuple((i, i) for i in range(m)), ham.hops.blocks
+    else:
+        links = tuple(dict.fromkeys(lat.inter_bonds))
+        hops = blocks(ham.hops.matrix, links)
+    if not sample.periodic:  # hops[L-1] would be the wrap H[0, L-1]: zero across the ends of an open sample
+        hops = jnp.concatenate([hops, jnp.zeros_like(hops[:1])])
+    elif ham.bond_values is None:  # clean hops, the same between all slices: one copy (for speed, less memory traffic)
+        hops = hops[:1]
+    i, j = np.asarray(pairs, int).reshape(-1, 2).T
+    a, b = np.asarray(links, int).T
+    # H[l, l-1] = hops[l-1] and H[l, l+1] = hops[l]^dagger (slices modulo L)
+    parts = [(1, b, a, jnp.roll(hops, 1, axis=0)), (-1, a, b, _dag(hops))]
+    if len(i):
+        vectors = {}  # bond vector from source to target of every directed intra-slice coupling
+        for (u, v), d in zip(lat.intra_bonds, np.round(lat.intra_vectors, 9).tolist()):
+            vectors.setdefault((u, v), tuple(d))
+            vectors.setdefault((v, u), tuple(-x for x in d))
+        targets, sources = np.concatenate([j, i]), np.concatenate([i, j])
+        classes = [vectors[(u, t)] for t, u in zip(targets, sources)]
+        parts.insert(0, (0, targets, sources, jnp.concatenate([intra, _dag(intra)], -3), classes))
+    couplings, terms = [], []
+    for shift, targets, sources, values, *classes in parts:
+        coupling, source = _slots(grid, targets, sources, values, *classes)
+        couplings.append(coupling[..., 0, 0] if s == 1 else coupling)
+        terms.append((shift, source))
+    site = jnp.real(ham.site[..., 0, 0]) if s == 1 else ham.site
+    return EvolutionHamiltonian(site, tuple(couplings), tuple(terms), sample, float(half_width))
+
+
+def evolution_hamiltonian(key, sample: Sample, model: Model, *, strength=0.0, su2: bool = False,
+                          half_width: float | None = None) -> EvolutionHamiltonian:
+    """The Hamiltonian of one disorder realization, drawn from ``key``, of ``sample``, for the time evolution.
+
+    H is the matrix :func:`build_hamiltonian` (and so :func:`conductance`) uses for ``draw_disorder(key, sample,
+    strength=strength, su2=su2, moments=model.exchange is not None)``, with the wrap hop of a periodic sample
+    (conventions in the module docstring), applied matrix-free (:class:`EvolutionHamiltonian`).
 
     Args:
         key: PRNG key of the realization (``jax.random.key``); traceable, so ``vmap`` over keys works.
-        box: the geometry (static).
-        model: parameters; ``flux`` may be traced (``vmap`` over fields), then the check that flux * Ly is an
-            integer runs inside ``jit`` (``equinox.error_if``).
-        half_width: static bound a >= max |E|; default :func:`spectral_half_width` (needs concrete strength,
-            hopping and rashba).
-
-    Raises:
-        ValueError: flux in d = 1, rashba without spin or in d = 1, flux * Ly not an integer.
+        sample: the geometry (static); periodic along x or open (hard walls at its ends).
+        model: hopping, flux, rashba, exchange and mass as for transport (``energy`` is not used; ``tau_phi``
+            is refused: the evolution is unitary). ``flux`` may be traced (``vmap`` over fields); a periodic
+            transverse boundary needs an integer ``flux * lattice.transverse_period``, checked at run time.
+        strength: box disorder W: on-site energies uniform in [-W/2, W/2] (units of t).
+        su2: SU(2) random hopping (Asada-Slevin-Ohtsuki) on every bond (spinful samples).
+        half_width: static bound a >= max |E|; default :func:`spectral_half_width` (needs concrete strength and
+            model hopping, rashba, mass and exchange).
     """
-    if not isinstance(box, Box):
-        raise ValueError(f"box must be a Box, got {type(box).__name__}.")
-    if not isinstance(model, BoxModel):
-        raise ValueError(f"model must be a BoxModel, got {type(model).__name__}.")
-    d = box.dimension
-    if model.flux is not None:
-        if d == 1:
-            raise ValueError("model.flux needs a box with d >= 2 (a chain has no plaquettes); use flux=None.")
-        model = BoxModel(strength=model.strength, hopping=model.hopping, flux=_check_flux(box, model.flux),
-                         rashba=model.rashba)
-    if model.rashba is not None and (not box.spinful or d == 1):
-        raise ValueError(
-            f"model.rashba needs a spinful box with d >= 2, got d = {d} and spinful = {box.spinful}."
-        )
+    if not isinstance(sample, Sample):
+        raise ValueError(f"sample must be a difftransport Sample, got {type(sample).__name__}.")
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be a difftransport Model, got {type(model).__name__}.")
+    if model.tau_phi is not None:
+        raise ValueError("model.tau_phi must be None: the time evolution is unitary (no absorption).")
     if half_width is None:
-        half_width = spectral_half_width(box, model)
+        half_width = spectral_half_width(sample, model, strength=strength, su2=su2)
     elif isinstance(half_width, bool) or not isinstance(half_width, (int, float)) or not half_width > 0:
         raise ValueError(f"half_width must be a positive Python number (static), got {half_width!r}.")
-    potential = box_potential(key, box, model.strength)
-    return BoxHamiltonian(potential, _box_hops(box, model), float(half_width), box.spinful)
+    return _evolution_hamiltonian(key, sample, model, real_array(strength, "strength", required=True), su2,
+                                  float(half_width))
 
 
-def _box_hops(box: Box, model: BoxModel) -> tuple[Array, ...]:
-    """H[r + e_a, r] for each axis, broadcastable to the box (spinless) or box + (2, 2) (spinful)."""
-    d = box.dimension
-    ctype = jnp.result_type(1j)
-    t = model.hopping.astype(ctype)
-    hops = []
-    for axis in range(d):
-        shape = [1] * d
-        if axis == 0 and model.flux is not None:
-            # Landau gauge: the x-bond from (x, y) to (x + 1, y) carries exp(-2 pi i flux y).
-            y = np.arange(box.shape[1], dtype=float)
-            shape[1] = box.shape[1]
-            phase = jnp.exp(-2j * math.pi * model.flux * jnp.asarray(y)).reshape(shape)
-        else:
-            phase = jnp.ones(shape, ctype)
-        if box.spinful:
-            block = -t * jnp.eye(2, dtype=ctype)
-            if model.rashba is not None and axis < 2:
-                # i alpha (d_x sigma_y - d_y sigma_x): +i alpha sigma_y on x-bonds, -i alpha sigma_x on y-bonds.
-                sigma = _SIGMA_Y if axis == 0 else -_SIGMA_X
-                block = block + 1j * model.rashba * jnp.asarray(sigma, ctype)
-            hops.append(phase[..., None, None] * block)
-        else:
-            hops.append(-t * phase)
-    return tuple(hops)
+@eqx.filter_jit
+def _evolution_hamiltonian(key, sample, model, strength, su2, half_width):
+    disorder = draw_disorder(key, sample, strength=strength, moments=model.exchange is not None, su2=su2)
+    return _from_sliced(prepare(sample, model, disorder)[0], sample, half_width)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -489,7 +440,7 @@ def _concrete_times(times) -> np.ndarray:
     return times
 
 
-def _chebyshev_step(hamiltonian: BoxHamiltonian, state, coefficients):
+def _chebyshev_step(hamiltonian: EvolutionHamiltonian, state, coefficients):
     """sum_n coefficients[n] T_n(H / a) state by the three-term recurrence (one H product per order)."""
     scale = 1.0 / hamiltonian.half_width
 
@@ -512,7 +463,7 @@ def _chebyshev_step(hamiltonian: BoxHamiltonian, state, coefficients):
 
 def evolve(
     state,
-    hamiltonian: BoxHamiltonian,
+    hamiltonian: EvolutionHamiltonian,
     times,
     *,
     tol: float = 1e-13,
@@ -530,8 +481,8 @@ def evolve(
     ``max_step`` is cheaper per unit time, small ``max_step`` cheaper for densely spaced output times.
 
     Args:
-        state: initial state, shape ``box.state_shape`` (complex), e.g. :func:`site_state`.
-        hamiltonian: a :class:`BoxHamiltonian`.
+        state: initial state, shape ``hamiltonian.state_shape`` (complex), e.g. :func:`site_state`.
+        hamiltonian: an :class:`EvolutionHamiltonian`.
         times: concrete, sorted, non-negative 1D array (T,).
         tol: truncation tolerance per substep.
         max_step: largest dimensionless substep a t_step (> 0).
@@ -544,13 +495,10 @@ def evolve(
     References: Tal-Ezer & Kosloff, J. Chem. Phys. 81, 3967 (1984); Weisse et al., Rev. Mod. Phys. 78, 275
     (2006), Sec. IV.A.
     """
-    if not isinstance(hamiltonian, BoxHamiltonian):
-        raise ValueError(f"hamiltonian must be a BoxHamiltonian, got {type(hamiltonian).__name__}.")
-    times = _concrete_times(times)
+    times = _concrete_times(_check_hamiltonian(hamiltonian, times))
     state = jnp.asarray(state)
-    want = hamiltonian.potential.shape + ((2,) if hamiltonian.spinful else ())
-    if state.shape != want:
-        raise ValueError(f"state has shape {state.shape}, the box needs {want}.")
+    if state.shape != hamiltonian.state_shape:
+        raise ValueError(f"state has shape {state.shape}, the sample needs {hamiltonian.state_shape}.")
     if not isinstance(max_step, (int, float)) or not max_step > 0:
         raise ValueError(f"max_step must be a positive number, got {max_step!r}.")
     a = hamiltonian.half_width
@@ -576,7 +524,7 @@ def _evolve(state, hamiltonian, steps, outputs, order, observable):
     return jax.tree_util.tree_map(lambda h: h[outputs], history)
 
 
-def chebyshev_moments(hamiltonian: BoxHamiltonian, states, order: int) -> Float[Array, "order k k"]:
+def chebyshev_moments(hamiltonian: EvolutionHamiltonian, states, order: int) -> Float[Array, "order k k"]:
     """Chebyshev moments mu_n[i, j] = <s_i| T_n(H / a) |s_j>, n < ``order``, for k states (kernel polynomial
     method; Weisse et al., RMP 78, 275, Eqs. (31), (36)).
 
@@ -593,9 +541,8 @@ def chebyshev_moments(hamiltonian: BoxHamiltonian, states, order: int) -> Float[
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 2:
         raise ValueError(f"order must be an integer >= 2 (static), got {order!r}.")
     states = jnp.asarray(states)
-    want = hamiltonian.potential.shape + ((2,) if hamiltonian.spinful else ())
-    if states.shape[1:] != want:
-        raise ValueError(f"states must have shape (k, *{want}), got {states.shape}.")
+    if states.shape[1:] != hamiltonian.state_shape:
+        raise ValueError(f"states must have shape (k, *{hamiltonian.state_shape}), got {states.shape}.")
     return _chebyshev_moments(hamiltonian, states.astype(jnp.result_type(1j)), int(order))
 
 
@@ -641,7 +588,7 @@ class EnergyWindow(eqx.Module):
             Chebyshev order of g (about half_width / energy_width x sqrt(ln(1/tol)) terms).
     """
 
-    energy: Float[Array, ""] = eqx.field(converter=_real)
+    energy: Float[Array, ""] = eqx.field(converter=functools.partial(real_array, name="window.energy", required=True))
     energy_width: float = eqx.field(static=True)
 
     def __check_init__(self):
@@ -675,7 +622,7 @@ def _spectral_weights(moments, count: int):
     return 2 * count * (real + 1j * imag)
 
 
-def energy_filter(state, hamiltonian: BoxHamiltonian, window: EnergyWindow, *, tol: float = 1e-13):
+def energy_filter(state, hamiltonian: EvolutionHamiltonian, window: EnergyWindow, *, tol: float = 1e-13):
     """g(H) state for the Gaussian :class:`EnergyWindow` g (not normalized), by a Chebyshev series whose
     coefficients come from Gauss-Chebyshev quadrature (a DCT of g on the nodes), truncated at
     ``window.order(a, tol)``."""
@@ -696,11 +643,15 @@ def _energy_filter(state, hamiltonian, window, order):
     return _chebyshev_step(hamiltonian, state, coefficients.astype(state.dtype))
 
 
-def _site_states(hamiltonian: BoxHamiltonian, site):
-    box = Box(hamiltonian.potential.shape, spinful=hamiltonian.spinful)
-    if hamiltonian.spinful:
-        return jnp.stack([site_state(box, site, spin=0), site_state(box, site, spin=1)])
-    return site_state(box, site)[None]
+def _site_states(hamiltonian: EvolutionHamiltonian, site):
+    spins = (0, 1) if hamiltonian.sample.spinful else (0,)
+    return jnp.stack([site_state(hamiltonian.sample, site, spin=s) for s in spins])
+
+
+def _check_hamiltonian(hamiltonian, times):
+    if not isinstance(hamiltonian, EvolutionHamiltonian):
+        raise ValueError(f"hamiltonian must be an EvolutionHamiltonian, got {type(hamiltonian).__name__}.")
+    return times
 
 
 def _amplitude_order(hamiltonian, times, window, tol):
@@ -712,7 +663,7 @@ def _amplitude_order(hamiltonian, times, window, tol):
     return max(2, order)
 
 
-def return_amplitude(hamiltonian: BoxHamiltonian, times, *, site=None, window: EnergyWindow | None = None,
+def return_amplitude(hamiltonian: EvolutionHamiltonian, times, *, site=None, window: EnergyWindow | None = None,
                      tol: float = 1e-13):
     """Return amplitudes <s| g(H) exp(-i H t) |s> of a particle released at ``site`` (default the origin),
     g = 1 or the Gaussian :class:`EnergyWindow` ``window``; hbar = 1, t in hbar / hopping.
@@ -724,15 +675,13 @@ def return_amplitude(hamiltonian: BoxHamiltonian, times, *, site=None, window: E
     (1 / N) sum_k g(a x_k) exp(-i a x_k t) lambda_k (:func:`_spectral_weights`), exact for the truncated series.
 
     Returns:
-        Complex (T,) for spinless boxes; (T, 2, 2) spin blocks A[t, s', s] = <site s'| g e^{-iHt} |site s>
+        Complex (T,) for spinless samples; (T, 2, 2) spin blocks A[t, s', s] = <site s'| g e^{-iHt} |site s>
         for spinful ones.
     """
-    if not isinstance(hamiltonian, BoxHamiltonian):
-        raise ValueError(f"hamiltonian must be a BoxHamiltonian, got {type(hamiltonian).__name__}.")
-    times = _concrete_times(times)
+    times = _concrete_times(_check_hamiltonian(hamiltonian, times))
     order = _amplitude_order(hamiltonian, times, window, tol)
     amplitude, _ = _return_amplitude(hamiltonian, _site_states(hamiltonian, site), jnp.asarray(times), window, order)
-    return amplitude if hamiltonian.spinful else amplitude[:, 0, 0]
+    return amplitude if hamiltonian.sample.spinful else amplitude[:, 0, 0]
 
 
 _CHUNK_ELEMENTS = 2**22  # (times x orders) per chunk of the coefficient table: bounds memory for long runs
@@ -767,27 +716,29 @@ def _return_amplitude(hamiltonian, states, times, window, order):
     return out.reshape(pieces * chunk, *out.shape[2:])[:count], norm
 
 
-def return_probability(key, box: Box, model: BoxModel, times, *, window: EnergyWindow | None = None,
+def return_probability(key, sample: Sample, model: Model, times, *, strength=0.0, su2: bool = False,
+                       window: EnergyWindow | None = None, half_width: float | None = None,
                        tol: float = 1e-13) -> Float[Array, " T"]:
-    """Return probability of a particle released at the origin of one disorder realization (drawn from
-    ``key``) of a periodic box; hbar = 1, t in hbar / hopping.
+    """Return probability of a particle released at the origin of one disorder realization of ``sample``
+    (drawn from ``key`` with box disorder ``strength`` and, with ``su2``, SU(2) hopping; the Hamiltonian of
+    :func:`evolution_hamiltonian`, which also describes ``half_width``); hbar = 1, t in hbar / hopping.
 
     Without ``window``: P(t) = |<0| exp(-i H t) |0>|^2 (the particle released on the site, all energies).
     With a Gaussian :class:`EnergyWindow` g: the particle is released in the normalized state
     g(H)|0> / ||g(H)|0>|| (energy distribution LDOS x Gaussian of standard deviation ``energy_width``), and
     P(t) = |<0| g(H) exp(-i H t) |0>|^2 / <0| g(H)^2 |0> is the probability to find it on the origin site.
-    Spinful boxes: an unpolarized particle, P = sum_{s, s'} |<0 s'| g e^{-iHt} |0 s>|^2 / sum_s <0 s| g^2 |0 s>
+    Spinful samples: an unpolarized particle, P = sum_{s, s'} |<0 s'| g e^{-iHt} |0 s>|^2 / sum_s <0 s| g^2 |0 s>
     (back on the origin site, whatever the spin). Average over keys (``vmap``) for the disorder mean.
 
     Physics: averaged over disorder, for tau << t << L^2 / D, P(t) = 2 P_cl(t) with zero field (the Cooperon
     doubles the diffuson at the origin: coherent backscattering) and P(t) -> P_cl(t) once a field has
     dephased the Cooperon (:func:`cooperon_field_ratio`); P_cl ~ (4 pi D t)^(-d/2)
-    (:func:`classical_return_probability`). See ``docs/gallery_return_probability.md``.
+    (:func:`classical_return_probability`). See ``docs/gallery.md#return-probability``.
 
     ``jit``/``vmap``-able over ``key``, ``model.flux`` and ``window.energy``; ``times`` must be concrete
     (they fix the expansion order).
     """
-    ham = box_hamiltonian(key, box, model)
+    ham = evolution_hamiltonian(key, sample, model, strength=strength, su2=su2, half_width=half_width)
     times = _concrete_times(times)
     order = _amplitude_order(ham, times, window, tol)
     amplitude, norm = _return_amplitude(ham, _site_states(ham, None), jnp.asarray(times), window, order)
@@ -798,33 +749,34 @@ def return_probability(key, box: Box, model: BoxModel, times, *, window: EnergyW
 # Classical comparison
 
 
-def classical_return_probability(box: Box | None, diffusion, times, *, dimension: int | None = None):
+def classical_return_probability(shape, diffusion, times, *, dimension: int | None = None):
     """Return probability of the classical lattice random walk with the same geometry: the master equation
     dP_r/dt = sum_a D_a sum_{+-} (P_{r +- e_a} - P_r) (hop rate D_a to each neighbour along axis a, so that
     <x_a^2> = 2 D_a t), started on one site.
 
-    On a periodic box (exact, by Fourier series):
+    On a periodic box of lengths ``shape`` (exact, by Fourier series):
         P_cl(t) = prod_a (1 / L_a) sum_k exp(-2 D_a t (1 - cos(2 pi k / L_a)));
-    on the infinite lattice (``box=None``, give ``dimension``): P_cl(t) = prod_a exp(-2 D_a t) I_0(2 D_a t).
+    on the infinite lattice (``shape=None``, give ``dimension``): P_cl(t) = prod_a exp(-2 D_a t) I_0(2 D_a t).
     Both tend to (4 pi D t)^(-d/2) for 1 << D t << L^2 / D; a box tends to 1 / sites for t >> L^2 / D.
 
     Args:
-        box: the box, or None for the infinite lattice.
+        shape: the box lengths (L_1, ..., L_d), e.g. ``sample.potential_shape`` of a periodic chain, strip or
+            bar (an axis of length 1 contributes 1), or None for the infinite lattice.
         diffusion: D (lattice constants^2 per unit time hbar / t): a scalar, or one value per axis (d,).
         times: times (any shape, >= 0).
-        dimension: d, only with ``box=None``.
+        dimension: d, only with ``shape=None``.
 
     Returns:
         P_cl with the shape of ``times``.
     """
-    if box is None:
+    if shape is None:
         if dimension not in (1, 2, 3):
-            raise ValueError(f"dimension must be 1, 2 or 3 with box=None, got {dimension!r}.")
+            raise ValueError(f"dimension must be 1, 2 or 3 with shape=None, got {dimension!r}.")
         lengths = (None,) * dimension
     else:
-        if dimension is not None and dimension != box.dimension:
-            raise ValueError(f"dimension={dimension!r} contradicts the box (d = {box.dimension}).")
-        lengths = box.shape
+        lengths = tuple(positive_int("shape", n) for n in shape)
+        if dimension is not None and dimension != len(lengths):
+            raise ValueError(f"dimension={dimension!r} contradicts shape={lengths} (d = {len(lengths)}).")
     d = len(lengths)
     diffusion = jnp.asarray(diffusion, jnp.result_type(float))
     if diffusion.shape not in ((), (d,)):

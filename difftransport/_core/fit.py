@@ -52,6 +52,7 @@ import numpy as np
 import optimistix as optx
 
 from . import theory as th
+from .stats import Estimate, to_json
 
 
 class UndeterminedWarning(RuntimeWarning):
@@ -182,7 +183,7 @@ def _natural_vector(spec: _Spec, theta):
 
 
 @dataclasses.dataclass(frozen=True)
-class FitResult:
+class FitResult(Estimate):
     """Result of :func:`fit_magnetoconductance` (host numpy arrays).
 
     Attributes:
@@ -198,6 +199,9 @@ class FitResult:
         converged, steps: Levenberg-Marquardt status.
         determined: per free parameter, whether the data determine it (see the module docstring).
         reasons: per free parameter, why it is undetermined ("" if it is determined).
+
+    An :class:`~difftransport.stats.Estimate` whose ``names`` are the ``labels``; ``value`` and ``error`` take a
+    theory parameter's name and a curve instead.
     """
 
     model: str
@@ -217,6 +221,8 @@ class FitResult:
     _spec: _Spec = dataclasses.field(repr=False)
     determined: tuple[bool, ...] = ()
     reasons: tuple[str, ...] = ()
+
+    names = property(lambda self: self.labels)
 
     def __post_init__(self):
         if not self.determined:  # built without the checks: nothing is known to be undetermined
@@ -256,32 +262,21 @@ class FitResult:
         return float(self.stderr[self.labels.index(label)]) if label in self.labels else 0.0
 
     def to_dict(self):
-        """JSON-ready summary (valid JSON: a NaN or infinite number is written as None, i.e. null; an entry of
-        the correlation matrix is null where a standard error is zero or infinite). Each parameter carries
-        ``"determined"``, and ``"reason"`` when it is not."""
-        parameters = {}
-        for lab, v, e, ok, why in zip(self.labels, self.values, self.stderr, self.determined, self.reasons):
-            parameters[lab] = {"value": _finite(v), "stderr": _finite(e), "determined": bool(ok)}
-            if not ok:
-                parameters[lab]["reason"] = why
+        """JSON-ready summary (``Estimate.to_dict``: a NaN or infinite number is written as None, i.e. null; an
+        entry of the correlation matrix is null where a standard error is zero or infinite) with the model, the
+        curves, every parameter per curve and the correlations. Each parameter carries ``"determined"``, and
+        ``"reason"`` when it is not."""
+        out = super().to_dict()
+        for lab, ok, why in zip(self.labels, self.determined, self.reasons):
+            out["parameters"][lab].update({"determined": bool(ok)}, **({} if ok else {"reason": why}))
         return {
-            "model": self.model,
-            "description": MODELS[self.model].description,
-            "curves": [str(c) for c in self.curves],
-            "parameters": parameters,
-            "all_parameters": {k: [_finite(x) for x in v] for k, v in self.params.items()},
-            "correlation": {"labels": list(self.labels),
-                            "matrix": [[_finite(x) for x in row] for row in np.asarray(self.correlation)]},
-            "chi2": _finite(self.chi2), "dof": self.dof, "reduced_chi2": _finite(self.reduced_chi2),
-            "errors_scaled_by_reduced_chi2": not self.absolute_sigma,
-            "converged": self.converged, "steps": self.steps,
+            "model": self.model, "description": MODELS[self.model].description,
+            "curves": [str(c) for c in self.curves], **out,
+            "all_parameters": {k: to_json(v) for k, v in self.params.items()},
+            "correlation": {"labels": list(self.labels), "matrix": to_json(self.correlation)},
+            "reduced_chi2": to_json(self.reduced_chi2), "errors_scaled_by_reduced_chi2": not self.absolute_sigma,
+            "steps": self.steps,
         }
-
-
-def _finite(x):
-    """float(x), or None (JSON null) if x is NaN or infinite: JSON has no NaN."""
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def _label(name, curve, per_curve):

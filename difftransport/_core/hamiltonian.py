@@ -20,10 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .leads import HopFactor, hop_factor_from_structure
-
-
-def _dag(x):
-    return jnp.conj(jnp.swapaxes(x, -1, -2))
+from .linalg import dag as _dag
 
 
 def blockdiag(blocks):
@@ -116,10 +113,11 @@ class SlicedHamiltonian(eqx.Module):
     Attributes:
         base: (n, n) part common to all slices (clean intra-slice bonds).
         site: (L, m, s, s) site-diagonal blocks per slice (potential, exchange, mass, absorption).
-        hops: stacked :class:`Hopping` with leading axis L - 1: hops[s] = H[s+1, s].
+        hops: stacked :class:`Hopping` with leading axis L - 1: hops[s] = H[s+1, s] (axis L for a periodic
+            sample, whose hops[L-1] = H[0, L-1] closes it).
         bond_values: optional (L, B, s, s) per-slice intra-slice bond values (random-hopping models), placed
             at ``bond_index`` (static (B, 2) pairs (i, j): H[j, i] = value, H[i, j] = value^dagger).
-        lead: the clean lead (both sides).
+        lead: the clean lead (both sides); None for a periodic sample.
         base_bonds: static (i, j) site pairs outside which ``base`` vanishes (its site-diagonal blocks are zero
             too), so that solvers may apply it as a stencil; empty if unknown (then ``base`` is dense).
     """
@@ -127,7 +125,7 @@ class SlicedHamiltonian(eqx.Module):
     base: jax.Array
     site: jax.Array
     hops: Hopping
-    lead: Lead
+    lead: Lead | None
     bond_values: jax.Array | None = None
     bond_index: tuple[tuple[int, int], ...] = eqx.field(static=True, default=())
     base_bonds: tuple[tuple[int, int], ...] = eqx.field(static=True, default=())

@@ -55,7 +55,8 @@ import optax
 
 from .lattice import Sample
 from .model import Disorder, Model, draw_disorder
-from .observables import conductance
+from .observables import conductance, map_realizations
+from .stats import Estimate, gauss_newton_covariance
 
 
 class MicroscopicParameters(eqx.Module):
@@ -111,7 +112,7 @@ class LatticeEnsemble(eqx.Module):
         return int(jax.tree.leaves(self.disorder)[0].shape[0])
 
 
-def lattice_ensemble(sample: Sample, keys, *, energy, strength, hopping=1.0, dephasing="probe") -> LatticeEnsemble:
+def lattice_ensemble(keys, sample: Sample, *, energy, strength, hopping=1.0, dephasing="probe") -> LatticeEnsemble:
     """Draw one realization per key (box disorder of width ``strength``) and bundle them with the fixed model.
 
     Use keys different from those that produced the target: the fit must not share the target's realizations."""
@@ -141,9 +142,7 @@ def realization_conductances(ensemble: LatticeEnsemble, params: MicroscopicParam
 
     per_field = lambda d, tau: jax.vmap(lambda b: one(d, tau, b))(field)
     per_curve = lambda d: jax.vmap(lambda tau: per_field(d, tau))(params.tau_phi)
-    # Realizations in vmapped batches of ``batch`` (a loop over batches): memory and cache footprint stay
-    # bounded, and large ensembles do not slow down superlinearly.
-    return jax.lax.map(per_curve, ensemble.disorder, batch_size=min(batch, ensemble.realizations))
+    return map_realizations(per_curve, ensemble.disorder, batch=batch)  # memory bounded by one batch
 
 
 def mean_conductance(ensemble: LatticeEnsemble, params: MicroscopicParameters, field):
@@ -169,7 +168,7 @@ def curve_statistics(conductances):
 
 
 @dataclasses.dataclass(frozen=True)
-class InferenceResult:
+class InferenceResult(Estimate):
     """Result of :func:`infer_parameters`.
 
     Attributes:
@@ -183,6 +182,9 @@ class InferenceResult:
         start: where the returned local fit started: a minimum of the coarse grid (``search``) or ``initial``.
         local_fits: (parameters, chi^2) of every local fit (one per refined grid minimum), same weights:
             several with similar chi^2 and different parameters mean the data do not single out one solution.
+
+    An :class:`~difftransport.stats.Estimate` of ("tau_phi[0]", ..., "rashba", "field_scale"), whose
+    ``covariance`` is that of p to first order, p_i p_j log_covariance_ij.
     """
 
     params: MicroscopicParameters
@@ -195,6 +197,11 @@ class InferenceResult:
     converged: bool
     start: MicroscopicParameters
     local_fits: tuple = ()
+
+    names = property(lambda self: tuple(f"tau_phi[{i}]" for i in range(self.params.tau_phi.shape[0]))
+                     + ("rashba", "field_scale"))
+    values = property(lambda self: np.asarray(_flatten(self.params)))
+    covariance = property(lambda self: self.log_covariance * np.outer(self.values, self.values))
 
 
 def _flatten(p: MicroscopicParameters):
@@ -425,10 +432,8 @@ def infer_parameters(field, target, ensemble: LatticeEnsemble, initial: Microsco
     jac = np.asarray(_jacobian(ensemble, logp, jnp.asarray(free), field, curves, basis))
     cov = target_cov + np.asarray(_model_covariance(ensemble, logp, field, curves, basis))
     w = np.asarray(weight)
-    h_inv = np.linalg.inv(jac.T @ (w[:, None] * jac))
-    meat = jac.T @ (w[:, None] * cov * w[None, :]) @ jac
     log_cov = np.zeros((curves + 2, curves + 2))
-    log_cov[np.ix_(free, free)] = h_inv @ meat @ h_inv
+    log_cov[np.ix_(free, free)] = gauss_newton_covariance(jac, w, cov)
     resid = np.asarray(_model_observables(ensemble, logp, field, curves, basis)) - np.asarray(target_obs)
     values = np.exp(np.asarray(logp))
     return InferenceResult(

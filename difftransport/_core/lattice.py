@@ -6,7 +6,7 @@ Every sample is a stack of ``length`` identical cells (slices); the two leads ar
 of the same stack. Any lattice whose cells couple only to neighbouring cells fits, which is all the RGF
 solver needs (square strips, cubic bars, honeycomb ribbons of either orientation).
 
-Conventions (``../docs/physics.md``): lattice constant a = 1; positions are (x, y, z) with x the transport
+Conventions (``docs/physics.md#conventions``): lattice constant a = 1; positions are (x, y, z) with x the transport
 direction; a bond (i -> j) is the matrix element H[j, i]; the cell at slice index s occupies
 x in [s * period, (s + 1) * period).
 """
@@ -20,16 +20,10 @@ from typing import Literal
 import equinox as eqx
 import numpy as np
 
+from .checks import positive_int as _positive_int
+
 Boundary = Literal["hardwall", "periodic"]
 _BOUNDARIES = ("hardwall", "periodic")
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be a positive integer, got {value!r} of type {type(value).__name__}.")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}.")
-    return int(value)
 
 
 def _check_boundary(boundary: str) -> str:
@@ -187,23 +181,30 @@ def bar(width: int, height: int, *, boundary: Boundary = "hardwall") -> Lattice:
 _CC = 1.0 / math.sqrt(3.0)  # carbon-carbon distance for lattice constant a = 1
 
 
-def _from_sites(name: str, xy: np.ndarray, sub: np.ndarray, period: float, bond_length: float) -> Lattice:
-    """Build a cell from explicit 2D site positions (x in [0, period)) by joining sites at ``bond_length``."""
+def _from_sites(name: str, xy: np.ndarray, sub: np.ndarray, period: float, bond_length: float,
+                transverse: float | None = None) -> Lattice:
+    """Build a cell from explicit 2D site positions (x in [0, period)) by joining sites at ``bond_length``, also
+    across the y seam (images at y +- ``transverse``) when the cell is periodic in y with that period."""
     order = np.lexsort((xy[:, 1], np.round(xy[:, 0], 9)))  # by x offset, then y
     xy, sub = xy[order], sub[order]
     n = len(xy)
     tol = 1e-6
 
-    def bonds(shift: float) -> tuple[list[tuple[int, int]], list[tuple[float, float, float]]]:
-        d = xy[None, :, :] + np.array([shift, 0.0]) - xy[:, None, :]
-        close = np.abs(np.linalg.norm(d, axis=-1) - bond_length) < tol
-        if shift == 0.0:
-            close = np.triu(close, 1)
-        pairs = [(int(i), int(j)) for i, j in zip(*np.nonzero(close))]
-        return pairs, [(float(d[i, j, 0]), float(d[i, j, 1]), 0.0) for i, j in pairs]
+    def bonds(shift: float, seams) -> tuple[list[tuple[int, int]], list[tuple[float, float, float]]]:
+        pairs, vectors = [], []
+        for dy in seams:  # j's image at y + dy; inside a cell each seam bond once (from the top, dy = +period)
+            d = xy[None, :, :] + np.array([shift, dy]) - xy[:, None, :]
+            close = np.abs(np.linalg.norm(d, axis=-1) - bond_length) < tol
+            if shift == 0.0 and dy == 0.0:
+                close = np.triu(close, 1)
+            found = [(int(i), int(j)) for i, j in zip(*np.nonzero(close))]
+            pairs += found
+            vectors += [(float(d[i, j, 0]), float(d[i, j, 1]), 0.0) for i, j in found]
+        return pairs, vectors
 
-    (intra, intra_vec), (inter, inter_vec) = bonds(0.0), bonds(period)
-    if bonds(2 * period)[0]:
+    seams = (0.0,) if transverse is None else (0.0, transverse, -transverse)
+    (intra, intra_vec), (inter, inter_vec) = bonds(0.0, seams[:2]), bonds(period, seams)
+    if bonds(2 * period, seams)[0]:
         raise ValueError("the cell is shorter than the bond range: bonds reach beyond the next cell.")
     return Lattice(
         name=name,
@@ -216,18 +217,27 @@ def _from_sites(name: str, xy: np.ndarray, sub: np.ndarray, period: float, bond_
         inter_bonds=tuple(inter),
         inter_vectors=tuple(inter_vec),
         period=period,
+        transverse_period=transverse,
     )
 
 
-def zigzag_ribbon(n: int) -> Lattice:
+def _ribbon_boundary(kind: str, n: int, boundary: str) -> bool:
+    if _check_boundary(boundary) == "periodic" and n % 2:
+        raise ValueError(f"a periodic {kind} ribbon needs an even n (line n must fall on line 0), got n={n}.")
+    return boundary == "periodic"
+
+
+def zigzag_ribbon(n: int, *, boundary: Boundary = "hardwall") -> Lattice:
     """Honeycomb ribbon with zigzag edges along x (lattice constant a = 1, C-C distance 1/sqrt(3)).
 
     Bravais vectors a1 = (1, 0), a2 = (1/2, sqrt(3)/2); sublattice A at the lattice points, B shifted by
     (0, 1/sqrt(3)). The ribbon holds the rows n2 = 0 .. n-1 of both sublattices (2n sites per period 1).
     Its outermost A (bottom) and B (top) rows have one bond each (bearded edges), as in a ribbon cut by
-    0 <= y < n sqrt(3)/2.
+    0 <= y < n sqrt(3)/2. ``boundary="periodic"`` rolls it into a zigzag cylinder of circumference
+    n sqrt(3)/2 (row n is row 0; needs an even n), the ``transverse_period`` of the flux check.
     """
     n = _positive_int("n", n)
+    periodic = _ribbon_boundary("zigzag", n, boundary)
     xy, sub = [], []
     for n2 in range(n):
         base = np.array([0.5 * n2, n2 * math.sqrt(3.0) / 2])
@@ -235,23 +245,27 @@ def zigzag_ribbon(n: int) -> Lattice:
             p = base + np.array([0.0, off])
             xy.append([p[0] % 1.0, p[1]])
             sub.append(s)
-    return _from_sites(f"zigzag_ribbon(N={n})", np.array(xy), np.array(sub), 1.0, _CC)
+    name = f"zigzag_ribbon(N={n}{', periodic' if periodic else ''})"
+    return _from_sites(name, np.array(xy), np.array(sub), 1.0, _CC, n * math.sqrt(3.0) / 2 if periodic else None)
 
 
-def armchair_ribbon(n: int) -> Lattice:
+def armchair_ribbon(n: int, *, boundary: Boundary = "hardwall") -> Lattice:
     """Honeycomb ribbon with armchair edges along x (A-B bonds along x), ``n`` dimer lines across.
 
     Dimer line k = 0 .. n-1 sits at y = k/2; its A site at x = 0 (k even) or sqrt(3)/2 (k odd) modulo the
-    period sqrt(3), its B site 1/sqrt(3) further along x. 2n sites per period sqrt(3).
+    period sqrt(3), its B site 1/sqrt(3) further along x. 2n sites per period sqrt(3). ``boundary="periodic"``
+    rolls it into an armchair cylinder of circumference n/2 (line n is line 0; needs an even n).
     """
     n = _positive_int("n", n)
+    periodic = _ribbon_boundary("armchair", n, boundary)
     period = math.sqrt(3.0)
     xy, sub = [], []
     for k in range(n):
         x0 = 0.0 if k % 2 == 0 else period / 2
         xy += [[x0, 0.5 * k], [x0 + _CC, 0.5 * k]]
         sub += [0, 1]
-    return _from_sites(f"armchair_ribbon(N={n})", np.array(xy), np.array(sub), period, _CC)
+    name = f"armchair_ribbon(N={n}{', periodic' if periodic else ''})"
+    return _from_sites(name, np.array(xy), np.array(sub), period, _CC, n / 2 if periodic else None)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -262,18 +276,30 @@ class Sample(eqx.Module):
 
     Static (hashable) data: sizes, spin and boundary conditions decide array shapes and are never
     differentiated. With ``spinful=True`` each site carries two orbitals (spin up, down), ordered site-major.
+    With ``periodic=True`` the sample is closed along x instead (a ring, cylinder or torus without leads, for
+    the time evolution; transport solvers refuse it): slice ``length - 1`` is bonded to slice 0 by the
+    lattice's inter-cell bonds (needs length >= 3).
     """
 
     lattice: Lattice = eqx.field(static=True)
     length: int = eqx.field(static=True)
     spinful: bool = eqx.field(static=True, default=False)
+    periodic: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         if not isinstance(self.lattice, Lattice):
             raise ValueError(f"lattice must be a difftransport Lattice, got {type(self.lattice).__name__}.")
         _positive_int("length", self.length)
-        if not isinstance(self.spinful, bool):
-            raise ValueError(f"spinful must be True or False, got {self.spinful!r}.")
+        for name in ("spinful", "periodic"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if self.periodic and self.length < 3:
+            raise ValueError(f"a periodic sample needs length >= 3 (two distinct neighbours), got {self.length}.")
+
+    @property
+    def inter_slices(self) -> int:
+        """Number of inter-slice hoppings H[s+1, s]: length - 1, or length with the wrap H[0, length-1]."""
+        return self.length if self.periodic else self.length - 1
 
     @property
     def orbitals(self) -> int:

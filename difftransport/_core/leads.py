@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .linalg import dag as _dag
+
 # Eigenvalues with ||lambda| - 1| below this are propagating modes. Evanescent modes reach it only within
 # ~1e-16 of a band edge (|lambda| - 1 ~ sqrt(E - E_edge)); roundoff on propagating |lambda| is ~1e-13.
 PROPAGATING_TOL = 1e-8
@@ -55,10 +57,6 @@ POLE_LIMIT = 1e8
 # Propagating modes whose lambda agree to DEGENERATE_TOL form one group (a band crossing or degenerate
 # transverse modes), split into right- and left-movers by degenerate perturbation theory (_mode_subspaces).
 DEGENERATE_TOL = 1e-8
-
-
-def _dag(x):
-    return jnp.conj(jnp.swapaxes(x, -1, -2))
 
 
 class HopFactor(eqx.Module):

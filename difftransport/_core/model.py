@@ -15,30 +15,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .checks import real_array as _real_array
 from .lattice import Sample
 
 Distribution = Literal["box", "gaussian"]
 _DISTRIBUTIONS = ("box", "gaussian")
-
-
-def _real_array(x, name: str | None = None, *, required: bool = False):
-    """Convert at the API boundary: Python numbers become float arrays (never static, so no retracing).
-
-    ``name`` is the argument named in the errors (e.g. ``"model.energy"``); ``required`` refuses None."""
-    what = name or "a model parameter"
-    if x is None:
-        if required:
-            raise ValueError(f"{what} is required: give a real number, got None.")
-        return None
-    try:
-        x = jnp.asarray(x)
-    except TypeError:
-        raise ValueError(f"{what} must be a real number or array, got {type(x).__name__} {x!r:.40}.") from None
-    if jnp.iscomplexobj(x):
-        if name is None or name.startswith("model."):
-            raise ValueError(f"model parameters are real numbers, got {what} = a complex array of dtype {x.dtype}.")
-        raise ValueError(f"{name} must be real, got a complex array of dtype {x.dtype}.")
-    return x.astype(jnp.result_type(float))
 
 
 def _parameter(name: str, *, required: bool = False):
@@ -108,8 +89,8 @@ class Disorder(eqx.Module):
             model's ``exchange`` J as J m.sigma.
         su2_intra, su2_inter: SU(2) matrices of the random-hopping (Asada-Slevin-Ohtsuki) model for every
             intra-slice bond, shape (L, intra_bonds, 2, 2), and every bond to the next slice, shape
-            (L - 1, inter_bonds, 2, 2); a bond then carries -t R (times its Peierls phase). The bonds to the
-            leads stay clean.
+            (L - 1, inter_bonds, 2, 2), or (L, ...) with the wrap bonds of a periodic sample; a bond then carries
+            -t R (times its Peierls phase). The bonds to the leads stay clean.
 
     Checks, when a solver traces the disorder (``ValueError``): shapes match the sample, ``potential`` and
     ``moments`` are real (an imaginary potential is absorption: use ``Model.tau_phi``), ``moments`` come with
@@ -138,10 +119,9 @@ def _fold(key, *ints):
     return key
 
 
-def _site_keys(key, sample: Sample, tag: int):
-    """Keys of shape (length, sites): fold_in(key, tag, slice, *label)."""
-    labels = jnp.asarray(sample.lattice.labels, dtype=jnp.uint32)  # (sites, k)
-    slices = jnp.arange(sample.length, dtype=jnp.uint32)
+def _keys(key, tag: int, labels, count: int, first_slice):
+    """Keys of shape (count, len(labels)): fold_in(key, tag, first_slice + slice, *label), slice < count."""
+    slices = jnp.arange(count, dtype=jnp.uint32) + jnp.asarray(first_slice).astype(jnp.uint32)
 
     def one(s, label):
         k = _fold(key, tag, s)
@@ -152,24 +132,21 @@ def _site_keys(key, sample: Sample, tag: int):
     return jax.vmap(lambda s: jax.vmap(lambda lab: one(s, lab))(labels))(slices)
 
 
-def _bond_keys(key, sample: Sample, tag: int, bonds, count: int):
-    """Keys of shape (count, bonds): fold_in(key, tag, slice, *label_i, *label_j)."""
+def _site_keys(key, sample: Sample, tag: int, first_slice=0):
+    """Keys of shape (length, sites): fold_in(key, tag, first_slice + slice, *label)."""
+    return _keys(key, tag, jnp.asarray(sample.lattice.labels, dtype=jnp.uint32), sample.length, first_slice)
+
+
+def _bond_keys(key, sample: Sample, tag: int, bonds, count: int, first_slice=0):
+    """Keys of shape (count, bonds): fold_in(key, tag, first_slice + slice, *label_i, *label_j)."""
     labels = jnp.asarray(sample.lattice.labels, dtype=jnp.uint32)
     ends = jnp.asarray(bonds, dtype=jnp.int32).reshape(-1, 2)
-    pair_labels = jnp.concatenate([labels[ends[:, 0]], labels[ends[:, 1]]], axis=1)  # (bonds, 2k)
-
-    def one(s, lab):
-        k = _fold(key, tag, s)
-        for c in range(pair_labels.shape[1]):
-            k = jax.random.fold_in(k, lab[c])
-        return k
-
-    slices = jnp.arange(count, dtype=jnp.uint32)
-    return jax.vmap(lambda s: jax.vmap(lambda lab: one(s, lab))(pair_labels))(slices)
+    return _keys(key, tag, jnp.concatenate([labels[ends[:, 0]], labels[ends[:, 1]]], axis=1), count, first_slice)
 
 
-def anderson_potential(key, sample: Sample, strength, *, distribution: Distribution = "box"):
-    """On-site Anderson disorder of shape ``sample.potential_shape``.
+def anderson_potential(key, sample: Sample, strength, *, distribution: Distribution = "box", first_slice=0):
+    """On-site Anderson disorder of shape ``sample.potential_shape``; with ``first_slice`` s0 (an integer, may be
+    traced) the slices [s0, s0 + length) of any longer sample drawn from the same key.
 
     ``distribution="box"``: uniform in [-strength/2, strength/2] (variance strength^2/12), the convention of
     the Anderson-transition literature. ``"gaussian"``: normal with standard deviation ``strength``.
@@ -177,12 +154,12 @@ def anderson_potential(key, sample: Sample, strength, *, distribution: Distribut
     """
     if distribution not in _DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {_DISTRIBUTIONS}, got {distribution!r}.")
-    return _anderson_potential(key, sample, _real_array(strength, "strength", required=True), distribution)
+    return _anderson_potential(key, sample, _real_array(strength, "strength", required=True), distribution, first_slice)
 
 
 @eqx.filter_jit
-def _anderson_potential(key, sample: Sample, strength, distribution: str):
-    keys = _site_keys(key, sample, _TAG_POTENTIAL)
+def _anderson_potential(key, sample: Sample, strength, distribution: str, first_slice):
+    keys = _site_keys(key, sample, _TAG_POTENTIAL, first_slice)
     dtype = jnp.result_type(float)
     if distribution == "box":
         unit = jax.vmap(jax.vmap(lambda k: jax.random.uniform(k, (), dtype) - 0.5))(keys)
@@ -217,16 +194,17 @@ def _haar_su2(k):
 
 
 @eqx.filter_jit
-def su2_rotations(key, sample: Sample):
+def su2_rotations(key, sample: Sample, *, first_slice=0):
     """Haar-random SU(2) hopping matrices for every bond of the sample: (intra, inter) with shapes
-    (length, intra_bonds, 2, 2) and (length - 1, inter_bonds, 2, 2)."""
+    (length, intra_bonds, 2, 2) and (sample.inter_slices, inter_bonds, 2, 2) (length - 1, or length when periodic);
+    ``first_slice`` as in :func:`anderson_potential`."""
     lat = sample.lattice
     intra = jnp.zeros((sample.length, 0, 2, 2), complex)
     if lat.intra_bonds:
-        keys = _bond_keys(key, sample, _TAG_SU2_INTRA, lat.intra_bonds, sample.length)
+        keys = _bond_keys(key, sample, _TAG_SU2_INTRA, lat.intra_bonds, sample.length, first_slice)
         intra = jax.vmap(jax.vmap(_haar_su2))(keys)
-    keys = _bond_keys(key, sample, _TAG_SU2_INTER, lat.inter_bonds, sample.length - 1)
-    inter = jax.vmap(jax.vmap(_haar_su2))(keys).reshape(sample.length - 1, len(lat.inter_bonds), 2, 2)
+    keys = _bond_keys(key, sample, _TAG_SU2_INTER, lat.inter_bonds, sample.inter_slices, first_slice)
+    inter = jax.vmap(jax.vmap(_haar_su2))(keys).reshape(sample.inter_slices, len(lat.inter_bonds), 2, 2)
     return intra, inter
 
 

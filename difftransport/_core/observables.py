@@ -3,7 +3,7 @@ reflection, transmission eigenvalues and Fano factor. All in units of e^2/h, sum
 (spin included when it is an orbital); no spin-degeneracy factor is applied.
 
 Conventions: T(a -> b) = Tr[Gamma_b G_{ba} Gamma_a G_{ba}^+] (Fisher & Lee, PRB 23, 6851 (1981)),
-Gamma = i (Sigma - Sigma^+). Dephasing (``docs/physics.md``, PHYSICS.md 7e) enters as the absorption
+Gamma = i (Sigma - Sigma^+). Dephasing (``docs/physics.md#dephasing``) enters as the absorption
 -i eta on every sample site, eta = hbar / (2 tau_phi), and ``dephasing`` chooses how the absorbed current is
 treated:
 
@@ -31,20 +31,17 @@ from .buttiker import buttiker_currents_rgf
 from .hamiltonian import SlicedHamiltonian
 from .lattice import Sample
 from .leads import LeadSelfEnergies, lead_self_energies
-from .model import Disorder, Model
+from .linalg import dag as _dag
+from .model import Disorder, Model, draw_disorder
 from .rgf import sweep
-from .transfer import supports as _transfer_supports
+from .transfer import unsupported as _transfer_unsupported
 from .transfer import transfer_sweep
 
 Dephasing = Literal["probe", "absorb", "buttiker"]
 _DEPHASING = ("probe", "absorb", "buttiker")
-Method = Literal["rgf", "transfer"]
-_METHODS = ("rgf", "transfer")
+Method = Literal["rgf", "transfer", "auto"]
+_METHODS = ("rgf", "transfer", "auto")
 TRANSFER_OBSERVABLES = ("conductance", "transmission", "fano_factor", "transmission_eigenvalues", "open_channels")
-
-
-def _dag(x):
-    return jnp.conj(jnp.swapaxes(x, -1, -2))
 
 
 def _gamma(sigma):
@@ -61,11 +58,6 @@ def _transmission(g_out_in, gamma_out, gamma_in):
     return _trace_product(gamma_out @ g_out_in, gamma_in @ _dag(g_out_in))
 
 
-def _check_dephasing(dephasing):
-    if dephasing not in _DEPHASING:
-        raise ValueError(f"dephasing must be one of {_DEPHASING}, got {dephasing!r}.")
-
-
 class _Solution(eqx.Module):
     """Green's-function blocks of one sample at one energy (the transfer sweep gives G_N1 only)."""
 
@@ -79,10 +71,16 @@ def _left_to_right(sol: _Solution):
     return _transmission(sol.g_last_first, _gamma(sol.leads.right), _gamma(sol.leads.left))
 
 
+def _lead_self_energies(ham: SlicedHamiltonian, energy) -> LeadSelfEnergies:
+    if ham.lead is None:
+        raise ValueError("sample is periodic along x (closed, no leads): transport needs Sample(..., periodic=False).")
+    return lead_self_energies(energy, ham.lead.cell, ham.lead.hop, ham.lead.factor)
+
+
 def _solve(ham: SlicedHamiltonian, energy, method: Method = "rgf") -> _Solution:
-    leads = lead_self_energies(energy, ham.lead.cell, ham.lead.hop, ham.lead.factor)
+    leads = _lead_self_energies(ham, energy)
     energy = leads.energy  # differs from the requested energy only at a subband edge
-    if method == "transfer" and _transfer_supports(ham):
+    if method == "transfer":
         return _Solution(leads=leads, g_last=None, g_last_first=transfer_sweep(energy, ham, leads.left, leads.right))
     g_nn, g_n1 = sweep(energy, ham, leads.left, leads.right)
     return _Solution(leads=leads, g_last=g_nn, g_last_first=g_n1)
@@ -125,10 +123,11 @@ def dense_hamiltonian(ham: SlicedHamiltonian):
     h = jnp.zeros((length, n, length, n), blocks.dtype)
     idx = jnp.arange(length)
     h = h.at[idx, :, idx, :].set(blocks)
-    if length > 1:
+    if length > 1:  # hops[s] = H[s+1, s]; a periodic sample also has the wrap H[0, L-1]
         hop = jax.vmap(lambda v: v.dense())(ham.hops)
-        h = h.at[idx[1:], :, idx[:-1], :].set(hop)
-        h = h.at[idx[:-1], :, idx[1:], :].set(_dag(hop))
+        source = idx[: hop.shape[0]]
+        h = h.at[(source + 1) % length, :, source, :].set(hop)
+        h = h.at[source, :, (source + 1) % length, :].set(_dag(hop))
     return h.reshape(length * n, length * n)
 
 
@@ -173,23 +172,33 @@ def _eigen_transmissions_jvp(primals, tangents):
 OBSERVABLES = ("conductance", "transmission", "reflection", "fano_factor", "transmission_eigenvalues", "open_channels")
 
 
-def _coherent(sample, model, disorder, method: Method = "rgf"):
-    """Checked model, Hamiltonian and the forward-sweep solution."""
+def _coherent(sample, model, disorder, method: Method = "rgf", names=("conductance",), dephasing="probe"):
+    """Checked model, Hamiltonian and the forward-sweep solution (the sweep chosen by :func:`_sweep`)."""
     ham, model = prepare(sample, model, disorder)
-    return model, ham, _solve(ham, model.energy, method)
+    return model, ham, _solve(ham, model.energy, _sweep(method, names, model, dephasing, sample, ham))
 
 
-def _check_method(method, names, model, dephasing):
+def _sweep(method, names, model, dephasing, sample, ham) -> str:
+    """Checks the options; returns the sweep to run: ``method``, "auto" being transfer wherever it gives ``names``."""
+    if dephasing not in _DEPHASING:
+        raise ValueError(f"dephasing must be one of {_DEPHASING}, got {dephasing!r}.")
+    unknown = [n for n in names if n not in OBSERVABLES]
+    if unknown:
+        raise ValueError(f"unknown observables {unknown}; available: {list(OBSERVABLES)}.")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
-    if method == "rgf":
-        return
     other = [n for n in names if n not in TRANSFER_OBSERVABLES]
+    why = _transfer_unsupported(ham)
     if other:
-        raise ValueError(f"method='transfer' gives G_N1 only: {other} need method='rgf'.")
-    if "conductance" in names and model.tau_phi is not None and dephasing != "absorb":
-        raise ValueError(f"method='transfer' gives the coherent T(L->R) only; dephasing={dephasing!r} with tau_phi "
-                         "needs method='rgf' (or dephasing='absorb').")
+        why = f"gives G_N1 only: {other} need method='rgf'."
+    elif "conductance" in names and model.tau_phi is not None and dephasing != "absorb":
+        why = (f"gives the coherent T(L->R) only; dephasing={dephasing!r} with tau_phi needs method='rgf' (or "
+               "dephasing='absorb').")
+    elif why:
+        why += f", got {sample.lattice.name} of length {sample.length}: use method='rgf' or 'auto'."
+    if method == "transfer" and why:
+        raise ValueError(f"method='transfer' {why}")
+    return "rgf" if method == "rgf" or why else "transfer"
 
 
 def _buttiker_rgf(ham, model, sol, orbitals):
@@ -203,12 +212,7 @@ def _buttiker_rgf(ham, model, sol, orbitals):
 
 
 def _evaluate(sample, model, disorder, names, dephasing, method: Method = "rgf"):
-    _check_dephasing(dephasing)
-    unknown = [n for n in names if n not in OBSERVABLES]
-    if unknown:
-        raise ValueError(f"unknown observables {unknown}; available: {list(OBSERVABLES)}.")
-    _check_method(method, names, model, dephasing)
-    model, ham, sol = _coherent(sample, model, disorder, method)
+    model, ham, sol = _coherent(sample, model, disorder, method, names, dephasing)
     gl, gr = _gamma(sol.leads.left), _gamma(sol.leads.right)
     cache = {}
 
@@ -274,10 +278,11 @@ def conductance(sample: Sample, model: Model, disorder: Disorder | None = None, 
             current-conserving probe, default; valid for weak absorption), ``"absorb"`` (raw T(L->R)) or
             ``"buttiker"`` (a probe on every site: local dephasing, exact for any tau_phi). Without
             ``tau_phi`` all three give the coherent T(L->R).
-        method: ``"rgf"`` (default), or ``"transfer"``: a transfer-matrix sweep renormalized every 8 slices
+        method: ``"rgf"`` (default), ``"transfer"``: a transfer-matrix sweep renormalized every 8 slices
             (``_core/transfer.py``), 2-4x faster on CPU for square strips and cubic bars (site-diagonal inter-slice
             hopping; any field, spin-orbit, exchange, absorption), agreeing with RGF to ~1e-11. It gives the
-            coherent (or ``dephasing="absorb"``) conductance; other lattices silently use RGF.
+            coherent (or ``dephasing="absorb"``) conductance and raises ValueError elsewhere (honeycomb ribbons,
+            one slice, probes); ``"auto"`` runs it wherever it applies and RGF elsewhere.
 
     Returns:
         A scalar array. Zero where the leads have no open channel.
@@ -333,7 +338,7 @@ def open_channels(sample: Sample, model: Model):
     lead parameters (energy, hopping, flux, rashba) matter; sample-only terms are ignored."""
     lead_model = Model(energy=model.energy, hopping=model.hopping, flux=model.flux, rashba=model.rashba)
     ham, model = prepare(sample, lead_model, None)
-    return lead_self_energies(model.energy, ham.lead.cell, ham.lead.hop, ham.lead.factor).open_channels
+    return _lead_self_energies(ham, model.energy).open_channels
 
 
 @eqx.filter_jit
@@ -341,3 +346,31 @@ def hamiltonian_transmission(ham: SlicedHamiltonian, energy):
     """Raw transmission T(L -> R) of a user-built :class:`SlicedHamiltonian` at ``energy`` (e^2/h): the
     low-level entry for Hamiltonians that no lattice constructor describes."""
     return _left_to_right(_solve(ham, jnp.asarray(energy, jnp.result_type(float))))
+
+
+def map_realizations(f, realizations, *, batch: int):
+    """``f`` over the leading (realization) axis of the pytree ``realizations`` (keys, indices or drawn
+    disorders): vmapped over ``batch`` realizations at a time, ``lax.map`` over the batches, so that memory is
+    bounded by one batch and large ensembles do not slow down superlinearly. Pure, jittable, differentiable;
+    a realization's result does not depend on ``batch``. Returns the outputs of ``f`` with a leading axis."""
+    count = jax.tree.leaves(realizations)[0].shape[0]
+    if batch >= count:  # one batch: a plain vmap, which a sharded realization axis passes through unchanged
+        return jax.vmap(f)(realizations)
+    return jax.lax.map(f, realizations, batch_size=batch)
+
+
+def ensemble_conductances(keys, sample: Sample, models, *, strength, distribution="box", moments: bool = False,
+                          su2: bool = False, dephasing: Dephasing = "probe", method: Method = "rgf", batch: int = 64):
+    """Conductance G (e^2/h, see :func:`conductance`) of every realization of an ensemble of PRNG ``keys``:
+    realization r is ``draw_disorder(keys[r], sample, strength=strength, ...)``. ``models`` is one ``Model``
+    (shape (len(keys),)) or a sequence of them, all evaluated on the same realizations (paired: common random
+    numbers; shape (len(keys), len(models))). Batched by :func:`map_realizations`; differentiable in the
+    models and ``strength``."""
+
+    def one(key):
+        disorder = draw_disorder(key, sample, strength=strength, distribution=distribution, moments=moments, su2=su2)
+        if isinstance(models, Model):
+            return conductance(sample, models, disorder, dephasing=dephasing, method=method)
+        return jnp.stack([conductance(sample, m, disorder, dephasing=dephasing, method=method) for m in models])
+
+    return map_realizations(one, keys, batch=batch)

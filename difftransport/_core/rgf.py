@@ -1,6 +1,6 @@
 """Recursive Green's function sweep over the slices of a :class:`SlicedHamiltonian` (one ``lax.scan``).
 
-Left-connected recursion (PHYSICS.md 7d; Lake et al., J. Appl. Phys. 81, 7845 (1997)):
+Left-connected recursion (docs/physics.md#rgf; Lake et al., J. Appl. Phys. 81, 7845 (1997)):
 
     G_1 = (E - H_1 - Sigma_L)^{-1},      G_{11} = G_1
     G_s = (E - H_s - V_{s-1} G_{s-1} V_{s-1}^+ - delta_{sN} Sigma_R)^{-1}
@@ -16,10 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from .hamiltonian import SlicedHamiltonian
-
-
-def _dag(x):
-    return jnp.conj(jnp.swapaxes(x, -1, -2))
+from .linalg import dag as _dag
 
 
 def _cmatmul(a, b):

@@ -16,7 +16,7 @@ matrix J^T J of the normalized residuals (and optionally a parametric bootstrap,
    at t = ln L solves the same ODE dx/dt = beta(x) (Abrahams, Anderson, Licciardello & Ramakrishnan, PRL 42,
    673 (1979)). beta is a cubic B-spline in x = ln g with a second-difference penalty (a P-spline, Eilers &
    Marx, Stat. Sci. 11, 89 (1996)); the curves' starting values and the spline are fitted together, the ODE
-   integrated by RK4 (differentiable). One-loop asymptotes (PHYSICS.md 4; Evers & Mirlin, RMP 80, 1355
+   integrated by RK4 (differentiable). One-loop asymptotes (docs/physics.md#beta-function; Evers & Mirlin, RMP 80, 1355
    (2008)), with g the conductance in e^2/h summed over all channels:
    orthogonal (spinless) beta = -1/(pi g); symplectic (spin-1/2, total g) beta = +1/(pi g);
    unitary (spinless) beta = -1/(2 pi^2 g^2). Deep in the insulator <ln g> = -2L/xi + c, so
@@ -34,8 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
-from jax.scipy.special import gammaincc
 from jaxtyping import Array, Float
+
+from .lattice import Sample
+from .model import Model
+from .observables import ensemble_conductances
+from .stats import Estimate, chi2_pvalue, confidence_z, gauss_newton_covariance
+from .theory import diffusive_cutoff, intrinsic_conductance, lattice_wl_correction
 
 
 def _float_data(name, value, ndim=None):
@@ -43,16 +48,6 @@ def _float_data(name, value, ndim=None):
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {array.shape}.")
     return array
-
-
-def _goodness(chi2, dof):
-    """Probability Q of a chi^2 at least this large for ``dof`` degrees of freedom (NaN for dof <= 0)."""
-    return jnp.where(dof > 0, gammaincc(jnp.maximum(dof, 1) / 2.0, chi2 / 2.0), jnp.nan)
-
-
-def _covariance(jac):
-    """(J^T J)^{-1}: the covariance of least-squares parameters with residuals normalized by their errors."""
-    return jnp.linalg.pinv(jac.T @ jac, hermitian=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -141,7 +136,7 @@ class ScalingModel(eqx.Module):
         return self.unpack(theta)["y"]
 
 
-class ScalingFit(eqx.Module):
+class ScalingFit(Estimate, eqx.Module):
     """Result of :func:`fit_scaling`.
 
     Attributes:
@@ -151,6 +146,9 @@ class ScalingFit(eqx.Module):
         chi2, dof: minimum chi^2 and degrees of freedom; ``p_value`` = Q(chi^2 | dof), the goodness of fit.
         bootstrap: (samples, params) refits of resampled data (empty if none was asked for).
         converged: whether the Levenberg-Marquardt solve succeeded.
+
+    An :class:`~difftransport.stats.Estimate`: ``names`` = ``model.names``, ``values`` = ``params``;
+    ``stderr(name)`` is ``error(name)``.
     """
 
     model: ScalingModel
@@ -167,10 +165,9 @@ class ScalingFit(eqx.Module):
             return jnp.asarray(self.model.irrelevant_exponent, float)
         return self.params[self.model.names.index(name)]
 
-    def stderr(self, name):
-        """Standard error of a parameter from the covariance matrix."""
-        i = self.model.names.index(name)
-        return jnp.sqrt(self.covariance[i, i])
+    names = property(lambda self: self.model.names)
+    values = property(lambda self: self.params)
+    stderr = Estimate.error
 
     def interval(self, name, confidence=0.95):
         """Confidence interval: bootstrap percentiles if there is a bootstrap, else +- z sigma (Gaussian)."""
@@ -178,7 +175,7 @@ class ScalingFit(eqx.Module):
         if self.bootstrap.shape[0]:
             lo, hi = np.percentile(np.asarray(self.bootstrap[:, i]), [50 * (1 - confidence), 50 * (1 + confidence)])
             return float(lo), float(hi)
-        z = math.sqrt(2.0) * _erfinv(confidence)
+        z = confidence_z(confidence)
         v, s = float(self.params[i]), float(self.stderr(name))
         return v - z * s, v + z * s
 
@@ -217,12 +214,6 @@ class ScalingFit(eqx.Module):
         else:
             shift = 0.0
         return jnp.abs(u_r) ** nu * width, lam * jnp.exp(-shift), jnp.sign(disorder - self.critical_disorder)
-
-
-def _erfinv(p):
-    from scipy.special import erfinv
-
-    return float(erfinv(p))
 
 
 def _fss_residuals(model: ScalingModel):
@@ -327,7 +318,7 @@ def _fit_scaling(model, theta0, data, bootstrap, key, max_steps, dof):
     residuals = _fss_residuals(model)
     theta, ok = _solve_fss(model, residuals, theta0, data, max_steps)
     r = residuals(theta, data)
-    cov = _covariance(jax.jacfwd(residuals)(theta, data))
+    cov = gauss_newton_covariance(jax.jacfwd(residuals)(theta, data))
     chi2 = jnp.sum(r**2)
     if bootstrap:
         disorder, width, log_lam, sig = data
@@ -340,7 +331,7 @@ def _fit_scaling(model, theta0, data, bootstrap, key, max_steps, dof):
     else:
         boot = jnp.zeros((0, theta.size))
     return ScalingFit(model=model, params=theta, covariance=cov, chi2=chi2, dof=dof,
-                      p_value=_goodness(chi2, dof), bootstrap=boot, converged=ok)
+                      p_value=chi2_pvalue(chi2, dof), bootstrap=boot, converged=ok)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -352,8 +343,8 @@ def beta_one_loop(g, symmetry: str):
 
     ``"orthogonal"`` (spinless, time-reversal invariant): -1/(pi g). ``"symplectic"`` (spin-1/2 with strong
     spin-orbit coupling, total g over both spins): +1/(pi g). ``"unitary"`` (spinless, broken time reversal):
-    -1/(2 pi^2 g^2), the first non-vanishing (two-loop) term. PHYSICS.md 4 (Evers & Mirlin, RMP 80, 1355,
-    Eqs. for beta(t) with t = 1/(2 pi g) per spin)."""
+    -1/(2 pi^2 g^2), the first non-vanishing (two-loop) term. docs/physics.md#beta-function (Evers & Mirlin,
+    RMP 80, 1355, Eqs. for beta(t) with t = 1/(2 pi g) per spin)."""
     g = jnp.asarray(g, float)
     if symmetry == "orthogonal":
         return -1.0 / (math.pi * g)
@@ -373,6 +364,81 @@ def finite_difference_beta(lengths, log_g, log_g_stderr):
     s = _float_data("log_g_stderr", log_g_stderr, 2)
     dt_ = np.diff(t)
     return 0.5 * (x[:, 1:] + x[:, :-1]), np.diff(x, axis=1) / dt_, np.hypot(s[:, 1:], s[:, :-1]) / dt_
+
+
+def beta_conductances(sample: Sample, model: Model, seed: int, indices, strength_index, strength, *,
+                      distribution: str = "box", su2: bool = False):
+    """Conductances g (e^2/h, all channels), shape (len(indices),), of realizations ``indices`` of the L x L
+    (x L) ``sample`` at disorder ``strength`` (the ``strength_index``-th of its study). Realization j draws its
+    disorder from fold_in(fold_in(fold_in(key(seed), L), strength_index), j), so it depends on nothing else
+    (not on the chunk, the device or the other realizations). Jittable; ``strength_index`` and ``strength``
+    may be traced (one compilation per L)."""
+    base = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), sample.length), strength_index)
+    keys = jax.vmap(lambda j: jax.random.fold_in(base, j))(jnp.asarray(indices))
+    return ensemble_conductances(keys, sample, model, strength=strength, distribution=distribution, su2=su2,
+                                 batch=keys.shape[0])
+
+
+def log_conductance_table(g, channels, *, contact_correction: bool) -> dict:
+    """Ensemble statistics of ln g from conductances ``g`` (strengths, lengths, realizations) in e^2/h:
+    mean_log_g, stderr_log_g (sigma / sqrt(n)) and var_log_g (ddof 1), each (strengths, lengths), mean_g, and
+    dropped_ballistic. With ``contact_correction`` the contact (Sharvin) resistance of the ideal leads with
+    ``channels`` (lengths,) open channels is removed, 1/g_int = 1/g - 1/N; realizations with g >= N (no
+    intrinsic resistance) are dropped (counted in dropped_ballistic; ``theory.intrinsic_conductance``)."""
+    g = np.asarray(g, float)
+    used, dropped = g, 0
+    if contact_correction:
+        used = np.asarray(intrinsic_conductance(g, np.asarray(channels, float)[None, :, None]))
+        dropped = int(np.isnan(used).sum())
+    logs = np.log(used)
+    count = np.sum(np.isfinite(logs), axis=2)
+    return {"mean_g": g.mean(axis=2), "mean_log_g": np.nanmean(logs, axis=2),
+            "stderr_log_g": np.nanstd(logs, axis=2, ddof=1) / np.sqrt(count),
+            "var_log_g": np.nanvar(logs, axis=2, ddof=1), "dropped_ballistic": dropped}
+
+
+def finite_size_one_loop(lengths, channels, mean_log_g, *, symmetry: str, periodic: bool):
+    """One-loop beta of the raw slopes of finite L x L squares (2D): (curves, lengths - 1).
+
+    Between successive lengths, [dG(L2) - dG(L1)] / ln(L2/L1) / g_mid with dG = theory.lattice_wl_correction of
+    the square (its boundaries; the Cooperon vanishes z0 = g L / 2N beyond each lead, the length that reproduces
+    the Sharvin resistance, g = exp<ln g> with contacts removed, N = ``channels``) and g_mid = exp of the mean
+    <ln g>; the sign of the ``"symplectic"`` class (total g) is opposite to the ``"orthogonal"`` one. The modes
+    beyond q ~ 1/l are not diffusive and are cut off (``theory.diffusive_cutoff``: l = 4 z0 / pi, l_c =
+    (sqrt 3/2) l). At the sizes of a study the square has not reached its ln L regime: this, not -1/(pi g), is
+    what the raw slopes should follow at one loop (docs/physics.md)."""
+    sign = {"orthogonal": 1.0, "symplectic": -1.0}[symmetry]
+    mean_log_g = np.asarray(mean_log_g, float)
+    correction = np.zeros_like(mean_log_g)
+    for i in range(mean_log_g.shape[0]):
+        for j, (size, n) in enumerate(zip(lengths, channels)):
+            z0 = float(np.exp(mean_log_g[i, j])) * size / (2 * n)
+            correction[i, j] = sign * float(lattice_wl_correction(
+                size, size, periodic=periodic, extrapolation=z0, cutoff=diffusive_cutoff(z0)))
+    g_mid = np.exp(0.5 * (mean_log_g[:, 1:] + mean_log_g[:, :-1]))
+    return np.diff(correction, axis=1) / np.diff(np.log(np.asarray(lengths, float))) / g_mid
+
+
+def one_loop_amplitude(beta, stderr, one_loop, use) -> dict:
+    """Weighted least-squares amplitude a of beta = a * one_loop over the points ``use`` (a boolean mask; all
+    arrays of one shape), weights 1 / stderr^2: {points, amplitude, amplitude_stderr, chi2, dof}. a = 1 is the
+    one-loop prediction (:func:`finite_size_one_loop`)."""
+    w = np.where(use, 1.0 / stderr**2, 0.0)
+    amp = float(np.sum(w * beta * one_loop) / np.sum(w * one_loop**2))
+    return {"points": int(use.sum()), "amplitude": amp, "amplitude_stderr": float(1.0 / np.sqrt(np.sum(w * one_loop**2))),
+            "chi2": float(np.sum(w * (beta - amp * one_loop) ** 2)), "dof": int(use.sum() - 1)}
+
+
+def zero_crossings(grid, beta, band) -> list[dict]:
+    """Where beta(ln g) on ``grid`` changes sign, by linear interpolation: {log_g, g, stderr_log_g, slope} per
+    crossing, with stderr_log_g = band / |d beta / d ln g| (the error of beta moved along the slope)."""
+    out = []
+    for k in np.nonzero(np.sign(beta[1:]) != np.sign(beta[:-1]))[0]:
+        x0 = grid[k] - beta[k] * (grid[k + 1] - grid[k]) / (beta[k + 1] - beta[k])
+        slope = (beta[k + 1] - beta[k]) / (grid[k + 1] - grid[k])
+        out.append({"log_g": float(x0), "g": float(np.exp(x0)), "stderr_log_g": float(band[k] / abs(slope)),
+                    "slope": float(slope)})
+    return out
 
 
 class _Spline(eqx.Module):
@@ -406,7 +472,7 @@ class _Spline(eqx.Module):
         return value + (x - inside)[..., None] * slope
 
 
-class BetaFit(eqx.Module):
+class BetaFit(Estimate, eqx.Module):
     """Result of :func:`fit_beta`: beta(x), x = ln g, as a P-spline with an uncertainty band.
 
     Attributes:
@@ -417,6 +483,9 @@ class BetaFit(eqx.Module):
         chi2, dof: chi^2 of the data residuals (penalty excluded) and degrees of freedom.
         lengths: the lengths of the data (for ``trajectories``).
         substeps: RK4 steps per length interval.
+
+    An :class:`~difftransport.stats.Estimate` of ("start[0]", ..., "c[0]", ...) = (starts, coefficients);
+    ``stderr(log_g)`` is the band of beta, not a parameter's error.
     """
 
     spline: _Spline
@@ -428,6 +497,10 @@ class BetaFit(eqx.Module):
     lengths: Float[Array, " lengths"]
     substeps: int = eqx.field(static=True)
     converged: Array
+
+    names = property(lambda self: tuple(f"start[{i}]" for i in range(self.starts.shape[0]))
+                     + tuple(f"c[{k}]" for k in range(self.coefficients.shape[0])))
+    values = property(lambda self: jnp.concatenate([self.starts, self.coefficients]))
 
     @property
     def range(self):
@@ -558,5 +631,5 @@ def _fit_beta(spline, substeps, curves, theta0, data, max_steps, dof):
     sol = optx.least_squares(residuals, solver, theta0, args=data, max_steps=max_steps, throw=False)
     theta = sol.value
     chi2 = jnp.sum(data_residuals(theta, data) ** 2)
-    cov = _covariance(jax.jacfwd(residuals)(theta, data)) * jnp.maximum(1.0, chi2 / dof)
+    cov = gauss_newton_covariance(jax.jacfwd(residuals)(theta, data)) * jnp.maximum(1.0, chi2 / dof)
     return theta, cov, chi2, sol.result == optx.RESULTS.successful

@@ -3,8 +3,8 @@
 Every function is a pure ``jax.numpy`` function of arrays: it broadcasts over its arguments (vectorized) and is
 differentiable (``jax.grad``, ``jax.jacfwd``) everywhere inside its domain, including zero field, where the
 magnetoconductance is quadratic in B. The exception is :func:`lattice_wl_correction`, whose sample size is static
-and whose field and L_phi are scalars (``jax.vmap`` it for a sweep). Digamma is ``jax.scipy.special.digamma``. Conventions follow the project's
-reference sheet (PHYSICS.md sections 0 and 1; ``docs/theory.md``):
+and whose field and L_phi are scalars (``jax.vmap`` it for a sweep). Digamma is ``jax.scipy.special.digamma``.
+Conventions follow ``docs/theory.md#conventions`` (formulas and values: ``docs/theory.md#reference-formulas``):
 
 * **Sign.** Every magnetoconductance is Delta sigma(B) = sigma(B) - sigma(0). Weak localization (WL) means
   sigma *rises* with B: Delta sigma > 0. Weak antilocalization (WAL) gives Delta sigma < 0.
@@ -26,11 +26,13 @@ from __future__ import annotations
 import functools
 import math
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import digamma
+
+from .checks import nonnegative as _nonnegative, positive as _positive, real_float as _float
+from .stats import line_fit
 
 # CODATA 2018 exact SI values.
 ELEMENTARY_CHARGE = 1.602176634e-19  # C
@@ -50,21 +52,6 @@ _HLN_SERIES = tuple(
 # Kawabata: g3(u) = sqrt(u) f3(1/u) ~ u^2/48 - 7 u^4/3072 for small u = B/B_phi (derived in docs/theory.md).
 _KAWABATA_SWITCH = 1e-3
 _KAWABATA_TERMS = 12  # explicit terms of the Hurwitz-zeta Euler-Maclaurin sum
-
-
-def _float(x):
-    x = jnp.asarray(x)
-    if jnp.iscomplexobj(x):
-        raise ValueError(f"theory functions take real arrays, got dtype {x.dtype}.")
-    return x.astype(jnp.result_type(float))
-
-
-def _positive(name, x):
-    return eqx.error_if(x, ~(x > 0), f"{name} must be positive (and not NaN).")
-
-
-def _nonnegative(name, x):
-    return eqx.error_if(x, ~(x >= 0), f"{name} must be >= 0 (and not NaN).")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -90,7 +77,7 @@ def hln_function(x):
     """HLN function f(x) = psi(1/2 + x) - ln x for x > 0 (x = B_i/B; x = inf gives 0).
 
     f > 0 for all x, f(x) ~ 1/(24 x^2) for x >> 1 and ln(1/x) + psi(1/2) for x << 1 (Hikami, Larkin, Nagaoka,
-    Prog. Theor. Phys. 63, 707 (1980); PHYSICS.md section 1). Reference values: f(1) = 0.036490,
+    Prog. Theor. Phys. 63, 707 (1980); docs/theory.md#hln-function). Reference values: f(1) = 0.036490,
     f(0.1) = 0.761966. For x > 15 the asymptotic series is used instead of digamma, which would cancel
     catastrophically against ln x.
     """
@@ -109,7 +96,7 @@ def hln(field, b_phi, b_so=0.0, b_s=0.0, *, b_e=None):
 
     with B1 = B_e + B_so + B_s, B2 = B_phi + (4/3) B_so + (2/3) B_s (triplet), B3 = B_phi + 2 B_s (singlet),
     f = :func:`hln_function`; -(1/pi) e^2/h = -e^2/(2 pi^2 hbar). HLN, Prog. Theor. Phys. 63, 707 (1980), in
-    the form of Bergmann, Phys. Rep. 107, 1 (1984); PHYSICS.md eq. 1a. The f(B1/B) term is ~0 for B << B_e
+    the form of Bergmann, Phys. Rep. 107, 1 (1984); docs/theory.md#hln. The f(B1/B) term is ~0 for B << B_e
     and is dropped unless ``b_e`` is given. Total conductivity (both spin projections).
 
     Limits: B_so = B_s = 0 gives +(1/pi) f(B_phi/B) > 0 (WL, sigma rises with B); B_so -> inf gives
@@ -144,7 +131,7 @@ def hln_alpha(field, b_phi, alpha):
 
         Delta sigma(B) = +alpha (e^2/2 pi^2 hbar) [psi(1/2 + B_phi/B) - ln(B_phi/B)] = (alpha/pi) f(B_phi/B)  (e^2/h)
 
-    PHYSICS.md eq. 1b. **Sign convention:** no leading minus sign, so alpha > 0 is WL (sigma rises with B) and
+    docs/theory.md#hln-alpha. **Sign convention:** no leading minus sign, so alpha > 0 is WL (sigma rises with B) and
     alpha < 0 is WAL. alpha = +1: orthogonal, spin-degenerate electrons (total); +1/2: spinless lattice model;
     0: unitary; -1/2: symplectic (strong spin-orbit, total) or a single Dirac cone. The often quoted form
     -alpha e^2/(2 pi^2 hbar)[...] with alpha = 1 has the opposite sign.
@@ -165,7 +152,7 @@ def hln_cubic(field, b_phi, b_so):
         Delta sigma = (1/pi) [ f((B_phi + B_so)/B) + (1/2) f((B_phi + 2 B_so)/B) - (1/2) f(B_phi/B) ]
 
     Total conductivity of spin-1/2 electrons; the limit of the Iordanskii-Lyanda-Geller-Pikus theory without
-    linear-in-k spin-orbit terms (Knap et al., PRB 53, 3912 (1996); PHYSICS.md section 1c). Same limits as
+    linear-in-k spin-orbit terms (Knap et al., PRB 53, 3912 (1996); docs/theory.md#hln-cubic). Same limits as
     :func:`hln`: +f(B_phi/B)/pi at B_so = 0 (WL), -f(B_phi/B)/(2 pi) for B_so -> inf (WAL).
     """
     field, b_phi, b_so = map(_float, (field, b_phi, b_so))
@@ -188,7 +175,7 @@ def coherent_wire_function(x):
 
     The Cooperon of a wire of length L between ideal leads (absorbing boundaries) with x = L/L_e gives
     delta g = -F(x) (spinless, e^2/h); F(0) = 1/3 (the random-matrix value) and F(x) ~ 1/x - 1/x^2 for
-    x >> 1 (the long-wire limit). PHYSICS.md section 1d; table F(1) = 0.3130, F(10) = 0.0900. Below x = 0.1
+    x >> 1 (the long-wire limit). docs/theory.md#wire; table F(1) = 0.3130, F(10) = 0.0900. Below x = 0.1
     the series 1/3 - x^2/45 + 2 x^4/945 - x^6/4725 is used (cancellation-free, exact gradient at 0).
     """
     x = _nonnegative("x", _float(x))
@@ -218,7 +205,7 @@ def wire_field_length(field, width, *, mean_free_path=None, boundary="dirty"):
     Beenakker & van Houten, PRB 38, 3232 (1988)). With flux cancellation in a clean channel (l >> W),
     L_B^2 = C1 l_m^4 l / W^3 + C2 l_m^2 l^2 / W^2 with (C1, C2) = (9.5, 24/5) for ``"specular"`` walls (hard-wall
     lattice strips are close to this) and (4 pi, 3) for ``"diffuse"`` walls (Beenakker & van Houten 1988;
-    PHYSICS.md section 1d, moderate confidence). L_B = inf at B = 0.
+    docs/theory.md#flux-cancellation, moderate confidence). L_B = inf at B = 0.
     """
     field, width = _float(field), _positive("width", _float(width))
     lm2 = HBAR / (ELEMENTARY_CHARGE * jnp.abs(field))
@@ -239,7 +226,7 @@ _SPINS = ("spinless", "spin-orbit")
 def wire_correction(length, l_phi, *, l_field=jnp.inf, l_so=jnp.inf, spin="spinless"):
     """Weak-localization correction delta g (e^2/h) of a diffusive wire of length L between ideal leads.
 
-    With 1/L_e^2 = 1/L_phi^2 + 1/L_B^2 and F = :func:`coherent_wire_function` (PHYSICS.md section 1d):
+    With 1/L_e^2 = 1/L_phi^2 + 1/L_B^2 and F = :func:`coherent_wire_function` (docs/theory.md#wire):
 
     * ``spin="spinless"`` (one orbital per site, beta = 1): delta g = -F(L/L_e).
     * ``spin="spin-orbit"`` (spin-1/2 total g): delta g = -2 [ (3/2) F(x_t) - (1/2) F(x_s) ] with
@@ -268,7 +255,8 @@ def wire_magnetoconductance(field, length, width, l_phi, *, l_so=jnp.inf, spin="
     """Magnetoconductance Delta g(B) = g(B) - g(0) (e^2/h) of a quasi-1D wire, B in tesla, lengths in metres.
 
     :func:`wire_correction` at L_B = :func:`wire_field_length` (``boundary``, ``mean_free_path``) minus its value
-    at B = 0. Positive for WL. Flux cancellation (PHYSICS.md 1d): narrow clean strips need ``boundary="specular"``.
+    at B = 0. Positive for WL. Flux cancellation (docs/theory.md#flux-cancellation): narrow clean strips need
+    ``boundary="specular"``.
     """
     l_field = wire_field_length(field, width, mean_free_path=mean_free_path, boundary=boundary)
     kw = dict(l_so=l_so, spin=spin)
@@ -329,8 +317,8 @@ def lattice_wl_correction(length: int, width: int, *, height: int | None = None,
     ``height`` H turns the sample into a 3D bar with a W x H cross-section (the cubic lattice of
     :func:`difftransport.bar`; the field along z, ``periodic`` closing both transverse directions). The same
     normalization holds, delta sigma = (L / W H) delta G, and the bulk gives the mass-regularized 3D result
-    delta sigma = const + 1/(2 pi L_phi) (e^2/h, spinless), the L_phi term of Kawabata's formula: PHYSICS.md's
-    (1/pi^2)(1/l - 1/L_phi) is the sharp-cutoff estimate of it, pi/2 smaller.
+    delta sigma = const + 1/(2 pi L_phi) (e^2/h, spinless), the L_phi term of Kawabata's formula; the
+    sharp-cutoff estimate (1/pi^2)(1/l - 1/L_phi) of docs/theory.md#wl-dimensions is pi/2 smaller.
 
     ``length``, ``width`` and ``height`` are static integers (sites); cost O(L (W H)^3). Differentiable in
     ``flux``, ``l_phi`` and ``extrapolation``.
@@ -359,45 +347,47 @@ def lattice_wl_correction(length: int, width: int, *, height: int | None = None,
     return _cooperon_trace(length, width, height, periodic, flux, mass, z0)
 
 
-def _transverse_hop(size, periodic):
-    """Nearest-neighbour hops along one transverse direction (upper triangle; the seam if periodic)."""
-    hop = np.eye(size, k=1)
-    if periodic and size > 2:
-        hop[size - 1, 0] = 1.0
-    return hop
-
-
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _cooperon_trace(length, width, height, periodic, flux, mass, z0):
-    """-(2/L^2) Tr of the inverse lattice Cooperon operator (block-tridiagonal in slices, O(L (W H)^3)).
-    Slice sites in C order of (y, z), as in :func:`difftransport.bar`; the field's phases sit on the y bonds."""
-    hop_y = np.kron(_transverse_hop(width, periodic), np.eye(height))
-    hop_z = np.kron(np.eye(width), _transverse_hop(height, periodic))
+    """-(2/L^2) Tr of the inverse lattice Cooperon operator (block-tridiagonal in slices, O(L (W H)^3)): the degree
+    plus the lattice Hamiltonian of :func:`difftransport.bar` with hopping 1 and charge 2e (flux 2 phi, the
+    library's gauge: phases on the x bonds). A periodic y seam also carries exp(2 pi i (2 phi) W x), so that its
+    plaquettes hold the same flux as the others (trivial when 2 phi W is an integer, as the library's samples need)."""
+    from .build import _bond_values
+    from .hamiltonian import scatter_bonds
+    from .lattice import Sample, bar
+    from .model import Model
+
+    lat = bar(width, height, boundary="periodic" if periodic else "hardwall")
+    sample, model = Sample(lat, length), Model(energy=0.0, flux=2 * flux)
+    bonds = np.asarray(lat.intra_bonds, int).reshape(-1, 2)
+    y = lat.position_array()[:, 1]
+    seam = np.round((y[bonds[:, 0]] + np.asarray(lat.intra_vectors).reshape(-1, 3)[:, 1] - y[bonds[:, 1]]) / width)
+    intra = _bond_values(model, sample, lat.intra_bonds, lat.intra_vectors)
+    hop = _bond_values(model, sample, lat.inter_bonds, lat.inter_vectors)[:, 0, 0]  # H[x+1, x], site-diagonal
     # number of transverse neighbours (Neumann walls) plus the two longitudinal ones (Dirichlet at the leads)
-    degree = 2.0 + np.sum((hop_y + hop_y.T + hop_z + hop_z.T) > 0, axis=1)
-    hop = jnp.asarray(hop_y, dtype=complex)
-    still = jnp.asarray(hop_z + hop_z.T, dtype=complex)
+    degree = 2.0 + np.bincount(bonds.ravel(), minlength=lat.sites)
 
     # Robin ends: C vanishes z0 beyond the lead interface (half a site outside the end slice), so the ghost site
     # outside carries C_end (d - 1)/d with d = z0 + 1/2; z0 = 1/2 is Dirichlet on the first lead slice.
     end = 1.0 - 1.0 / (z0 + 0.5)
 
     def block(x):
-        t = hop * jnp.exp(2j * (2 * jnp.pi * flux) * x)
+        twist = jnp.exp(2j * jnp.pi * (2 * flux) * width * seam * x)[:, None, None]
         ends = end * ((x == 0).astype(float) + (x == length - 1).astype(float))
-        return jnp.diag(degree + mass - ends).astype(complex) - t - t.conj().T - still
+        return jnp.diag(degree + mass - ends).astype(complex) + scatter_bonds(intra * twist, lat.intra_bonds, lat.sites)
 
     blocks = jax.vmap(block)(jnp.arange(length, dtype=float))
 
-    def sweep(sigma, a):  # slices couple through -1: the self-energy of the part already eliminated is g
-        g = jnp.linalg.inv(a - sigma)
-        return g, g
+    def sweep(u, w):  # self-energy u g w of the part already eliminated, for the next slice
+        def step(sigma, a):
+            g = jnp.linalg.inv(a - sigma)
+            return u[:, None] * g * w[None, :], sigma
+        return step
 
     zero = jnp.zeros((width * height, width * height), complex)
-    _, g_left = jax.lax.scan(sweep, zero, blocks)
-    _, g_right = jax.lax.scan(sweep, zero, blocks, reverse=True)
-    sigma_l = jnp.concatenate([zero[None], g_left[:-1]])
-    sigma_r = jnp.concatenate([g_right[1:], zero[None]])
+    _, sigma_l = jax.lax.scan(sweep(hop, jnp.conj(hop)), zero, blocks)
+    _, sigma_r = jax.lax.scan(sweep(jnp.conj(hop), hop), zero, blocks, reverse=True)
     diag = jnp.linalg.inv(blocks - sigma_l - sigma_r)
     trace = jnp.sum(jnp.real(jnp.trace(diag, axis1=1, axis2=2)))
     return -2.0 * trace / length**2
@@ -422,7 +412,7 @@ def kawabata_function(delta):
     """Kawabata's function f3(delta) = sum_{n>=0} [2 (sqrt(n + 1 + delta) - sqrt(n + delta)) - 1/sqrt(n + 1/2 + delta)].
 
     Summed in closed form as f3 = -2 sqrt(delta) - zeta(1/2, 1/2 + delta) (Hurwitz zeta, Euler-Maclaurin), so
-    f3(0) = (1 - sqrt 2) zeta(1/2) = 0.604899 (PHYSICS.md section 1e: 0.605). f3(delta) ~ delta^(-3/2)/48 for
+    f3(0) = (1 - sqrt 2) zeta(1/2) = 0.604899 (docs/theory.md#kawabata: 0.605). f3(delta) ~ delta^(-3/2)/48 for
     delta >> 1. Kawabata, Solid State Commun. 34, 431 (1980).
     """
     delta = _nonnegative("delta", _float(delta))
@@ -439,7 +429,7 @@ def kawabata(field, b_phi, alpha=1.0):
 
         Delta sigma(B) = alpha (e^2/2 pi^2 hbar) sqrt(e|B|/hbar) f3(B_phi/|B|) = (alpha/pi) sqrt(e|B|/hbar) f3  (e^2/h)
 
-    PHYSICS.md section 1e. alpha = 1: spin-degenerate orthogonal (WL, sigma rises with B); -1/2: symplectic.
+    docs/theory.md#kawabata. alpha = 1: spin-degenerate orthogonal (WL, sigma rises with B); -1/2: symplectic.
     B and B_phi in tesla. Quadratic at small field: (alpha/pi) sqrt(e B_phi/hbar) (B/B_phi)^2/48.
     """
     field, b_phi, alpha = map(_float, (field, b_phi, alpha))
@@ -481,7 +471,7 @@ def length_from_field(field):
 
 def flux_from_length(length):
     """Characteristic field in lattice units: B_x as flux per plaquette, phi_x = a^2/(8 pi L_x^2), for L_x in
-    lattice constants (PHYSICS.md section 0: B_phi/B = a^2/(8 pi phi L_phi^2))."""
+    lattice constants (docs/theory.md#lattice-units: B_phi/B = a^2/(8 pi phi L_phi^2))."""
     return 1.0 / (8 * math.pi * _positive("length", _float(length)) ** 2)
 
 
@@ -493,8 +483,8 @@ def length_from_flux(flux):
 def coherence_length(diffusion, tau_phi):
     """L_phi = sqrt(D tau_phi) (any consistent units; lattice: D in a^2 t/hbar, tau_phi in hbar/t, L in a).
 
-    On the lattice, ``Model(tau_phi=...)`` adds the absorption -i hbar/(2 tau_phi) on every site (PHYSICS.md 7e),
-    so the Cooperon decays at the rate 1/tau_phi."""
+    On the lattice, ``Model(tau_phi=...)`` adds the absorption -i hbar/(2 tau_phi) on every site
+    (docs/physics.md#dephasing), so the Cooperon decays at the rate 1/tau_phi."""
     return jnp.sqrt(_positive("diffusion", _float(diffusion)) * _positive("tau_phi", _float(tau_phi)))
 
 
@@ -530,8 +520,8 @@ def ohmic_fit(length, conductance, width, *, weights=None):
 
         1/G = R_c + L/(sigma W)
 
-    a weighted straight-line fit of 1/G against L (closed form, differentiable). Use it where the one-loop WL
-    correction vanishes (broken time-reversal symmetry, unitary class) and l << L << localization length.
+    a weighted straight-line fit of 1/G against L (``stats.line_fit``: closed form, differentiable). Use it where
+    the one-loop WL correction vanishes (broken time-reversal symmetry, unitary class) and l << L << localization length.
 
     Args:
         length: sample lengths L (lattice constants), shape (n,), n >= 2 distinct values.
@@ -548,12 +538,20 @@ def ohmic_fit(length, conductance, width, *, weights=None):
             f"length and conductance must be 1D arrays of the same length >= 2, got {length.shape} and "
             f"{conductance.shape}."
         )
-    w = jnp.ones_like(length) if weights is None else _float(weights)
-    y = 1.0 / conductance
-    sw = jnp.sum(w)
-    mx, my = jnp.sum(w * length) / sw, jnp.sum(w * y) / sw
-    slope = jnp.sum(w * (length - mx) * (y - my)) / jnp.sum(w * (length - mx) ** 2)
-    return 1.0 / (slope * _float(width)), my - slope * mx
+    fit = line_fit(length, 1.0 / conductance, None if weights is None else _float(weights))
+    return 1.0 / (fit.slope * _float(width)), fit.intercept
+
+
+def intrinsic_conductance(conductance, channels):
+    """Conductance with the contact (Sharvin) resistance of ideal leads removed, in e^2/h:
+
+        G_int = 1 / (1/G - 1/N),  N the open channels of the leads (all spin projections)
+
+    (multiply by L/W for the sheet conductance). NaN where G >= N (1 - 1e-9): a ballistic sample has no intrinsic
+    resistance to resolve. Gradients stay finite (double ``where``)."""
+    g, n = _float(conductance), _float(channels)
+    ok = g < n * (1 - 1e-9)
+    return jnp.where(ok, 1.0 / (1.0 / jnp.where(ok, g, 0.5) - 1.0 / jnp.where(ok, n, 1.0)), jnp.nan)
 
 
 def _ellipk(m):

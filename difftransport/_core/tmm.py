@@ -1,8 +1,12 @@
 """Transfer-matrix (MacKinnon-Kramer) Lyapunov exponents and localization lengths of long disordered bars.
 
-A quasi-1D sample (chain, strip or bar) of n orbitals per slice is grown slice by slice. With V_s = H[s+1, s]
-(the library's hopping convention, ``docs/physics.md``) the Schroedinger equation of slice s,
-V_{s-1} psi_{s-1} + H_s psi_s + V_s^+ psi_{s+1} = E psi_s, gives the transfer matrix
+A quasi-1D sample of n orbitals per slice, on any lattice of the library (chain, strip, bar, honeycomb ribbons), is
+grown slice by slice. Its slices are those every solver reads: on-site blocks and bond values from ``build.py``
+(potential, mass, Peierls phases, Rashba, SU(2) bonds), disorder from ``model.py``. With V_s = H[s+1, s]
+(``docs/physics.md#conventions``) the Schroedinger equation of slice s,
+V_{s-1} psi_{s-1} + H_s psi_s + V_s^+ psi_{s+1} = E psi_s, is iterated in one of two forms.
+
+Transfer form, when every V_s is invertible (site-diagonal hopping: chains, strips, bars):
 
     (psi_{s+1}, psi_s) = T_s (psi_s, psi_{s-1}),     T_s = [[V_s^{+-1} (E - H_s), -V_s^{+-1} V_{s-1}], [1, 0]].
 
@@ -10,8 +14,23 @@ An orthonormal 2n x n frame is multiplied by the T_s and re-orthogonalized by a 
 ``qr_every`` slices; the logs of |diag R| accumulate to the n positive Lyapunov exponents
 gamma_1 >= ... >= gamma_n > 0 (Benettin et al., Meccanica 15, 9 (1980); MacKinnon & Kramer, Z. Phys. B 53,
 1 (1983); Kramer & MacKinnon, Rep. Prog. Phys. 56, 1469 (1993)). The other n exponents are -gamma_i (current
-conservation). The localization length of the bar is lambda_M = 1 / gamma_n and the reduced localization
-length is Lambda = lambda_M / M for a cross-section of width M (PHYSICS.md 3, 5).
+conservation).
+
+Green's-function form, for any V_s (honeycomb ribbons: only some sites bond to the next cell, so V_s has rank
+r < n and no inverse). The left-connected Green's function g_s of slices 0..s and its block G_{s0},
+
+    g_s = (E - H_s - V_{s-1} g_{s-1} V_{s-1}^+)^{-1},      G_{s0} = g_s V_{s-1} G_{s-1,0},
+
+need no inverse of V (the recursive Green's function of MacKinnon & Kramer, PRL 47, 1546 (1981) and Z. Phys. B
+53, 1 (1983), who take lambda_M from ln |G_{0N}|). The r nonzero singular values of G_{s0} decay as
+exp(-gamma_i s), with gamma_1 >= ... >= gamma_r > 0 the positive exponents of the 2r x 2r transfer matrix of the
+sites that couple forward (Pichard & Andre, Europhys. Lett. 2, 477 (1986)): an orthonormal n x r frame multiplied
+by the g_s V_{s-1} and re-orthogonalized every ``qr_every`` slices gives them, -log |R_ii| (slowest first).
+It costs an n x n inverse per slice (the transfer form: sparse products).
+
+The localization length of the bar is lambda_M = 1 / gamma_min and the reduced localization length is
+Lambda = lambda_M / M for a cross-section of width M (docs/physics.md#anderson-critical). Exponents are per
+lattice constant (per slice divided by ``lattice.period``).
 
 Statistics: the slices are grouped into ``chunk``-slice batches (batch means). Each batch gives an estimate
 of every exponent; their running mean and variance (Welford) give the estimate and its standard error. With
@@ -22,8 +41,8 @@ sample's ``length`` is used up.
 
 Disorder is random access: slice s uses exactly the on-site potential and SU(2) hoppings that
 ``draw_disorder(key, Sample(lattice, L), ...)`` gives at slice s, for any L > s (inter-slice hopping s is the
-bond from slice s to s + 1). Each group of slices is drawn inside the scan from (key, slice index), so memory
-is O(n^2) per realization whatever the length.
+bond from slice s to s + 1): each group of ``qr_every`` slices is drawn inside the scan by ``anderson_potential``
+and ``su2_rotations`` with ``first_slice``, so memory is O(n^2) per realization whatever the length.
 
 Derivatives: a long ``lax.scan``/``while_loop`` cannot be reverse-differentiated with O(n^2) memory, but the
 exponents depend on only a few scalars (E, t, flux, rashba, W). Their Jacobian is computed in forward mode
@@ -33,7 +52,7 @@ is linear and so transposes: ``jax.grad``, ``jax.jvp`` and ``jax.jacfwd`` all wo
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -41,17 +60,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from .build import _bond_values, check_x64, checked_model
+from .build import _bond_values, _site_blocks, check_inputs, checked_model
+from .hamiltonian import lead_factor, scatter_bonds, scatter_hop
 from .lattice import Sample
-from .model import (
-    _TAG_POTENTIAL,
-    _TAG_SU2_INTER,
-    _TAG_SU2_INTRA,
-    _DISTRIBUTIONS,
-    Model,
-    _haar_su2,
-    _real_array,
-)
+from .model import _DISTRIBUTIONS, Disorder, Model, _real_array, anderson_potential, su2_rotations
+from .stats import Estimate
 
 Distribution = Literal["box", "gaussian"]
 
@@ -61,12 +74,14 @@ class TransferState(eqx.Module):
     derivatives.
 
     Attributes:
-        frame: (2, m, s, n) orthonormal frame: rows (psi_s, psi_{s-1}) on m sites x s orbitals, n columns.
-        previous_hop: (m, s, s) blocks of V_{s-1}, the hopping into the next slice to process.
+        frame: (n, k + n): the propagated orthonormal frame x (n orbitals, k columns, one per exponent) and
+            y (n, n): psi_{s-1} in the transfer form (x = psi_s), g_{s-1} in the Green's-function form.
+        previous_hop: V_{s-1}, the hopping into the next slice to process: (m, s, s) site blocks in the
+            transfer form, (n, n) in the Green's-function form.
         next_slice: index of the next slice to process.
         batches: number of completed statistics batches.
-        mean: (n,) running mean over batches of the batch estimates of every exponent.
-        m2: (n,) running sum of squared deviations (Welford).
+        mean: (k,) running mean over batches of the batch estimates of every exponent (per slice).
+        m2: (k,) running sum of squared deviations (Welford).
     """
 
     frame: Array
@@ -77,17 +92,21 @@ class TransferState(eqx.Module):
     m2: Float[Array, " n"]
 
 
-class LyapunovSpectrum(eqx.Module):
+class LyapunovSpectrum(Estimate, eqx.Module):
     """The positive half of the Lyapunov spectrum of a long bar, with statistical errors.
 
     Attributes:
         exponents: (n,) exponents gamma_1 >= ... >= gamma_n >= 0 in inverse lattice constants (1/a), in the
             order the QR columns give them (descending up to statistical noise; Kramers pairs for the
-            symplectic class). n = orbitals per slice.
+            symplectic class). n = orbitals per slice on chains, strips and bars; in general the rank r of the
+            inter-slice hopping (the orbitals that bond to the next slice; see the module docstring).
         stderr: (n,) standard errors (batch means).
         slices: number of slices in the statistics (warm-up excluded).
         converged: whether the relative error of gamma_n reached ``rtol``.
         state: :class:`TransferState`, to continue the same realization with ``resume=``.
+
+    An :class:`~difftransport.stats.Estimate` of ("gamma_1", ..., "gamma_n") with a diagonal covariance
+    (stderr^2); no fit, so ``chi2`` and ``dof`` are None.
     """
 
     exponents: Float[Array, " n"]
@@ -95,6 +114,10 @@ class LyapunovSpectrum(eqx.Module):
     slices: Int[Array, ""]
     converged: Bool[Array, ""]
     state: TransferState
+    chi2 = dof = None
+    names = property(lambda self: tuple(f"gamma_{i + 1}" for i in range(self.exponents.shape[-1])))
+    values = property(lambda self: self.exponents)
+    covariance = property(lambda self: self.stderr[..., None, :] ** 2 * jnp.eye(self.exponents.shape[-1]))
 
     @property
     def localization_length(self):
@@ -113,72 +136,6 @@ class LyapunovSpectrum(eqx.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Static description of a slice: neighbour tables for the sparse intra-slice Hamiltonian.
-
-
-class _Geometry(NamedTuple):
-    """Static numpy tables of a slice of a chain, strip or bar, whose sites form the grid ``cross_section``
-    (C order). Intra-slice bonds join r to r + e_a along a transverse axis a (wrapping round for periodic
-    boundaries); ``bonds[a]`` (cross_section) holds the index of the bond from r to r + e_a in the lattice's
-    bond list, or B (a zero slot) where there is none."""
-
-    grid: tuple[int, ...]
-    bonds: tuple[tuple[int, np.ndarray], ...]  # (axis, bond index on the grid) for axes that have bonds
-    labels: np.ndarray  # (m, k) transverse labels (disorder keys)
-    pair_labels: np.ndarray  # (B, 2k) labels of the intra bonds' ends
-
-
-def _geometry(sample: Sample) -> _Geometry:
-    lat = sample.lattice
-    grid = tuple(lat.cross_section)
-    labels = np.asarray(lat.labels, np.int64).reshape(lat.sites, -1)
-    if labels.shape[1] != len(grid) or not np.array_equal(labels, np.array(list(np.ndindex(*grid))).reshape(labels.shape)):
-        raise ValueError(f"the transfer matrix needs a chain, strip or bar lattice; got {lat.name}.")
-    nb = len(lat.intra_bonds)
-    bonds = [np.full(grid, nb, np.int32) for _ in grid]
-    for b, ((i, j), vec) in enumerate(zip(lat.intra_bonds, lat.intra_vectors)):
-        axis = int(np.argmax(np.abs(vec[1:1 + len(grid)])))
-        step = np.zeros(len(grid), np.int64)
-        step[axis] = 1
-        target = (labels[i] + step) % np.array(grid)
-        if vec[1 + axis] != 1.0 or not np.array_equal(target, labels[j]):
-            raise ValueError(f"the transfer matrix needs a chain, strip or bar lattice; got {lat.name}.")
-        bonds[axis][tuple(labels[i])] = b
-    ends = np.asarray(lat.intra_bonds, np.int64).reshape(-1, 2)
-    labels32 = labels.astype(np.uint32)
-    pair_labels = np.concatenate([labels32[ends[:, 0]], labels32[ends[:, 1]]], axis=1)
-    with_bonds = tuple((a, b) for a, b in enumerate(bonds) if np.any(b < nb))
-    return _Geometry(grid=grid, bonds=with_bonds, labels=labels32, pair_labels=pair_labels)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Random access disorder: the fold_in scheme of _model._site_keys / _bond_keys, one slice at a time.
-
-
-def _fold_labels(key, labels):
-    for c in range(labels.shape[0]):
-        key = jax.random.fold_in(key, labels[c])
-    return key
-
-
-def _slice_potential(key, s, geo: _Geometry, distribution: str):
-    """Unit draws (m,) of slice s: uniform - 1/2 (box) or standard normal, as ``anderson_potential``."""
-    ks = jax.random.fold_in(jax.random.fold_in(key, _TAG_POTENTIAL), s)
-    keys = jax.vmap(lambda lab: _fold_labels(ks, lab))(jnp.asarray(geo.labels))
-    dtype = jnp.result_type(float)
-    if distribution == "box":
-        return jax.vmap(lambda k: jax.random.uniform(k, (), dtype) - 0.5)(keys)
-    return jax.vmap(lambda k: jax.random.normal(k, (), dtype))(keys)
-
-
-def _slice_rotations(key, s, tag, pair_labels):
-    """Haar SU(2) matrices (B, 2, 2) of the bonds of slice s, as ``su2_rotations``."""
-    ks = jax.random.fold_in(jax.random.fold_in(key, tag), s)
-    keys = jax.vmap(lambda lab: _fold_labels(ks, lab))(jnp.asarray(pair_labels))
-    return jax.vmap(_haar_su2)(keys)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The kernel: one realization, one parameter set.
 
 
@@ -192,6 +149,11 @@ class _Config(eqx.Module):
     qr_every: int = eqx.field(static=True)
     min_batches: int = eqx.field(static=True)
 
+    @property
+    def transfer(self) -> bool:
+        """The transfer form (V_s invertible: site-diagonal hopping), else the Green's-function form."""
+        return self.sample.lattice.site_diagonal_hopping
+
 
 def _is_complex(model: Model, su2: bool) -> bool:
     """Real arithmetic (4x cheaper) unless a term makes H complex."""
@@ -199,107 +161,104 @@ def _is_complex(model: Model, su2: bool) -> bool:
 
 
 def _sites_apply(blocks, x):
-    """Site-diagonal blocks (*grid, s, s) times x (*grid, s, k), as broadcasts that XLA fuses (a batched
-    dot of 2 x 2 blocks is much slower on CPU)."""
+    """Site-diagonal blocks (m, s, s) times x (m, s, k), as broadcasts that XLA fuses (a batched dot of 2 x 2
+    blocks is much slower on CPU)."""
     if blocks.shape[-1] == 1:
         return blocks[..., :1] * x
     return jnp.sum(blocks[..., :, :, None] * x[..., None, :, :], axis=-2)
 
 
 def _block_inverse_dagger(blocks):
-    """(V^+)^{-1} for site-diagonal V (*grid, s, s)."""
+    """(V^+)^{-1} for site-diagonal V (m, s, s)."""
     dag = jnp.conj(jnp.swapaxes(blocks, -1, -2))
     if blocks.shape[-1] == 1:
         return 1.0 / dag
     return jnp.linalg.inv(dag)
 
 
-def _initial_state(cfg: _Config, dtype, clean_inter) -> TransferState:
+def _initial_state(cfg: _Config, clean_inter) -> TransferState:
+    """psi_0 = 1, psi_{-1} = 0 (transfer form); g_{-1} = 0 and X_{-1} an orthonormal basis of the r directions
+    that V_{-1} propagates (Green's-function form)."""
     sample = cfg.sample
-    grid, s, n = tuple(sample.lattice.cross_section), sample.orbitals, sample.slice_size
-    eye = jnp.eye(n, dtype=dtype).reshape(*grid, s, n)
-    frame = jnp.stack([eye, jnp.zeros_like(eye)])  # psi_0 = 1, psi_{-1} = 0
+    lat, n, dtype = sample.lattice, sample.slice_size, clean_inter.dtype
+    if cfg.transfer:
+        frame, k = jnp.concatenate([jnp.eye(n, dtype=dtype), jnp.zeros((n, n), dtype)], axis=1), n
+    else:
+        factor = lead_factor(lat.inter_bonds, lat.sites, sample.orbitals)
+        basis = jnp.linalg.qr(factor.factors(clean_inter)[1])[0]
+        frame, k = jnp.concatenate([basis, jnp.zeros((n, n), dtype)], axis=1), factor.rank
     real = jnp.result_type(float)
     return TransferState(
         frame=frame, previous_hop=clean_inter, next_slice=jnp.asarray(0, jnp.int64),
-        batches=jnp.asarray(0, jnp.int32), mean=jnp.zeros(n, real), m2=jnp.zeros(n, real),
+        batches=jnp.asarray(0, jnp.int32), mean=jnp.zeros(k, real), m2=jnp.zeros(k, real),
     )
 
 
 def _run(params, *, key, rtol, resume: TransferState | None, cfg: _Config):
-    """Primal run: ((exponents, stderr), final state)."""
+    """Primal run: ((exponents per slice, stderr), final state)."""
     model, strength = params
     sample = cfg.sample
-    lat = sample.lattice
-    s, n = sample.orbitals, sample.slice_size
-    geo = _geometry(sample)
-    grid = geo.grid
+    lat, q = sample.lattice, cfg.qr_every
+    m, s, n = lat.sites, sample.orbitals, sample.slice_size
     complex_ = _is_complex(model, cfg.su2)
     dtype = jnp.result_type(float, 1j) if complex_ else jnp.result_type(float)
     cast = (lambda a: a.astype(dtype)) if complex_ else (lambda a: jnp.real(a).astype(dtype))
+    order = np.argsort([i for i, _ in lat.inter_bonds])  # site-diagonal V: its blocks in site order
 
-    def on_grid(values):  # (m, ...) in site order -> (*grid, ...)
-        return values.reshape(*grid, *values.shape[1:])
+    def hoppings(rotations=(None, None)):
+        """The builder's bond values, prepared for a step: the intra-slice block H_s - diag (n, n) and V_s (site
+        blocks and (V_s^+)^-1 in the transfer form, (n, n) in the Green's-function form)."""
+        intra = cast(_bond_values(model, sample, lat.intra_bonds, lat.intra_vectors, rotations[0]))
+        inter = cast(_bond_values(model, sample, lat.inter_bonds, lat.inter_vectors, rotations[1]))
+        h = scatter_bonds(intra, lat.intra_bonds, m)
+        if cfg.transfer:
+            return h, inter[order], _block_inverse_dagger(inter[order])
+        return h, scatter_hop(inter, lat.inter_bonds, m)
 
-    def axis_bonds(intra):
-        """Per transverse axis a, the bond blocks h_a(r) = H[r + e_a, r] on the grid (zero where absent)."""
-        ext = jnp.concatenate([intra, jnp.zeros((1, s, s), dtype)])
-        return tuple(ext[jnp.asarray(b)] for _, b in geo.bonds)
+    clean = hoppings()
 
-    def clean_parts():
-        inter = on_grid(cast(_bond_values(model, sample, lat.inter_bonds, lat.inter_vectors)))  # V[r, r]
-        intra = (cast(_bond_values(model, sample, lat.intra_bonds, lat.intra_vectors)) if lat.intra_bonds
-                 else jnp.zeros((0, s, s), dtype))
-        return axis_bonds(intra), inter, _block_inverse_dagger(inter)
-
-    clean = clean_parts()
-
-    def slice_data(index):
-        """On-site potential (*grid) and, for the SU(2) model, the random hoppings of slice ``index``."""
-        potential = on_grid(strength * _slice_potential(key, index, geo, cfg.distribution))
+    def slice_data(start):
+        """E - (on-site blocks) (q, n) and, with SU(2) disorder, the hoppings of slices [start, start + q): the
+        builder's blocks of the realization that ``draw_disorder(key, Sample(lattice, L))`` has there."""
+        window = Sample(lat, q, spinful=sample.spinful)
+        potential = anderson_potential(key, window, strength, distribution=cfg.distribution, first_slice=start)
+        site = cast(_site_blocks(model, window, Disorder(potential=potential)))[..., 0, 0]  # multiples of 1
+        onsite = jnp.repeat(model.energy - site, s, axis=-1).astype(dtype)
         if not cfg.su2:
-            return potential, None
-        intra = jnp.zeros((0, 2, 2), dtype)
-        if lat.intra_bonds:
-            rot = _slice_rotations(key, index, _TAG_SU2_INTRA, geo.pair_labels)
-            intra = cast(_bond_values(model, sample, lat.intra_bonds, lat.intra_vectors, rot))
-        rot = _slice_rotations(key, index, _TAG_SU2_INTER, np.concatenate([geo.labels, geo.labels], axis=1))
-        inter = on_grid(cast(_bond_values(model, sample, lat.inter_bonds, lat.inter_vectors, rot)))
-        return potential, (axis_bonds(intra), inter, _block_inverse_dagger(inter))
+            return onsite, None
+        intra, inter = su2_rotations(key, Sample(lat, q + 1, spinful=True), first_slice=start)
+        return onsite, jax.vmap(lambda a, b: hoppings((a, b)))(intra[:q], inter)
 
-    def hop_sum(bonds, x):
-        """Intra-slice hopping applied to x: sum_a h_a(r - e_a) x(r - e_a) + h_a(r)^+ x(r + e_a). Shifts by
-        roll (cheap, and GPU-friendly), the wrapped-round terms vanish through h_a = 0 for hard walls."""
-        out = jnp.zeros_like(x)
-        for (axis, _), h in zip(geo.bonds, bonds):
-            out = out + jnp.roll(_sites_apply(h, x), 1, axis=axis)
-            out = out + _sites_apply(jnp.conj(jnp.swapaxes(h, -1, -2)), jnp.roll(x, -1, axis=axis))
-        return out
+    def sites_apply(v, x):  # site-diagonal V (m, s, s) times x (n, k)
+        return _sites_apply(v, x.reshape(m, s, -1)).reshape(x.shape)
 
     def step(carry, data):
+        """Transfer form: (x, y) = (psi_s, psi_{s-1}) -> (psi_{s+1}, psi_s). Green's-function form: (x, y) =
+        (X_{s-1}, g_{s-1}) -> (X_s, g_s)."""
         x, y, v_prev = carry
-        potential, hops = data
-        bonds, v, v_inv = clean if hops is None else hops
-        onsite = (model.energy - potential).astype(dtype)[..., None, None]
-        z = onsite * x - hop_sum(bonds, x) - _sites_apply(v_prev, y)
-        return (_sites_apply(v_inv, z), x, v), None
-
-    q = cfg.qr_every
+        onsite, hops = data
+        h, v, *v_inv = clean if hops is None else hops
+        if cfg.transfer:
+            z = onsite[:, None] * x - h @ x - sites_apply(v_prev, y)
+            return (sites_apply(v_inv[0], z), x, v), None
+        g = jnp.linalg.inv(jnp.diag(onsite) - h - v_prev @ y @ jnp.conj(v_prev.T))
+        return (g @ (v_prev @ x), g, v), None
 
     def group(carry, start):
-        """``qr_every`` transfer steps, then QR: returns log |diag R| (n,)."""
-        x, y, v = carry
-        data = jax.vmap(slice_data)(start + jnp.arange(q, dtype=start.dtype))
-        (x, y, v), _ = jax.lax.scan(step, (x, y, v), data)
-        qm, r = jnp.linalg.qr(jnp.concatenate([x.reshape(n, n), y.reshape(n, n)]))
-        logs = jnp.log(jnp.abs(jnp.diagonal(r)))
-        return (qm[:n].reshape(x.shape), qm[n:].reshape(y.shape), v), logs
+        """``qr_every`` steps, then QR: returns the exponents' sums over the group (k,)."""
+        (x, y, v), _ = jax.lax.scan(step, carry, slice_data(start))
+        if cfg.transfer:
+            qm, r = jnp.linalg.qr(jnp.concatenate([x, y]))
+            return (qm[:n], qm[n:], v), jnp.log(jnp.abs(jnp.diagonal(r)))
+        x, r = jnp.linalg.qr(x)  # G_{s1} decays as exp(-gamma s): slowest (gamma_r) first
+        return (x, y, v), -jnp.log(jnp.abs(jnp.diagonal(r)))[::-1]
 
     def advance(state: TransferState, slices: int):
+        k = state.mean.shape[-1]
         starts = state.next_slice + q * jnp.arange(slices // q, dtype=state.next_slice.dtype)
-        carry = (state.frame[0], state.frame[1], state.previous_hop)
+        carry = (state.frame[:, :k], state.frame[:, k:], state.previous_hop)
         (x, y, v), logs = jax.lax.scan(group, carry, starts)
-        new = (jnp.stack([x, y]), v, state.next_slice + slices)
+        new = (jnp.concatenate([x, y], axis=1), v, state.next_slice + slices)
         return eqx.tree_at(lambda t: (t.frame, t.previous_hop, t.next_slice), state, new), \
             jnp.sum(logs, axis=0) / slices
 
@@ -316,7 +275,7 @@ def _run(params, *, key, rtol, resume: TransferState | None, cfg: _Config):
         return room & ~_converged(state, rtol, cfg)
 
     if resume is None:
-        state = _initial_state(cfg, dtype, clean[1])
+        state = _initial_state(cfg, clean[1])
         if cfg.warmup:
             state, _ = advance(state, cfg.warmup)
     else:
@@ -384,29 +343,15 @@ def _positive_int(name, value):
 
 
 def _check(sample, model, strength, distribution, su2, rtol, chunk, warmup, qr_every, min_batches, resume):
-    check_x64()
-    if not isinstance(sample, Sample):
-        raise ValueError(f"sample must be a difftransport Sample, got {type(sample).__name__}.")
-    if not isinstance(model, Model):
-        raise ValueError(f"model must be a difftransport Model, got {type(model).__name__}.")
-    lat = sample.lattice
-    if not lat.site_diagonal_hopping:
-        raise ValueError(
-            f"the transfer matrix needs site-diagonal inter-slice hopping (chain, strip, bar); "
-            f"{lat.name} has a different structure."
-        )
-    for name in ("energy", "hopping", "flux", "rashba"):
-        value = getattr(model, name)
-        if value is not None and jnp.shape(value) != ():
-            raise ValueError(f"model.{name} must be a scalar, got shape {jnp.shape(value)}; sweep with jax.vmap.")
-    unsupported = [n for n in ("exchange", "tau_phi", "mass") if getattr(model, n) is not None]
+    unsupported = [n for n in ("exchange", "tau_phi") if getattr(model, n, None) is not None]
     if unsupported:
         raise ValueError(
             f"the transfer matrix does not support model.{', model.'.join(unsupported)}; "
-            "allowed terms: energy, hopping, flux, rashba (and su2=True)."
+            "allowed terms: energy, hopping, flux, rashba, mass (and su2=True)."
         )
-    if model.rashba is not None and not sample.spinful:
-        raise ValueError("model.rashba acts on spin, but the sample is spinless; use Sample(..., spinful=True).")
+    check_inputs(sample, model, None)  # types, scalar parameters, spin terms on spinless samples, mass
+    if sample.periodic:
+        raise ValueError("the transfer matrix needs an open sample (periodic=False): it grows the bar slice by slice.")
     if su2 and not sample.spinful:
         raise ValueError("su2=True needs a spinful sample (Sample(..., spinful=True)).")
     if distribution not in _DISTRIBUTIONS:
@@ -448,16 +393,17 @@ def _lyapunov(model, strength, key, rtol, resume, cfg):
     )
     (mean, err), state = _spectrum((model, strength), key=key, rtol=rtol,
                                    resume=None if resume is None else resume.state, cfg=cfg)
+    period = cfg.sample.lattice.period  # exponents per slice -> per lattice constant
     return LyapunovSpectrum(
-        exponents=mean, stderr=err, slices=state.batches.astype(state.next_slice.dtype) * cfg.chunk,
+        exponents=mean / period, stderr=err / period, slices=state.batches.astype(state.next_slice.dtype) * cfg.chunk,
         converged=_converged(state, rtol, cfg), state=state,
     )
 
 
 def lyapunov_exponents(
+    key,
     sample: Sample,
     model: Model,
-    key,
     *,
     strength=0.0,
     distribution: Distribution = "box",
@@ -471,16 +417,17 @@ def lyapunov_exponents(
 ) -> LyapunovSpectrum:
     """Positive Lyapunov exponents of a long disordered bar by the MacKinnon-Kramer transfer-matrix method.
 
-    The bar is ``sample.lattice`` (``chain()``, ``strip(M, boundary=...)`` or ``bar(M, M, boundary=...)``),
-    spinless or spinful, with the Hamiltonian conventions of :func:`build_hamiltonian` (hopping -t, Landau-gauge
-    Peierls phase exp(-2 pi i flux y) on x bonds, Rashba, SU(2) random hopping -t R). ``sample.length`` is the
-    largest number of slices to use (warm-up included); with ``rtol`` the run usually stops earlier.
+    The bar is ``sample.lattice``, any lattice of the library (``chain()``, ``strip``, ``bar``, ``zigzag_ribbon``,
+    ``armchair_ribbon``), spinless or spinful, open (``periodic=False``), with the Hamiltonian of
+    :func:`build_hamiltonian` (hopping -t, Landau-gauge Peierls phases on x bonds, Rashba, staggered mass, SU(2)
+    random hopping -t R). ``sample.length`` is the largest number of slices to use (warm-up included); with
+    ``rtol`` the run usually stops earlier. Slice s carries the disorder of ``draw_disorder(key, sample)``.
 
     Args:
-        sample: geometry; ``length`` is the slice budget.
-        model: energy E, hopping t, flux (flux quanta h/e per plaquette), rashba; all differentiable.
-            ``exchange``, ``tau_phi`` and ``mass`` are not supported.
         key: PRNG key of the realization (the same fold_in scheme as :func:`draw_disorder`).
+        sample: geometry; ``length`` is the slice budget.
+        model: energy E, hopping t, flux (flux quanta h/e per plaquette), rashba, mass; all differentiable.
+            ``exchange`` and ``tau_phi`` are not supported.
         strength: disorder W (box: uniform in [-W/2, W/2]; gaussian: standard deviation W); differentiable.
         distribution: ``"box"`` or ``"gaussian"``.
         su2: SU(2) random hopping (Asada-Slevin-Ohtsuki model; spinful samples).
@@ -510,7 +457,7 @@ def lyapunov_exponents(
     return _lyapunov(model, _real_array(strength), key, rtol, resume, cfg)
 
 
-def localization_length(sample: Sample, model: Model, key, **kwargs):
+def localization_length(key, sample: Sample, model: Model, **kwargs):
     """Localization length lambda_M = 1 / gamma_n of a long bar, in lattice constants (a scalar array).
 
     gamma_n is the smallest positive Lyapunov exponent of :func:`lyapunov_exponents` (same arguments; see
@@ -518,4 +465,4 @@ def localization_length(sample: Sample, model: Model, key, **kwargs):
     In 1D (``chain()``) it is the inverse Lyapunov exponent xi = 1/gamma with <ln T> = -2 L / xi.
     Differentiable with respect to ``model`` and ``strength`` (``jax.grad`` works).
     """
-    return lyapunov_exponents(sample, model, key, **kwargs).localization_length
+    return lyapunov_exponents(key, sample, model, **kwargs).localization_length

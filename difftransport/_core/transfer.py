@@ -31,9 +31,11 @@ from .rgf import _cmatmul, _dag, checkpointed_scan, inverse
 EVERY = 8  # slices between renormalizations of the basis (accuracy ~1e-11 on the square lattice)
 
 
-def supports(ham: SlicedHamiltonian) -> bool:
-    """Whether the transfer sweep applies: site-diagonal inter-slice hopping and at least two slices."""
-    return isinstance(ham.hops, SiteBlockHopping) and ham.length > 1
+def unsupported(ham: SlicedHamiltonian) -> str | None:
+    """Why the transfer sweep does not apply to ``ham`` (it needs site-diagonal hopping and L >= 2), or None."""
+    if not isinstance(ham.hops, SiteBlockHopping):
+        return f"needs site-diagonal inter-slice hopping (square strips, cubic bars), not {type(ham.hops).__name__}"
+    return None if ham.length > 1 else "needs at least two slices"
 
 
 def _block_inverse(blocks):
@@ -81,11 +83,10 @@ def _h_apply(ham, stencil, site, bonds, x):
 def transfer_sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last, every: int = EVERY):
     """G_N1, the block of the full retarded Green's function from the first to the last slice (module docstring).
 
-    Needs :func:`supports` (site-diagonal hopping, L >= 2); differentiable, and reverse mode stores O(sqrt(L))
-    carries (the renormalization blocks run under ``jax.checkpoint``)."""
-    if not supports(ham):
-        raise ValueError("transfer_sweep needs a site-diagonal inter-slice hopping (square or cubic lattice) and at "
-                         "least two slices; use the RGF sweep.")
+    Needs site-diagonal hopping and L >= 2 (:func:`unsupported`); differentiable, and reverse mode stores
+    O(sqrt(L)) carries (the renormalization blocks run under ``jax.checkpoint``)."""
+    if unsupported(ham):
+        raise ValueError(f"transfer_sweep {unsupported(ham)}; use the RGF sweep.")
     if int(every) != every or every < 1:
         raise ValueError(f"every must be a positive integer (slices between renormalizations), got {every!r}.")
     n, length = ham.size, ham.length

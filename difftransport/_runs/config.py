@@ -15,7 +15,7 @@ import math
 import pathlib
 import re
 import tomllib
-from typing import Any
+from typing import Any, Callable
 
 from .._core.observables import OBSERVABLES, TRANSFER_OBSERVABLES
 
@@ -38,8 +38,11 @@ class Field:
     minimum: float | None = None
     exclusive_minimum: bool = False
     doc: str = ""
+    check: Callable[[Any], bool] | None = None  # a value it rejects is out of range; ``doc`` then says what is allowed
 
     def describe(self) -> str:
+        if self.check is not None:
+            return self.doc
         if self.allowed is not None:
             return f"one of {list(self.allowed)}"
         names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
@@ -59,10 +62,10 @@ RUN = {
 ENSEMBLE = {
     "observables": Field(list, ["conductance"], doc=f"any of {list(OBSERVABLES)}"),
     "dephasing": Field(str, "probe", allowed=DEPHASING, doc="treatment of absorption from tau_phi"),
-    "method": Field(str, "rgf", allowed=("rgf", "transfer"),
+    "method": Field(str, "rgf", allowed=("rgf", "transfer", "auto"),
                     doc="sweep: 'transfer' is 2-4x faster for square strips and cubic bars (coherent or absorbing "
                         "conductance, transmission, Fano factor, eigenvalues) and agrees with 'rgf' to ~1e-11, so "
-                        "it does not change stored results"),
+                        "it does not change stored results; 'auto' uses it wherever it applies"),
     "label": Field(str, "", doc="legend label (defaults to the ensemble name)"),
     "realizations": Field(int, None, minimum=1, doc="realizations of this ensemble (default: run.realizations)"),
 }
@@ -120,7 +123,9 @@ class _Locator:
         return None
 
 
-class _Validator:
+class Validator:
+    """Checks parsed TOML tables against schemas ``{key: Field}``; errors name the source and line."""
+
     def __init__(self, source: str, text: str):
         self.source = source
         self.locator = _Locator(text)
@@ -158,12 +163,14 @@ class _Validator:
             bad = value <= field.minimum if field.exclusive_minimum else value < field.minimum
             if bad:
                 raise self.error(path, f"= {value!r} is out of range: must be {field.describe()}")
+        if field.check is not None and not field.check(value):
+            raise self.error(path, f"= {value!r} is out of range: must be {field.describe()}")
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         return value
 
 
-def _grid_axis(v: _Validator, value: Any, path: tuple[str, ...]) -> list[float]:
+def _grid_axis(v: Validator, value: Any, path: tuple[str, ...]) -> list[float]:
     if isinstance(value, dict):
         spec = v.table(value, GRID_RANGE, path)
         num = spec["num"]
@@ -174,7 +181,7 @@ def _grid_axis(v: _Validator, value: Any, path: tuple[str, ...]) -> list[float]:
     raise v.error(path, f"= {value!r} must be a non-empty list of numbers or a table {{start, stop, num}}")
 
 
-def _ensemble(v: _Validator, name: str, data: Any) -> dict:
+def _ensemble(v: Validator, name: str, data: Any) -> dict:
     path = ("ensembles", name)
     if not isinstance(data, dict):
         raise v.error(path, "must be a table")
@@ -182,10 +189,9 @@ def _ensemble(v: _Validator, name: str, data: Any) -> dict:
     top = {k: x for k, x in data.items() if k not in sections and k != "grid"}
     out = v.table(top, ENSEMBLE, path)
     for section, schema in sections.items():
-        if section == "model" and section not in data:
-            raise v.error(path + ("model",), "is missing (a [model] table with at least energy)")
-        if section == "sample" and section not in data:
-            raise v.error(path + ("sample",), "is missing (a [sample] table with lattice and length)")
+        needed = {"model": "at least energy", "sample": "lattice and length"}.get(section)
+        if needed and section not in data:
+            raise v.error(path + (section,), f"is missing (a [{section}] table with {needed})")
         out[section] = v.table(data.get(section, {}), schema, path + (section,))
     grid = data.get("grid", {})
     if not isinstance(grid, dict):
@@ -209,7 +215,7 @@ def _ensemble(v: _Validator, name: str, data: Any) -> dict:
     return out
 
 
-def _cross_checks(v: _Validator, path, e: dict) -> None:
+def _cross_checks(v: Validator, path, e: dict) -> None:
     sample, model, disorder = e["sample"], e["model"], e["disorder"]
     need = {"strip": ("width",), "bar": ("width", "height"), "zigzag_ribbon": ("n",), "armchair_ribbon": ("n",), "chain": ()}
     for key in ("width", "height", "n"):
@@ -243,7 +249,7 @@ def _cross_checks(v: _Validator, path, e: dict) -> None:
 
 def validate(data: dict, source: str = "<config>", text: str = "") -> dict:
     """Validate a parsed config and return its normalized form (all defaults filled in, grids expanded)."""
-    v = _Validator(source, text)
+    v = Validator(source, text)
     for key in data:
         if key not in ("run", "ensembles", "analysis"):
             raise v.error((key,), "is not a known section; allowed: ['analysis', 'ensembles', 'run']")
@@ -269,6 +275,12 @@ def validate(data: dict, source: str = "<config>", text: str = "") -> dict:
 
 def load(path: str | pathlib.Path) -> dict:
     """Read, validate and normalize a TOML config file."""
+    return validate(*read(path))
+
+
+def read(path: str | pathlib.Path) -> tuple[dict, str, str]:
+    """(parsed TOML, file name, text) of a config file; ConfigError naming the file (and line) if it cannot be
+    read, is not UTF-8 or is not TOML."""
     path = pathlib.Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -282,7 +294,7 @@ def load(path: str | pathlib.Path) -> dict:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return validate(data, str(path), text)
+    return data, str(path), text
 
 
 def result_relevant(config: dict) -> dict:

@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from .._core import lattice as lat
 from .._core.build import checked_model
 from .._core.model import Disorder, Model, draw_disorder
-from .._core.observables import observe
+from .._core.observables import map_realizations, observe
 
 
 def make_sample(spec: dict) -> lat.Sample:
@@ -159,21 +159,33 @@ def select_devices(count: int | None) -> list:
     return chosen
 
 
-@functools.lru_cache(maxsize=8)
-def _batched(entry: str, seed: int, devices: tuple):
-    """(mesh, sharding, jitted vmapped realization function) of a JSON-encoded ensemble entry. Cached, so that
-    a rerun in the same process (a resume, a test) reuses the compiled function instead of compiling again."""
+def _sharded(batched: Callable, devices: tuple, arguments: int = 0):
+    """(mesh, sharding, jit of ``batched(indices, *arguments)``) with the indices split over a 1-D mesh of
+    ``devices`` along the realization axis and the other arguments replicated."""
     mesh = Mesh(np.asarray(devices), ("r",))
     sharding = NamedSharding(mesh, PartitionSpec("r"))
-    f = jax.vmap(realization_function(json.loads(entry), seed))
-    return mesh, sharding, jax.jit(f, in_shardings=sharding, out_shardings=sharding)
+    shardings = (sharding,) + (NamedSharding(mesh, PartitionSpec()),) * arguments
+    return mesh, sharding, jax.jit(batched, in_shardings=shardings, out_shardings=sharding)
+
+
+@functools.lru_cache(maxsize=8)
+def _batched(entry: str, seed: int, devices: tuple):
+    """:func:`_sharded` of the realization function of a JSON-encoded ensemble entry. Cached, so that a rerun
+    in the same process (a resume, a test) reuses the compiled function instead of compiling again."""
+    one = realization_function(json.loads(entry), seed)
+    return _sharded(lambda index: map_realizations(one, index, batch=index.shape[0]), devices)
 
 
 class ChunkRunner:
-    """Evaluates chunks of realization indices, sharded over a 1-D device mesh along the realization axis."""
+    """Evaluates chunks of realization indices, sharded over a 1-D device mesh along the realization axis.
 
-    def __init__(self, entry: dict, seed: int, devices: list, chunk: int):
-        self.mesh, self.sharding, self._batched = _batched(json.dumps(entry), seed, tuple(devices))
+    ``entry`` is a normalized ensemble entry of a run config (realization r uses ``seed``), or any function
+    ``batched(indices, *arguments)`` returning {name: (len(indices), ...)} in which each index's result depends
+    on that index alone (``seed`` is then unused; it compiles on its first call, so keep the runner)."""
+
+    def __init__(self, entry: dict | Callable, seed: int | None, devices: list, chunk: int, *, arguments: int = 0):
+        self.mesh, self.sharding, self._batched = (_sharded(entry, tuple(devices), arguments) if callable(entry)
+                                                   else _batched(json.dumps(entry), seed, tuple(devices)))
         # Every call has the same shape (one compilation): the chunk rounded up to a multiple of the devices.
         self.chunk = len(devices) * math.ceil(chunk / len(devices))
 
@@ -182,9 +194,9 @@ class ChunkRunner:
         now; the call reuses the trace."""
         self._batched.trace(jax.ShapeDtypeStruct((self.chunk,), jnp.uint32, sharding=self.sharding))
 
-    def __call__(self, indices: np.ndarray) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """Run one chunk of at most ``self.chunk`` indices; returns the shards this process holds as
-        (indices, arrays) pairs.
+    def __call__(self, indices: np.ndarray, *arguments) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """Run one chunk of at most ``self.chunk`` indices (and the ``arguments`` of a ``batched`` function);
+        returns the shards this process holds as (indices, arrays) pairs.
 
         ``indices`` is the same on every process; it is padded (with its last entry) to ``self.chunk`` and the
         padding is dropped from the result.
@@ -195,7 +207,7 @@ class ChunkRunner:
         total = self.chunk
         padded = np.concatenate([indices, np.full(total - n, indices[-1])]).astype(np.uint32)
         array = jax.make_array_from_callback((total,), self.sharding, lambda idx: padded[idx])
-        out = self._batched(array)
+        out = self._batched(array, *arguments)
         shards: dict[int, tuple[slice, dict]] = {}
         for name, value in out.items():
             for shard in value.addressable_shards:

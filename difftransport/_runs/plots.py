@@ -90,21 +90,21 @@ def plot_run(run_dir) -> list[pathlib.Path]:
             raise FileNotFoundError(f"{path} is missing: the run is not complete (rerun it to finish).")
         data[name] = np.load(path)
     paths = []
+
+    def save(fig, stem: str) -> None:
+        paths.append(figures / f"{stem}.png")
+        fig.savefig(paths[-1], dpi=130)
+        plt.close(fig)
+
     for name, entry in ensembles.items():
         fig, ax = plt.subplots(figsize=(5, 3.6), layout="constrained")
         _panel(ax, name, entry, data[name])
-        path = figures / f"{name}.png"
-        fig.savefig(path, dpi=130)
-        plt.close(fig)
-        paths.append(path)
+        save(fig, name)
     k = len(ensembles)
     fig, axs = plt.subplots(1, k, figsize=(4.6 * k, 3.6), layout="constrained", squeeze=False)
     for ax, (name, entry) in zip(axs[0], ensembles.items()):
         _panel(ax, name, entry, data[name])
     if config["run"]["title"]:
         fig.suptitle(config["run"]["title"], fontsize=10)
-    path = figures / "overview.png"
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    paths.append(path)
+    save(fig, "overview")
     return paths

@@ -77,11 +77,7 @@ def _all_processes_or(mask: np.ndarray) -> np.ndarray:
 
 
 def _any_process(flag: bool) -> bool:
-    if jax.process_count() == 1:
-        return flag
-    from jax.experimental import multihost_utils
-
-    return bool(np.any(multihost_utils.process_allgather(np.asarray([flag]))))
+    return bool(_all_processes_or(np.asarray([flag]))[0])
 
 
 def _check_out(out: pathlib.Path, given) -> None:

@@ -114,30 +114,14 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # mkstemp makes private (0600) files; run directories are shared
 
 
-def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+@contextlib.contextmanager
+def _replacing(path: pathlib.Path, suffix: str = "") -> Iterator[str]:
+    """A temporary file beside ``path`` to write in the block; then synced, made shared and renamed to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-        fsync_directory(path.parent)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        _name_target(exc, tmp, path)
-        raise
-
-
-def atomic_savez(path: pathlib.Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        np.savez(tmp, **arrays)
+        yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, _FILE_MODE)
@@ -148,6 +132,16 @@ def atomic_savez(path: pathlib.Path, **arrays) -> None:
             os.unlink(tmp)
         _name_target(exc, tmp, path)
         raise
+
+
+def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+    with _replacing(path) as tmp:
+        pathlib.Path(tmp).write_bytes(data)
+
+
+def atomic_savez(path: pathlib.Path, **arrays) -> None:
+    with _replacing(path, ".npz") as tmp:
+        np.savez(tmp, **arrays)
 
 
 def _name_target(exc: BaseException, tmp: str, path: pathlib.Path) -> None:
@@ -214,10 +208,6 @@ class RunDirectory:
         self.log = log
 
     # -- config -------------------------------------------------------------------------------------
-    def stored_config(self) -> dict | None:
-        """The ``{"hash", "config"}`` record of config.json (see ``stored_config``)."""
-        return stored_config(self.path)
-
     def has_realizations(self) -> bool:
         """Whether any chunk or result file is stored (of any config)."""
         chunks = self.path / "chunks"
@@ -233,7 +223,7 @@ class RunDirectory:
         failed before computing anything) is re-claimed for this config, with a notice.
         """
         stored = self.path / "config.json"
-        old = self.stored_config()
+        old = stored_config(self.path)
         if old is not None and old["hash"] != self.hash:
             if self.has_realizations():
                 changed = differences(result_relevant(old["config"]), result_relevant(self.config))

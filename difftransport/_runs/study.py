@@ -1,0 +1,174 @@
+"""Scaling-study configurations (``difftransport scale``; kinds ``"fss"``: [study], [system], [tmm], [fit] and
+``"beta"``: [study], [system], [ensemble], [fit]) on the engine of ``config.py``: errors name the file, line, key,
+value and what is allowed; the normalized config has every default written out. Energies and W in units of t."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+from .config import DISORDER, SAMPLE, Field, Validator, _toml_value, read
+
+
+def _numbers(v, low=0.0, strict=True, whole=False):
+    kinds = int if whole else (int, float)
+    return len(v) > 0 and all(isinstance(x, kinds) and not isinstance(x, bool) and (x > low if strict else x >= low)
+                              for x in v)
+
+
+def _increasing(v):
+    return all(b > a for a, b in zip(v, v[1:]))
+
+
+_FINITE = Field((int, float), check=math.isfinite, doc="a finite number")
+STUDY = {
+    "kind": Field(str, allowed=("fss", "beta")),
+    "title": Field(str, check=lambda v: len(v) > 0, doc="a non-empty string"),
+    "figure": Field(str, check=lambda v: len(v) > 0 and all(c.isalnum() or c in "_-" for c in v),
+                    doc="a file stem of letters, digits, '_' and '-'"),
+}
+SYSTEM = {
+    "dimension": Field(int, allowed=(2, 3), doc="2: M-wide strips or L x L squares; 3: M x M bars or L^3 cubes"),
+    "boundary": SAMPLE["boundary"],
+    "spinful": SAMPLE["spinful"],
+    "su2": DISORDER["su2"],
+    "energy": _FINITE,
+    "hopping": Field((int, float), 1.0, check=lambda v: math.isfinite(v) and v != 0, doc="a finite non-zero number"),
+    "flux": Field((int, float), 0.0, check=math.isfinite, doc="a finite number (flux quanta per plaquette; 0: no field)"),
+    "distribution": DISORDER["distribution"],
+}
+TMM = {
+    "widths": Field(list, check=lambda v: _numbers(v, whole=True) and _increasing(v), doc="increasing positive integers"),
+    "strengths": Field(list, check=lambda v: _numbers(v, strict=False) and _increasing(v),
+                       doc="increasing numbers >= 0"),
+    "rtol": Field(list, check=_numbers, doc="one positive relative error per width"),
+    "stages": Field(list, [1.0], check=lambda v: _numbers(v) and all(b < a for a, b in zip(v, v[1:])) and v[-1] == 1,
+                    doc="decreasing factors ending with 1 (stage k stops at rtol * stages[k])"),
+    "max_slices": Field(list, check=lambda v: _numbers(v, whole=True), doc="one positive integer per width"),
+    "chunk": Field(int, minimum=1, doc="slices per statistics batch"),
+    "warmup": Field(int, minimum=0),
+    "qr_every": Field(int, minimum=1),
+    "min_batches": Field(int, minimum=2),
+    "seed": Field(int, 0, minimum=0),
+    "workers": Field(int, 1, minimum=1, doc="parallel transfer-matrix runs (threads); changes no number"),
+}
+FSS_FIT = {
+    "relevant_order": Field(int, minimum=1),
+    "irrelevant_order": Field(int, minimum=0, doc="0: no correction to scaling"),
+    "relevant_field_order": Field(int, minimum=1),
+    "irrelevant_field_order": Field(int, minimum=0),
+    "irrelevant_exponent": Field((str, int, float), "fit", check=lambda v: v == "fit" or (not isinstance(v, str) and v < 0),
+                                 doc="'fit' or a fixed negative number"),
+    "critical_guess": Field((int, float), minimum=0, exclusive_minimum=True),
+    "exponent_guess": Field((int, float), minimum=0, exclusive_minimum=True),
+    "irrelevant_guess": Field((int, float), -2.0, check=lambda v: v < 0, doc="a negative number"),
+    "min_width": Field(int, minimum=1, doc="smallest width in the main fit"),
+    "bootstrap": Field(int, 0, minimum=0, doc="parametric bootstrap refits (0: covariance intervals)"),
+    "confidence": Field((int, float), 0.95, check=lambda v: 0 < v < 1, doc="a number in (0, 1)"),
+    "max_steps": Field(int, 2000, minimum=1),
+}
+ENSEMBLE = {
+    "lengths": Field(list, check=lambda v: _numbers(v, whole=True) and _increasing(v) and len(v) >= 2,
+                     doc="at least two increasing positive integers (L: L x L or L x L x L samples)"),
+    "strengths": Field(list, check=lambda v: _numbers(v, strict=False) and _increasing(v),
+                       doc="increasing numbers >= 0"),
+    "realizations": Field(int, minimum=2),
+    "chunk": Field(int, 64, minimum=1, doc="realizations per stored chunk and vmapped batch"),
+    "seed": Field(int, 0, minimum=0),
+    "contact_correction": Field(bool, True, doc="remove the leads' contact resistance: 1/g = 1/G - 1/N"),
+    "workers": Field(int, 1, minimum=1, doc="accepted for old configs; the chunks are sharded over the devices"),
+}
+BETA_FIT = {
+    "knots": Field(int, minimum=2),
+    "smoothing": Field((int, float), minimum=0),
+    "substeps": Field(int, minimum=1),
+    "asymptote": Field(str, allowed=("orthogonal", "symplectic", "unitary", "none")),
+    "max_steps": Field(int, 2000, minimum=1),
+    "min_strength": Field((int, float), 0.0, minimum=0, doc="weaker disorder is left out of the fit"),
+    "min_length": Field(int, 1, minimum=1, doc="shorter samples are left out of the fit"),
+}
+SCHEMAS = {
+    "fss": {"study": STUDY, "system": SYSTEM, "tmm": TMM, "fit": FSS_FIT},
+    "beta": {"study": STUDY, "system": SYSTEM, "ensemble": ENSEMBLE, "fit": BETA_FIT},
+}
+
+
+def validate(data: dict, source: str = "<config>", text: str = "") -> dict:
+    """Validate a parsed study config and return its normalized form (every default written out)."""
+    v = Validator(source, text)
+    if not isinstance(data.get("study"), dict) or "kind" not in data["study"]:
+        raise v.error(("study", "kind"), "is missing (required: one of ['fss', 'beta'])")
+    kind = v.value(data["study"]["kind"], STUDY["kind"], ("study", "kind"))
+    schema = SCHEMAS[kind]
+    for section in data:
+        if section not in schema:
+            raise v.error((section,), f"is not a known section of a {kind!r} study; allowed: {list(schema)}")
+    out = {section: v.table(data.get(section, {}), keys, (section,)) for section, keys in schema.items()}
+    _cross_checks(v, out, kind)
+    return out
+
+
+def _cross_checks(v: Validator, c: dict, kind: str) -> None:
+    system, f = c["system"], c["fit"]
+    if system["su2"] and not system["spinful"]:
+        raise v.error(("system", "su2"), "= true needs system.spinful = true")
+    sizes = c["tmm"]["widths"] if kind == "fss" else c["ensemble"]["lengths"]
+    name = ("tmm", "widths") if kind == "fss" else ("ensemble", "lengths")
+    if system["boundary"] == "periodic" and sizes[0] < 3:
+        raise v.error(name, f"= {sizes}: periodic boundaries need sizes >= 3")
+    if kind == "fss":
+        t = c["tmm"]
+        for key in ("rtol", "max_slices"):
+            if len(t[key]) != len(t["widths"]):
+                raise v.error(("tmm", key), f"= {t[key]!r} needs one entry per width ({len(t['widths'])} widths)")
+        if t["chunk"] % t["qr_every"] or t["warmup"] % t["qr_every"]:
+            raise v.error(("tmm", "chunk"), f"= {t['chunk']} and tmm.warmup = {t['warmup']} must be multiples of "
+                          f"tmm.qr_every = {t['qr_every']}")
+        for w, m in zip(t["widths"], t["max_slices"]):
+            if m < t["warmup"] + t["min_batches"] * t["chunk"]:
+                raise v.error(("tmm", "max_slices"), f"= {m} (width {w}) is below warmup + min_batches * chunk = "
+                              f"{t['warmup'] + t['min_batches'] * t['chunk']}")
+        if f["min_width"] not in t["widths"]:
+            raise v.error(("fit", "min_width"), f"= {f['min_width']} is not one of tmm.widths {t['widths']}")
+        if len([w for w in t["widths"] if w >= f["min_width"]]) < 2:
+            raise v.error(("fit", "min_width"), f"= {f['min_width']} leaves fewer than two widths to fit")
+        return
+    e = c["ensemble"]
+    if not any(w >= f["min_strength"] for w in e["strengths"]):
+        raise v.error(("fit", "min_strength"), f"= {f['min_strength']} leaves no disorder strength to fit")
+    if len([L for L in e["lengths"] if L >= f["min_length"]]) < 2:
+        raise v.error(("fit", "min_length"), f"= {f['min_length']} leaves fewer than two lengths to fit")
+    bad = [L for L in e["lengths"] if abs(system["flux"] * L - round(system["flux"] * L)) > 1e-9]
+    if system["boundary"] == "periodic" and bad:
+        raise v.error(("system", "flux"), f"= {system['flux']} with periodic boundaries needs flux * L to be an "
+                      f"integer; fails for L = {bad}")
+
+
+def load(path) -> dict:
+    """Read, :func:`validate` and normalize a study config file; ConfigError naming the file and the line."""
+    return validate(*read(path))
+
+
+def dumps(config: dict) -> str:
+    """A normalized study config as TOML (every default written out)."""
+    lines = ["# Normalized by difftransport scale: every default is written out."]
+    for section, table in config.items():
+        lines += ["", f"[{section}]"] + [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def result_relevant(config: dict) -> dict:
+    """The part of a normalized study config that determines its numbers: its kind, [system] and [ensemble]
+    (beta) or [tmm] (fss), without ``workers`` (how many runs go in parallel changes no number)."""
+    kind = config["study"]["kind"]
+    section = "ensemble" if kind == "beta" else "tmm"
+    return {"kind": kind, "system": dict(config["system"]),
+            section: {k: v for k, v in config[section].items() if k != "workers"}}
+
+
+def config_hash(config: dict) -> str:
+    """SHA-256 (hex) of :func:`result_relevant`: equal hashes mean stored data can be reused."""
+    blob = json.dumps(result_relevant(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
