@@ -154,6 +154,19 @@ def test_magnetic_field_doubles_quasi1d_localization_length():
     assert abs(ratio / (12 / 7) - 1) < 0.10, ratio
 
 
+def _rgf_log_slope(lattice, model, strength, lengths, n):
+    """Slope of the ensemble mean of ln g (RGF, n realizations per length, keys split from key 7) between the two
+    ``lengths``, and its standard error."""
+    means, errs = [], []
+    for length in lengths:
+        s = dt.Sample(lattice, length)
+        log_g = jax.jit(jax.vmap(lambda k: jnp.log(dt.conductance(s, model, dt.draw_disorder(k, s, strength=strength)))))
+        values = np.asarray(log_g(jax.random.split(jax.random.key(7), n)))
+        means.append(values.mean())
+        errs.append(values.std(ddof=1) / math.sqrt(n))
+    return (means[1] - means[0]) / (lengths[1] - lengths[0]), math.hypot(*errs) / (lengths[1] - lengths[0])
+
+
 def test_log_conductance_decays_with_tmm_localization_length():
     """Two independent solvers: for L >> xi, <ln g> = -2 L / xi + const (docs/physics.md#dmpk-localization-length),
     so the RGF slope between L = 3 xi and 6 xi must equal -2 / xi_TMM. Strip M = 4, E = 0.5, W = 3 (xi ~ 16.5).
@@ -165,17 +178,7 @@ def test_log_conductance_decays_with_tmm_localization_length():
                              warmup=2048, qr_every=16, min_batches=16)
     assert bool(res.converged)
     xi = float(res.localization_length)
-    lengths = [round(3 * xi), round(6 * xi)]
-    n = 3000
-    means, errs = [], []
-    for length in lengths:
-        s = dt.Sample(dt.strip(4), length)
-        log_g = jax.jit(jax.vmap(lambda k: jnp.log(dt.conductance(s, model, dt.draw_disorder(k, s, strength=3.0)))))
-        values = np.asarray(log_g(jax.random.split(jax.random.key(7), n)))
-        means.append(values.mean())
-        errs.append(values.std(ddof=1) / math.sqrt(n))
-    slope = (means[1] - means[0]) / (lengths[1] - lengths[0])
-    slope_err = math.hypot(*errs) / (lengths[1] - lengths[0])
+    slope, slope_err = _rgf_log_slope(dt.strip(4), model, 3.0, [round(3 * xi), round(6 * xi)], 3000)
     expected = -2 / xi
     sigma = math.hypot(slope_err, abs(expected) * float(res.relative_error))
     assert slope_err / abs(expected) < 0.025
@@ -195,16 +198,7 @@ def test_zigzag_ribbon_log_conductance_decays_with_tmm_localization_length():
                              warmup=256, qr_every=8, min_batches=16)
     assert bool(res.converged) and res.exponents.shape == (3,)
     lam = float(res.localization_length)
-    lengths, n = [round(3 * lam), round(6 * lam)], 1000
-    means, errs = [], []
-    for length in lengths:
-        s = dt.Sample(lattice, length)
-        log_g = jax.jit(jax.vmap(lambda k: jnp.log(dt.conductance(s, model, dt.draw_disorder(k, s, strength=w)))))
-        values = np.asarray(log_g(jax.random.split(jax.random.key(7), n)))
-        means.append(values.mean())
-        errs.append(values.std(ddof=1) / math.sqrt(n))
-    slope = (means[1] - means[0]) / (lengths[1] - lengths[0])
-    slope_err = math.hypot(*errs) / (lengths[1] - lengths[0])
+    slope, slope_err = _rgf_log_slope(lattice, model, w, [round(3 * lam), round(6 * lam)], 1000)
     expected = -2 / lam
     sigma = math.hypot(slope_err, abs(expected) * float(res.relative_error))
     assert sigma / abs(expected) < 0.045
