@@ -160,7 +160,8 @@ def _rgf_log_slope(lattice, model, strength, lengths, n):
     means, errs = [], []
     for length in lengths:
         s = dt.Sample(lattice, length)
-        log_g = jax.jit(jax.vmap(lambda k: jnp.log(dt.conductance(s, model, dt.draw_disorder(k, s, strength=strength)))))
+        draw = lambda k: dt.draw_disorder(k, s, strength=strength)  # noqa: E731
+        log_g = jax.jit(jax.vmap(lambda k: jnp.log(dt.conductance(s, model, draw(k)))))
         values = np.asarray(log_g(jax.random.split(jax.random.key(7), n)))
         means.append(values.mean())
         errs.append(values.std(ddof=1) / math.sqrt(n))
