@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench clean
+.PHONY: run test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+# Everything but the statistical physics checks (marked slow): under 3 minutes on 2 cores, for iteration.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not slow"
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_rgf.py

@@ -4,14 +4,15 @@
 
 Theory (docs/physics.md#dmpk, total g summed over spin): the field-induced change of <g> saturates at +1/3
 (orthogonal -> unitary, WL) and -1/3 (symplectic -> unitary, WAL); var g = 2/15 (beta = 1), 1/15 (beta = 2),
-2/15 (beta = 4 with Kramers pairs); Fano factor 1/3 - (4/45)(1 - 2/beta)/g_0, where the O(1/g) term is the
-weak-localization correction of shot noise (from the DMPK eigenvalue density with its 1/g term,
-Beenakker RMP 69, 731: delta <sum T(1-T)> = (1 - 2/beta)/45, delta <sum T> = (1 - 2/beta)/3) and g_0 counts
-distinct (Kramers-degenerate counted once) channels. In a wire of finite length the field leaves a residual
-Cooperon, <g(phi)> - <g(0)> = s [1/3 - F(L/L_B)], F(x) = coth(x)/x - 1/x^2, with the magnetic length L_B of
-flux cancellation in a clean specular channel (docs/theory.md#flux-cancellation); the amplitude
-s [<g(phi)> - <g(0)>] + F(L/L_B) is compared with 1/3 at a flux below the onset of classical (band-structure)
-magnetoresistance.
+2/15 (beta = 4 with Kramers pairs); Fano factor <sum T(1-T)>/<sum T> = 1/3 - (4/45)(1 - 2/beta)/g_0, where the
+O(1/g) term is the weak-localization correction of shot noise (de Jong & Beenakker, PRB 46, 13400 (1992); from the
+DMPK eigenvalue density with its 1/g term, Beenakker RMP 69, 731: delta <sum T(1-T)> = (1 - 2/beta)/45,
+delta <sum T> = (1 - 2/beta)/3) and g_0 = <sum T> over distinct (Kramers-degenerate counted once) channels: with
+the measured <sum T> the ratio of the two averages is this formula exactly to that order. In a wire of finite
+length the field leaves a residual Cooperon, <g(phi)> - <g(0)> = s [1/3 - F(L/L_B)], F(x) = coth(x)/x - 1/x^2,
+with the magnetic length L_B of flux cancellation in a clean specular channel (docs/theory.md#flux-cancellation);
+the amplitude s [<g(phi)> - <g(0)>] + F(L/L_B) is compared with 1/3 at a flux below the onset of classical
+(band-structure) magnetoresistance.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ import numpy as np
 
 from common import Report, finish, main, pyplot, residual
 from difftransport.stats import mean_stderr, variance_stderr
+
+
+def fano_ratio(fano, g):
+    """Ratio of ensemble means <sum T(1-T)>/<sum T> = sum_r F_r g_r / sum_r g_r (what the theory averages; the mean
+    of the per-realization F differs at O(1/g_0^2)) and its standard error by the delta method."""
+    r = float(np.sum(fano * g) / np.sum(g))
+    return r, float(np.std(fano * g - r * g, ddof=1) / (np.sqrt(len(g)) * np.mean(g)))
 
 
 def analyse(config, data, out):
@@ -37,7 +45,7 @@ def analyse(config, data, out):
         amplitude = sign * dg_mean[at] + res
         v0, e0 = variance_stderr(g[:, 0])
         v2, e2 = variance_stderr(g[:, unitary])
-        fano_ensemble = np.sum(fano[:, 0] * g[:, 0]) / np.sum(g[:, 0])
+        f_ratio, f_ratio_err = fano_ratio(fano[:, 0], g[:, 0])
         f_mean, f_err = mean_stderr(fano[:, 0])
         report.add(f"{name}: <g(0)>", *map(float, mean_stderr(g[:, 0])), None, f"{n} realizations, L = {length}")
         report.add(f"{name}: <g(phi)> - <g(0)> at phi = {flux[at]:g}", float(dg_mean[at]), float(dg_err[at]), sign / 3,
@@ -48,10 +56,11 @@ def analyse(config, data, out):
         report.add(f"{name}: var g at phi = {flux[unitary]:g}", v2, e2, 1 / 15, "beta = 2")
         beta, g_distinct = (1, g[:, 0].mean()) if sign > 0 else (4, g[:, 0].mean() / 2)
         fano_theory = 1 / 3 - (4 / 45) * (1 - 2 / beta) / g_distinct
-        report.add(f"{name}: Fano factor <F> at phi = 0", float(f_mean), float(f_err), float(fano_theory),
-                   f"1/3 -(4/45)(1-2/beta)/g0; sum T(1-T)/sum T = {fano_ensemble:.4f}")
-        fu, fue = mean_stderr(fano[:, unitary])
-        report.add(f"{name}: Fano factor <F> at phi = {flux[unitary]:g}", float(fu), float(fue), 1 / 3, "beta = 2: no 1/g term")
+        report.add(f"{name}: Fano factor <sum T(1-T)>/<sum T> at phi = 0", f_ratio, f_ratio_err, float(fano_theory),
+                   f"1/3 -(4/45)(1-2/beta)/g0; per-realization <F> = {float(f_mean):.4f} +- {float(f_err):.4f}")
+        fu, fue = fano_ratio(fano[:, unitary], g[:, unitary])
+        report.add(f"{name}: Fano factor <sum T(1-T)>/<sum T> at phi = {flux[unitary]:g}", fu, fue, 1 / 3,
+                   "beta = 2: no 1/g term")
         figure[name] = (flux, dg_mean, dg_err, sign, g, residual(config, name, float(g[:, 0].mean()), np.maximum(flux, 1e-12))[0])
     report.print()
 

@@ -189,3 +189,11 @@ def test_disorder_statistics():
     np.testing.assert_allclose(np.linalg.det(su2), 1, atol=1e-13)
     # Haar measure: <|R_11|^2> = 1/2 and <R> = 0
     assert abs(np.mean(np.abs(su2[..., 0, 0]) ** 2) - 0.5) < 0.03 and abs(np.mean(su2[..., 0, 0])) < 0.03
+    # Fourth moment, which a wrong draw with <|R_11|^2> = 1/2 misses (docs/physics.md#su2-model): under Haar,
+    # |R_11|^2 = cos^2(beta) = 1 - u with u uniform, so <|R_11|^4> = 1/3 (variance 4/45); the nearest wrong answer,
+    # beta uniform in [0, pi/2], gives <cos^4 beta> = 3/8. 20000 independent bonds: SE ~ 0.0021 (from the sample,
+    # capped at 0.003); pass |m4 - 1/3| < 3 SE, which leaves 3/8 > 10 SE outside the window.
+    many = np.abs(np.asarray(dt.su2_rotations(jax.random.key(1), dt.Sample(dt.chain(), 20001, spinful=True))[1]
+                             [..., 0, 0])).ravel() ** 4
+    m4, se4 = many.mean(), many.std(ddof=1) / np.sqrt(many.size)
+    assert many.size == 20000 and se4 < 0.003 and abs(m4 - 1 / 3) < 3 * se4, (m4, se4)

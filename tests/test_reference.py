@@ -1,5 +1,6 @@
 """Agreement with the Kwant 1.5 reference conductances (tests/data, conventions in REFERENCE_README.md):
-max |G - G_kwant| <= 1e-9 over every realization, energy, flux, Rashba strength, exchange and absorption."""
+max |G - G_kwant| <= 1e-9 over every realization, energy, flux, Rashba strength, exchange and absorption, also for
+SU(2) random hopping, periodic transverse boundaries and spinful honeycomb ribbons."""
 
 import jax
 import jax.numpy as jnp
@@ -20,11 +21,14 @@ def _grid(f, *axes):
 
 
 @pytest.mark.parametrize(
-    "name", ["strip_spinless.npz", "strip_rashba.npz", "strip_magnetic.npz", "strip_absorbing.npz"]
+    "name", ["strip_spinless.npz", "strip_rashba.npz", "strip_magnetic.npz", "strip_absorbing.npz",
+             "periodic_spinless.npz", "periodic_rashba.npz"]
 )
 def test_strips(name):
+    """Hard-wall strips, and cylinders (periodic across, flux * W an integer: the Landau gauge needs no twist)."""
     meta, d = load_reference(name)
-    sample = dt.Sample(dt.strip(meta["W"]), meta["L"], spinful=meta["spinful"])
+    lattice = dt.strip(meta["W"], boundary=meta.get("boundary", "hardwall"))
+    sample = dt.Sample(lattice, meta["L"], spinful=meta["spinful"])
     tau_phi = 0.5 / meta["eta"] if meta["eta"] else None  # eta = hbar / (2 tau_phi)
 
     def g(potential, moments, energy, phi, alpha):
@@ -50,6 +54,21 @@ def test_no_open_channel_gives_zero_not_nan():
     g = dt.conductance(sample, model, dt.Disorder(potential=d["V"][0]))
     assert np.isfinite(g) and abs(float(g)) < 1e-14
     assert d["G"][0, 3, 2, 0] == 0.0
+
+
+def test_su2_strip():
+    """SU(2) random hopping: the reference's explicit bond matrices go in as Disorder.su2_intra / su2_inter."""
+    meta, d = load_reference("su2_strip.npz")
+    sample = dt.Sample(dt.strip(meta["W"]), meta["L"], spinful=True)
+
+    def g(potential, intra, inter, energy, phi):
+        disorder = dt.Disorder(potential=potential, su2_intra=intra, su2_inter=inter)
+        return dt.conductance(sample, dt.Model(energy=energy, hopping=meta["t"], flux=phi), disorder)
+
+    per_realization = lambda v, a, b: _grid(lambda e, p: g(v, a, b, e, p), d["energies"], d["phis"])
+    got = jax.vmap(per_realization)(*(jnp.asarray(d[k]) for k in ("V", "R_intra", "R_inter")))
+    assert got.shape == d["G"].shape
+    assert np.max(np.abs(got - d["G"])) <= TOL
 
 
 def test_bar3d():
@@ -84,4 +103,27 @@ def test_honeycomb_ribbons(name, ribbon):
 
     potentials = jnp.asarray(d["V"][:, order].reshape(-1, *sample.potential_shape))
     got = jax.vmap(lambda v: _grid(lambda e, b, m: g(v, e, b, m), d["energies"], d["bs"], d["masses"]))(potentials)
+    assert np.max(np.abs(got - d["G"])) <= TOL
+
+
+@pytest.mark.parametrize(
+    "name, ribbon", [("zigzag_spinful.npz", dt.zigzag_ribbon), ("armchair_spinful.npz", dt.armchair_ribbon)]
+)
+def test_spinful_honeycomb_ribbons(name, ribbon):
+    """Rashba along the three bond directions, exchange J m.sigma, staggered mass and a field on honeycomb."""
+    meta, d = load_reference(name)
+    sample = dt.Sample(ribbon(meta["N"]), meta["Lx"], spinful=True)
+    order = _reference_order(sample, d["pos"])
+    assert sorted(order) == list(range(meta["n_sites"]))
+    assert np.array_equal(np.tile(sample.lattice.sublattice, meta["Lx"]), d["sub"][order])
+
+    def g(potential, moments, energy, b, alpha, J):
+        model = dt.Model(energy=energy, hopping=meta["t"], flux=b, rashba=alpha, exchange=J, mass=meta["mass"])
+        return dt.conductance(sample, model, dt.Disorder(potential=potential, moments=moments))
+
+    potentials = jnp.asarray(d["V"][:, order].reshape(-1, *sample.potential_shape))
+    moments = jnp.asarray(d["m"][:, order].reshape(-1, *sample.potential_shape, 3))
+    axes = (d["energies"], d["bs"], d["alphas"], d["Js"])
+    got = jax.vmap(lambda v, m: _grid(lambda *p: g(v, m, *p), *axes))(potentials, moments)
+    assert got.shape == d["G"].shape
     assert np.max(np.abs(got - d["G"])) <= TOL

@@ -1,5 +1,5 @@
 """Transfer-matrix localization lengths: exact identities, analytic limits, a cross-check against the RGF
-conductance, the 3D Anderson transition (smoke test), the JAX transformations and bad input.
+conductance, the JAX transformations and bad input (class ratios and critical points: test_tmm_physics.py).
 
 Statistical tests state the standard error their tolerance rests on (docs/physics.md#independent-checks)."""
 
@@ -138,22 +138,6 @@ def test_chain_localization_length():
         assert abs(in_run / sem - 1) < 0.15, (in_run, sem)
 
 
-def test_magnetic_field_doubles_quasi1d_localization_length():
-    """Quasi-1D strip (M = 8 hard walls, E = 0.5: N = 6 open channels, W = 2): breaking time reversal
-    (orthogonal -> unitary) multiplies xi by 2N / (N + 1) = 1.714 (DMPK, docs/physics.md#dmpk-localization-length).
-    phi = 0.02 threads ~9 flux quanta through xi x M while the magnetic length 2.8 stays below M / 2.
-    2^20 slices give ~1% relative error on each xi (asserted), ~1.4% on the ratio; tolerance 10%."""
-    sample = dt.Sample(dt.strip(8), 2**20)
-    key = jax.random.key(5)
-    assert float(dt.open_channels(dt.Sample(dt.strip(8), 2), dt.Model(energy=0.5))) == 6
-    kw = dict(strength=2.0, rtol=None, chunk=4096, warmup=4096, qr_every=16)
-    zero = lyapunov_exponents(key, sample, dt.Model(energy=0.5), **kw)
-    field = lyapunov_exponents(key, sample, dt.Model(energy=0.5, flux=0.02), **kw)
-    assert max(float(zero.relative_error), float(field.relative_error)) < 0.012
-    ratio = float(field.localization_length / zero.localization_length)
-    assert abs(ratio / (12 / 7) - 1) < 0.10, ratio
-
-
 def _rgf_log_slope(lattice, model, strength, lengths, n):
     """Slope of the ensemble mean of ln g (RGF, n realizations per length, keys split from key 7) between the two
     ``lengths``, and its standard error."""
@@ -204,28 +188,6 @@ def test_zigzag_ribbon_log_conductance_decays_with_tmm_localization_length():
     sigma = math.hypot(slope_err, abs(expected) * float(res.relative_error))
     assert sigma / abs(expected) < 0.045
     assert abs(slope - expected) < 3 * sigma, (slope, expected, sigma)
-
-
-def test_anderson_3d_lambda_crossing():
-    """3D Anderson model, E = 0, periodic M x M bars (docs/physics.md#independent-checks, smaller sizes): Lambda
-    grows with M on the metallic side (W = 14.5) and shrinks on the insulating side (W = 18.5), by more than 3 standard
-    errors (each Lambda to 0.5%); at W = 16.5 Lambda(M = 6) = 0.58 within 0.02 (3 sigma = 0.009 plus the
-    finite-size drift between M = 6 and the limit 0.576, < 0.01 per docs/physics.md#independent-checks)."""
-    model = dt.Model(energy=0.0)
-
-    def lam(width, w):
-        res = lyapunov_exponents(jax.random.key(width), dt.Sample(dt.bar(width, width, boundary="periodic"), 2**19),
-                                 model, strength=w, rtol=0.005, chunk=1024, warmup=1024,
-                                 qr_every=16, min_batches=16)
-        assert bool(res.converged)
-        value = float(res.localization_length) / width
-        return value, value * float(res.relative_error)
-
-    for w, sign in ((14.5, 1), (18.5, -1)):
-        (l4, e4), (l6, e6) = lam(4, w), lam(6, w)
-        assert sign * (l6 - l4) > 3 * math.hypot(e4, e6), (w, l4, l6)
-    l6, e6 = lam(6, 16.5)
-    assert abs(l6 - 0.58) < 0.02 and e6 < 0.003, (l6, e6)
 
 
 # ---------------------------------------------------------------------------------------------------------
