@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import difftransport as dt  # (also enables float64 before any test builds arrays)
-from difftransport._core.observables import ensemble_conductances
+from difftransport._core.observables import ensemble_conductances, map_realizations
 
 DATA = pathlib.Path(__file__).parent / "data"
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
@@ -55,12 +55,23 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def paired_ensemble(sample, realizations, seed, fluxes, strength, moments=False, **model):
+def paired_ensemble(sample, realizations, seed, fluxes, strength, moments=False, observables=None, **model):
     """(realizations, len(fluxes)) conductances, every realization at every flux (paired); realization r uses
     fold_in(key(seed), r). Uses the transfer sweep (equal to RGF to ~1e-11, tests/test_transfer.py; 2-4x
-    faster), so these ensembles cost a fraction of the suite's time. Batches of 100 (``ensemble_conductances``)."""
+    faster), so these ensembles cost a fraction of the suite's time. Batches of 100 (``ensemble_conductances``).
+
+    With ``observables`` (names of ``dt.observe``), the same realizations give (realizations, len(fluxes),
+    len(observables)): every observable of every realization at every flux, from one sweep."""
     models = [dt.Model(flux=f, **model) for f in fluxes]
     keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(realizations))
-    run = jax.jit(lambda k: ensemble_conductances(k, sample, models, strength=strength, moments=moments,
-                                                  method="transfer", batch=100))
-    return np.asarray(run(keys))
+    if observables is None:
+        run = jax.jit(lambda k: ensemble_conductances(k, sample, models, strength=strength, moments=moments,
+                                                      method="transfer", batch=100))
+        return np.asarray(run(keys))
+
+    def one(key):
+        disorder = dt.draw_disorder(key, sample, strength=strength, moments=moments)
+        out = [dt.observe(sample, m, disorder, observables=tuple(observables), method="transfer") for m in models]
+        return jnp.stack([jnp.stack([o[name] for name in observables]) for o in out])
+
+    return np.asarray(jax.jit(lambda k: map_realizations(one, k, batch=100))(keys))

@@ -12,14 +12,11 @@ quoted in docstrings are from the seeds used here.
 
 import math
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import difftransport as dt
 from conftest import paired_ensemble as _ensemble
-from difftransport._core.observables import map_realizations
 
 pytestmark = pytest.mark.slow  # every test here draws ensembles of hundreds of realizations
 
@@ -53,27 +50,12 @@ def _wl_amplitude(ensemble, channels):
     return _mean(((g[:, 1] - g[:, 0]) - 3 / c * (p[:, 1] - p[:, 0])) / (1 - 1 / (5 * c)))
 
 
-def _paired_with_fano(sample, realizations, seed, fluxes, strength, **model):
-    """(realizations, len(fluxes), 2): conductance g and Fano factor F of every realization at every flux, both from
-    one transfer sweep. The realizations are those of conftest.paired_ensemble with the same arguments (realization
-    r is draw_disorder(fold_in(key(seed), r), ...), box distribution), so g is the same array."""
-    models = [dt.Model(flux=f, **model) for f in fluxes]
-    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(realizations))
-
-    def one(key):
-        disorder = dt.draw_disorder(key, sample, strength=strength)
-        out = [dt.observe(sample, m, disorder, observables=("conductance", "fano_factor"), method="transfer")
-               for m in models]
-        return jnp.stack([jnp.stack([o["conductance"], o["fano_factor"]]) for o in out])
-
-    return np.asarray(jax.jit(lambda k: map_realizations(one, k, batch=100))(keys))
-
-
 @pytest.fixture(scope="module")
 def orthogonal_fano():
     """Spinless 32 x 200 strip, W = 1, E = 0.5 (N = 25 channels, g ~ 3.4; docs/physics.md#independent-checks), 800
     realizations, flux 0 and 0.002: (realization, flux, [g, F])."""
-    return _paired_with_fano(dt.Sample(dt.strip(32), 200), 800, 7, (0.0, 0.002), 1.0, energy=0.5)
+    return _ensemble(dt.Sample(dt.strip(32), 200), 800, 7, (0.0, 0.002), 1.0, energy=0.5,
+                     observables=("conductance", "fano_factor"))
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +151,8 @@ def symplectic_fano():
     (realization, flux, [g, F]). The mean free path is ~50 sites, so the wire must be several l long for universal
     fluctuations: a 24 x 150 strip (L ~ 3 l) gives var g = 0.163 +- 0.012 and, in the field, 0.095 +- 0.006 (+4.4
     SE above 1/15, at every flux up to 0.008)."""
-    return _paired_with_fano(dt.Sample(dt.strip(24), 300, spinful=True), 400, 8, (0.0, 0.002), 1.0, energy=0.5,
-                             rashba=0.577)
+    return _ensemble(dt.Sample(dt.strip(24), 300, spinful=True), 400, 8, (0.0, 0.002), 1.0, energy=0.5,
+                     rashba=0.577, observables=("conductance", "fano_factor"))
 
 
 @pytest.fixture(scope="module")
