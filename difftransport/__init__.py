@@ -21,7 +21,10 @@ from ._core.build import build_hamiltonian
 from ._core.hamiltonian import DenseHopping, Hopping, Lead, SiteBlockHopping, SlicedHamiltonian
 from ._core.lattice import armchair_ribbon, bar, chain, Lattice, Sample, strip, zigzag_ribbon
 from ._core.leads import HopFactor, lead_self_energies, LeadSelfEnergies, stein_solve
-from ._core.model import anderson_potential, Disorder, draw_disorder, Model, random_moments, su2_rotations
+from ._core.model import (
+    anderson_potential, correlated_potential, Disorder, draw_disorder, Model, random_moments,
+    short_range_potential, su2_rotations
+)
 from ._core.observables import (
     buttiker_currents, conductance, dense_hamiltonian, ensemble_conductances, fano_factor, hamiltonian_transmission,
     OBSERVABLES, observe, open_channels, reflection, transmission, transmission_eigenvalues

@@ -1,5 +1,5 @@
-"""Analytic weak-localization theory (public namespace): HLN, quasi-1D wires, Kawabata's 3D formula, the
-one-loop correction of finite lattice samples, unit conversions and Drude transport. Conventions:
+"""Analytic weak-localization theory (public namespace): HLN, McCann (graphene), quasi-1D wires, Kawabata's 3D
+formula, the one-loop correction of finite lattice samples, unit conversions and Drude transport. Conventions:
 ``docs/theory.md``; implementation: ``_core/theory.py``."""
 
 from ._core.theory import (
@@ -30,6 +30,7 @@ from ._core.theory import (
     length_from_field,
     length_from_flux,
     magnetic_length,
+    mccann,
     mean_free_path,
     ohmic_fit,
     square_lattice_dos,
@@ -66,6 +67,7 @@ __all__ = [
     "length_from_field",
     "length_from_flux",
     "magnetic_length",
+    "mccann",
     "mean_free_path",
     "ohmic_fit",
     "square_lattice_dos",

@@ -140,7 +140,7 @@ def test_fixed_and_initial_values():
     res = fit_magnetoconductance(FIELD, y, model="hln", fixed={"b_so": 0.2, "b_s": 0.0}, initial={"b_phi": 0.1})
     assert res.labels == ("b_phi[0]",)
     assert res.value("b_phi") == pytest.approx(0.03, rel=1e-8)
-    assert sorted(MODELS) == ["alpha", "cubic", "hln", "kawabata"]
+    assert sorted(MODELS) == ["alpha", "cubic", "hln", "kawabata", "mccann"]
 
 
 def test_plot_fit_returns_figure():

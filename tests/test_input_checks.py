@@ -104,3 +104,22 @@ def test_observe_accepts_one_name_as_a_str():
     assert out["conductance"] == dt.conductance(SAMPLE, model, DISORDER)
     with pytest.raises(ValueError, match=r"unknown observables \['conductivity'\]"):
         dt.observe(SAMPLE, model, DISORDER, observables="conductivity")
+
+
+@pytest.mark.parametrize("lattice", ["zigzag_ribbon", "armchair_ribbon"])
+def test_config_periodic_ribbon_needs_even_n(tmp_path, lattice):
+    """A config's ``boundary`` reaches the ribbon (it used to be dropped: an odd periodic ribbon ran as a hard-wall
+    one), and an odd n is refused by the validation with the file, line and key, before anything runs."""
+    from difftransport._runs import config as _config
+    from difftransport._runs import ensemble as _ensemble
+
+    text = ('[run]\nrealizations = 2\n\n[ensembles.r.sample]\nlattice = "{}"\nn = {}\nboundary = "periodic"\n'
+            'length = 4\n\n[ensembles.r.model]\nenergy = 0.3\n')
+    path = tmp_path / "ribbon.toml"
+    path.write_text(text.format(lattice, 6))
+    lattice_of = lambda: _ensemble.make_sample(_config.load(path)["ensembles"]["r"]["sample"]).lattice
+    assert lattice_of() == getattr(dt, lattice)(6, boundary="periodic") and lattice_of().transverse_period
+    path.write_text(text.format(lattice, 5))
+    with pytest.raises(_config.ConfigError, match=rf"ribbon.toml:6: ensembles.r.sample.n = 5 is odd: a periodic "
+                                                  rf"{lattice} needs an even n"):
+        _config.load(path)

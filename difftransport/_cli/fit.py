@@ -1,5 +1,10 @@
 """``difftransport fit DATA.csv --model hln [--units e2h|siemens] [--out DIR]``: fit measured magnetoconductance.
 
+Models (``--model``): ``hln`` (b_phi, b_so, b_s), ``alpha`` (alpha, b_phi), ``cubic`` (b_phi, b_so), ``kawabata``
+(alpha, b_phi; 3D) and ``mccann`` (b_phi, b_i, b_star: graphene, McCann et al. 2006, with the published prefactor
+e^2/(pi h), i.e. spin degeneracy 2; double the data of a spinless lattice model first). b_phi is per curve, the
+other parameters are shared; ``--shared NAME`` and ``--per-curve NAME`` change that.
+
 The CSV file has a header row; column names are case-insensitive:
 
 =========== ========== =====================================================================================
@@ -12,22 +17,25 @@ column      required   meaning
 ``err``     no         standard uncertainty of the value column (same unit); without it the errors are scaled by
                        chi^2/dof (see ``difftransport._core.fit``)
 ``curve``   no         label of the curve (e.g. ``4.2K``): curves are fitted jointly, B_phi per curve, the other
-                       parameters shared
+                       parameters shared (``--shared``, ``--per-curve``)
 =========== ========== =====================================================================================
 
 Conductances are in e^2/h (``--units e2h``, default) or siemens (``--units siemens``; divided by
 e^2/h = 3.874e-5 S). Sign convention: weak localization is a *positive* Delta sigma (docs/theory.md).
 
-Writes ``DIR/fit.json`` (parameters, standard errors, correlations, chi^2/dof, and the lengths
+Writes ``DIR/fit.json`` (parameters, standard errors, the correlation matrix, chi^2/dof, and the lengths
 L_x = sqrt(hbar/(4 e B_x)) of the fitted characteristic fields) and ``DIR/fit.png`` (data, fit, residuals). The JSON
-is strict: a number that is not finite (a correlation with a zero standard error) is written as null.
+is strict: a number that is not finite (a correlation with a zero standard error) is written as null. The console
+lists the values, the lengths and the correlations of the pairs that involve a shared parameter or two parameters
+of one curve (b_phi, b_i and b_star of ``mccann`` are strongly correlated).
 
 Exit codes: 0 for a fit that determines every free parameter; 2, with one line ``error: ...`` on stderr and no
 files written, for bad input (file, columns, options, ``--fix`` values: b_phi > 0, other fields >= 0, all finite)
 and for a fit that cannot determine a parameter: a non-finite value or error, a singular Jacobian, a
 characteristic field that ran off the data (above 100 x the largest |B| or below 1/100 of the smallest nonzero
 |B|), or a field's error above 10 x its value (``difftransport._core.fit``). Fix such a parameter (``--fix``), share it
-(``--shared``), or measure a wider field range.
+(``--shared``), or measure a wider field range. Unknown names in ``--shared`` or ``--per-curve``, or a name in both,
+are bad input.
 """
 
 from __future__ import annotations
@@ -62,10 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symmetrize", action="store_true", help="average each point with its partner at -B")
     parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
                         help="hold a parameter fixed (repeatable), e.g. --fix b_so=0; replaces the model's defaults. "
-                             "Fields in tesla: b_phi > 0, b_so and b_s >= 0. A parameter that the data do not "
-                             "determine is an error (exit 2): fix it, share it, or widen the field range")
+                             "Fields in tesla: b_phi > 0, the other fields (b_so, b_s, b_i, b_star) >= 0. A "
+                             "parameter that the data do not determine is an error (exit 2): fix it, share it, or "
+                             "widen the field range")
     parser.add_argument("--shared", action="append", default=[], metavar="NAME",
                         help="share a parameter that is per curve by default (e.g. --shared b_phi)")
+    parser.add_argument("--per-curve", action="append", default=[], metavar="NAME",
+                        help="fit one value per curve of a parameter that is shared by default (repeatable), e.g. "
+                             "--model mccann --per-curve b_i")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/fit"),
                         help="output folder for fit.json and fit.png (default out/fit)")
 
@@ -170,15 +182,33 @@ def _lengths(result):
     return out
 
 
+def _correlated_pairs(result):
+    """(label, label, correlation) for the pairs of free parameters that involve a shared parameter or two
+    parameters of the same curve (values of different curves are tied only through the shared ones)."""
+    spec = result._spec
+    curve_of = [k if pc else None for pc, free, size in zip(spec.per_curve, spec.free, spec.sizes()) if free
+                for k in range(size)]
+    n = len(result.labels)
+    return [(result.labels[i], result.labels[j], float(result.correlation[i, j]))
+            for i in range(n) for j in range(i + 1, n)
+            if curve_of[i] is None or curve_of[j] is None or curve_of[i] == curve_of[j]]
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the fit; 0 on success, 2 on bad input (the message goes to stderr)."""
     try:
         data = read_csv(args.data, units=args.units, squares=args.squares)
-        per_curve = [p for p in MODELS[args.model].per_curve if p not in args.shared]
-        unknown = set(args.shared) - set(MODELS[args.model].params)
-        if unknown:
-            raise ValueError(f"--shared names unknown parameters {sorted(unknown)}; model {args.model!r} has "
-                             f"{MODELS[args.model].params}.")
+        params = MODELS[args.model].params
+        for option, names in (("--shared", args.shared), ("--per-curve", args.per_curve)):
+            unknown = set(names) - set(params)
+            if unknown:
+                raise ValueError(f"{option} names unknown parameters {sorted(unknown)}; model {args.model!r} has "
+                                 f"{params}.")
+        both = set(args.shared) & set(args.per_curve)
+        if both:
+            raise ValueError(f"{sorted(both)} named in both --shared and --per-curve.")
+        per_curve = [p for p in params if (p in MODELS[args.model].per_curve or p in args.per_curve)
+                     and p not in args.shared]
         fixed = _parse_fixed(args.fix, args.model, data["offset"]) if args.fix else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndeterminedWarning)  # reported below as the error
@@ -217,6 +247,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {label:>16s} = {v:.6g} +- {e:.2g}")
     for key, item in summary["lengths"].items():
         print(f"  {key:>16s} = {item['value_m'] * 1e9:.4g} +- {item['stderr_m'] * 1e9:.2g} nm")
+    pairs = _correlated_pairs(result)
+    if pairs:
+        print("correlations:")
+        for a, b, r in pairs:
+            print(f"  corr({a}, {b}) = {r:+.3f}")
     print(f"wrote {args.out / 'fit.json'} and {args.out / 'fit.png'}")
     return 0
 

@@ -4,7 +4,7 @@
                       [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
     difftransport plot RUN_DIR
     difftransport info
-    difftransport fit DATA.csv [--model hln|alpha|cubic|kawabata] [--units e2h|siemens] [--out DIR]
+    difftransport fit DATA.csv [--model hln|alpha|cubic|kawabata|mccann] [--units e2h|siemens] [--out DIR]
     difftransport scale CONFIG.toml [--out DIR] [--refit] [--wait] [--quiet]
 
 Multi-host runs: start the same ``run`` command on every host with the coordinator's address, the number of

@@ -109,8 +109,14 @@ def checked_model(sample: Sample, model: Model) -> Model:
         tau = eqx.error_if(tau, jnp.isnan(tau) | (tau <= 0), "model.tau_phi must be positive (inf for coherent), got NaN or <= 0.")
     if fields["flux"] is not None:
         fields["flux"] = _reduced_flux(sample.lattice, fields["flux"])
-    period = sample.lattice.transverse_period
-    if period is not None and fields["flux"] is not None:
+    period = sample.lattice.flux_period
+    if period == math.inf and fields["flux"] is not None:
+        fields["flux"] = eqx.error_if(
+            fields["flux"], fields["flux"] != 0,
+            f"model.flux: {sample.lattice.name} takes no field (its seam gauge is not verified); use a zigzag "
+            "cylinder or a hard-wall ribbon.",
+        )
+    elif period is not None and fields["flux"] is not None:
         winding = fields["flux"] * period
         fields["flux"] = eqx.error_if(
             fields["flux"], jnp.abs(winding - jnp.round(winding)) > 1e-9,

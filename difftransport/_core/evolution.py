@@ -307,7 +307,7 @@ def evolution_hamiltonian(key, sample: Sample, model: Model, *, strength=0.0, su
         sample: the geometry (static); periodic along x or open (hard walls at its ends).
         model: hopping, flux, rashba, exchange and mass as for transport (``energy`` is not used; ``tau_phi``
             is refused: the evolution is unitary). ``flux`` may be traced (``vmap`` over fields); a periodic
-            transverse boundary needs an integer ``flux * lattice.transverse_period``, checked at run time.
+            transverse boundary needs an integer ``flux * lattice.flux_period``, checked at run time.
         strength: box disorder W: on-site energies uniform in [-W/2, W/2] (units of t).
         su2: SU(2) random hopping (Asada-Slevin-Ohtsuki) on every bond (spinful samples).
         half_width: static bound a >= max |E|; default :func:`spectral_half_width` (needs concrete strength and

@@ -21,9 +21,10 @@ A free parameter is *undetermined* when the data cannot fix it (``FitResult.dete
 reason in ``FitResult.reasons``):
 
 * its value is not finite;
-* a characteristic field (b_phi, b_so, b_s) ran off the field range of its data: above 100 times the largest |B|,
-  or below 1/100 of the smallest nonzero |B| (of its curve if it is per curve, of all data if shared), where the
-  curve no longer depends on it (e.g. B_so -> 0 for pure WL data, or B_phi -> inf for data without signal);
+* a characteristic field (b_phi, b_so, b_s, b_i, b_star) ran off the field range of its data: above 100 times the
+  largest |B|, or below 1/100 of the smallest nonzero |B| (of its curve if it is per curve, of all data if shared),
+  where the curve no longer depends on it (e.g. B_so -> 0 for pure WL data, or B_phi -> inf for data without
+  signal);
 * J is singular in its direction: a singular value of the column-scaled J below 1e-8 of the largest has a
   component above 1e-3 on it (the model does not depend on it, or only jointly with another parameter, as
   B_phi and B_so at B_so = 0 in ``"hln"``), and its variance is then infinite; a derivative that is not finite
@@ -64,6 +65,7 @@ _RANGE_FACTOR = 100.0  # a field above 100 max|B| or below min|B|/100 has run of
 _MAX_RELATIVE_ERROR = 10.0
 _SINGULAR = 1e-8  # singular values of the column-scaled Jacobian below this fraction of the largest are zero
 _NULL_WEIGHT = 1e-3  # a parameter with more weight than this in a null direction is undetermined
+_MCCANN_STARTS = 3  # Levenberg-Marquardt runs of a "mccann" fit, from the best local minima of the start grid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +98,12 @@ MODELS: dict[str, _ModelDef] = {
         ("alpha", "b_phi"), (False, True), ("b_phi",), (),
         lambda b, p: th.kawabata(b, p["b_phi"], p["alpha"]),
         "3D Kawabata, field in tesla, result per metre: alpha shared, b_phi per curve (theory.kawabata)",
+    ),
+    "mccann": _ModelDef(
+        ("b_phi", "b_i", "b_star"), (True, True, True), ("b_phi",), (),
+        lambda b, p: th.mccann(b, p["b_phi"], p["b_i"], p["b_star"]),
+        "graphene WL (McCann et al., published prefactor e^2/pi h, spin degeneracy 2): b_phi per curve, b_i and "
+        "b_star shared (theory.mccann)",
     ),
 }
 
@@ -466,9 +474,47 @@ def _grid_curves(model, field, grid, so_grid, b_s):
     return jax.vmap(lambda so: jax.vmap(lambda g: one(so, g))(grid))(so_grid)
 
 
+@eqx.filter_jit
+def _mccann_grid_curves(field, grid, b_i, b_star):
+    """McCann curves for each (B_i, B_*) pair and B_phi on ``grid``, shape (pairs, grid, points)."""
+    return jax.vmap(lambda i, s: jax.vmap(lambda g: th.mccann(field, g, i, s))(grid))(b_i, b_star)
+
+
+def _mccann_starts(fixed, field, grid, value, weight, index, n_curves, offset):
+    """Starting points for ``"mccann"``: B_phi per curve on ``grid`` and shared (B_i, B_*) on a coarser log grid
+    reaching 30 x max|B| (B_* is often above the field range); a fixed B_i or B_* is held at its (first) value,
+    offsets are solved linearly. The profile SSR over (B_i, B_*) has separate valleys (e.g. B_* -> 0 with a larger
+    B_i mimics a moderate B_*), so the best :data:`_MCCANN_STARTS` local minima of the grid are all returned."""
+    coarse = np.geomspace(grid[0], 10 * grid[-1], 13)
+    axes = [np.atleast_1d(np.asarray(fixed[n], float))[:1] if n in fixed else coarse for n in ("b_i", "b_star")]
+    b_i, b_star = np.meshgrid(*axes, indexing="ij")
+    curves = np.asarray(_mccann_grid_curves(jnp.asarray(field), jnp.asarray(grid), jnp.asarray(b_i.ravel()),
+                                            jnp.asarray(b_star.ravel())))
+    cols = np.arange(n_curves)
+    total, picks, offsets = [], [], []
+    for k in range(b_i.size):
+        ssr, _, off = _linear_ssr(curves[k], value, weight, index, n_curves, False, offset)
+        pick = np.argmin(ssr, axis=0)
+        total.append(ssr[pick, cols].sum()), picks.append(pick), offsets.append(off[pick, cols])
+    total = np.array(total).reshape(b_i.shape)
+    padded = np.pad(total, 1, constant_values=np.inf)
+    neighbours = np.stack([padded[1 + di:padded.shape[0] - 1 + di, 1 + dj:padded.shape[1] - 1 + dj]
+                           for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj])
+    minima = np.flatnonzero(total <= neighbours.min(axis=0))
+    minima = minima if minima.size else np.array([np.argmin(total)])
+    starts = []
+    for k in minima[np.argsort(total.ravel()[minima], kind="stable")][:_MCCANN_STARTS]:
+        b_phi = grid[picks[k]]
+        floor = 0.01 * b_phi.min()  # a start must be positive (log parameters), also when a fixed value is 0
+        starts.append({"b_phi": b_phi, "b_i": np.full(n_curves, max(b_i.flat[k], floor)),
+                       "b_star": np.full(n_curves, max(b_star.flat[k], floor)), "offset": offsets[k]})
+    return starts
+
+
 def _starting_values(model, fixed, field, value, sigma, index, n_curves, offset):
     """Grid search: B_phi on a log grid (per curve) and, for the spin-orbit models, a shared B_so on the same grid;
-    amplitudes (alpha) and offsets are solved linearly at each grid point."""
+    amplitudes (alpha) and offsets are solved linearly at each grid point. Returns the best point, or for
+    ``"mccann"`` a list of starting points (:func:`_mccann_starts`)."""
     b = np.abs(field)
     nz = b[b > 0]
     grid = np.geomspace(nz.min() / 30, nz.max() * 3, 41)
@@ -479,6 +525,8 @@ def _starting_values(model, fixed, field, value, sigma, index, n_curves, offset)
         best = np.argmin(ssr, axis=0)
         cols = np.arange(n_curves)
         return {"b_phi": grid[best], "alpha": amp[best, cols], "offset": off[best, cols]}
+    if model == "mccann":
+        return _mccann_starts(fixed, b, grid, value, weight, index, n_curves, offset)
     so_grid = np.atleast_1d(np.asarray(fixed["b_so"], float))[:1] if "b_so" in fixed else np.concatenate([[0.0], grid])
     b_s = float(np.atleast_1d(fixed.get("b_s", 0.0))[0])
     all_curves = np.asarray(_grid_curves(model, jnp.asarray(b), jnp.asarray(grid), jnp.asarray(so_grid), b_s))
@@ -523,11 +571,13 @@ def fit_magnetoconductance(
             ``"kawabata"`` model needs tesla). The models are even in B.
         value: Delta sigma(B) = sigma(B) - sigma(0) in e^2/h (per square in 2D; per metre for ``"kawabata"``), or
             sigma(B) itself with ``offset=True``. Sign convention: WL is positive (``docs/theory.md``).
-        model: ``"hln"`` (B_phi, B_so, B_s), ``"alpha"`` (alpha, B_phi), ``"cubic"`` (B_phi, B_so) or
-            ``"kawabata"`` (alpha, B_phi); see :data:`MODELS`.
+        model: ``"hln"`` (B_phi, B_so, B_s), ``"alpha"`` (alpha, B_phi), ``"cubic"`` (B_phi, B_so),
+            ``"kawabata"`` (alpha, B_phi) or ``"mccann"`` (B_phi, B_i, B_*: graphene, the published prefactor with
+            spin degeneracy 2; double spinless-lattice data first); see :data:`MODELS`.
         sigma: standard uncertainties of ``value``, shape (n,); None for unit weights.
         curve: a label per point (e.g. the temperature); curves are fitted jointly. None: one curve.
-        per_curve: parameters that take one value per curve; default the model's (B_phi). Others are shared.
+        per_curve: parameters that take one value per curve; default the model's (B_phi). Others are shared; to
+            make a shared-by-default parameter per curve, list it with B_phi (e.g. ``("b_phi", "b_i")``).
         fixed: parameters held fixed, name -> value (scalar or one per curve). Default: the model's defaults
             (``"hln"`` fixes b_s = 0); pass ``{}`` to free everything.
         initial: starting values, name -> scalar or one per curve; default from a grid search of the simplified
@@ -587,7 +637,8 @@ def fit_magnetoconductance(
         raise ValueError(f"too few points in curves {thin}: each curve needs more points than its {own} own "
                          "parameters.")
 
-    guess = _starting_values(model, fixed, field, value, sigma_arr, index, n_curves, offset)
+    guesses = _starting_values(model, fixed, field, value, sigma_arr, index, n_curves, offset)
+    guesses = guesses if isinstance(guesses, list) else [guesses]
 
     def per_curve_value(name, v, what):
         v = np.asarray(v, float)
@@ -597,21 +648,29 @@ def fit_magnetoconductance(
             raise ValueError(f"{what}[{name!r}] needs a scalar or {n_curves} values (one per curve), got {v.shape}.")
         return v
 
-    theta0, fixed_arrays = [], {}
-    for name, pos, pc, free in zip(spec.names, spec.positive, spec.per_curve, spec.free):
-        if not free:
-            fixed_arrays[name] = jnp.asarray(per_curve_value(name, fixed[name], "fixed"))
-            continue
-        start = per_curve_value(name, initial[name], "initial") if name in initial else guess[name]
-        start = start if pc else np.array([np.mean(start)])
-        if pos:
-            if np.any(start <= 0):
-                raise ValueError(f"initial[{name!r}] must be positive, got {start.tolist()}.")
-            start = np.log(start)
-        theta0.append(start)
-    theta0 = jnp.asarray(np.concatenate(theta0))
+    fixed_arrays = {name: jnp.asarray(per_curve_value(name, fixed[name], "fixed"))
+                    for name, free in zip(spec.names, spec.free) if not free}
+
+    def start_vector(guess):
+        theta0 = []
+        for name, pos, pc, free in zip(spec.names, spec.positive, spec.per_curve, spec.free):
+            if not free:
+                continue
+            start = per_curve_value(name, initial[name], "initial") if name in initial else guess[name]
+            start = start if pc else np.array([np.mean(start)])
+            if pos:
+                if np.any(start <= 0):
+                    raise ValueError(f"initial[{name!r}] must be positive, got {start.tolist()}.")
+                start = np.log(start)
+            theta0.append(start)
+        return np.concatenate(theta0)
+
+    starts = list({tuple(t): t for t in map(start_vector, guesses)}.values())  # distinct starts only
     data = _Data(*(jnp.asarray(a) for a in (field, value, sigma_arr, index)))
-    natural, jac, resid, ok, steps = _solve(spec, theta0, fixed_arrays, data, rtol, atol, max_steps)
+    # Several starts (the valleys of "mccann"): keep the run with the lowest chi^2.
+    runs = [_solve(spec, jnp.asarray(t), fixed_arrays, data, rtol, atol, max_steps) for t in starts]
+    lowest = [float(np.sum(np.asarray(r[2]) ** 2)) for r in runs]
+    natural, jac, resid, ok, steps = runs[int(np.argmin([c if math.isfinite(c) else math.inf for c in lowest]))]
 
     natural, jac, resid = np.asarray(natural), np.asarray(jac), np.asarray(resid)
     chi2 = float(resid @ resid)

@@ -212,9 +212,23 @@ def scatter_hop(values, index, sites):
 
 
 def lead_factor(index, sites: int, orbitals: int) -> HopFactor:
-    """Static hop = u v^dagger description from the inter-slice bond list."""
+    """Static hop = u v^dagger description from the inter-slice bond list.
+
+    Besides the structural rank (random values on the bonds, :func:`hop_factor_from_structure`), the bonds with
+    their actual clean values (every bond -t, no field, no spin-orbit) must have that rank: a pattern can be
+    structurally regular and still singular for equal values, e.g. the wrap bonds of an armchair cylinder with n
+    divisible by 4 close an even cycle of equal bonds (a circulant 1 + shift of even size). The mode solver would
+    then count no open channel and return G = 0, so such a lattice is refused (ValueError)."""
     mask = np.zeros((sites, orbitals, sites, orbitals), bool)
+    unit = np.zeros((sites, sites))
     for i, j in index:
         mask[j, :, i, :] = True
+        unit[j, i] += 1.0
     n = sites * orbitals
-    return hop_factor_from_structure(mask.reshape(n, n))
+    factor = hop_factor_from_structure(mask.reshape(n, n))
+    if np.linalg.matrix_rank(np.kron(unit, np.eye(orbitals))) != factor.rank:
+        raise ValueError(
+            "the inter-slice hopping of this lattice is singular for equal bond values (e.g. an armchair cylinder "
+            "with n divisible by 4): the lead mode solver needs it regular; choose another width (n = 2 mod 4)."
+        )
+    return factor

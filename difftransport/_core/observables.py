@@ -359,16 +359,21 @@ def map_realizations(f, realizations, *, batch: int):
     return jax.lax.map(f, realizations, batch_size=batch)
 
 
-def ensemble_conductances(keys, sample: Sample, models, *, strength, distribution="box", moments: bool = False,
+def ensemble_conductances(keys, sample: Sample, models, *, strength, distribution="box", correlation_length=0.0,
+                          density=1.0, short_range_density=0.0, short_range_strength=0.0, moments: bool = False,
                           su2: bool = False, dephasing: Dephasing = "probe", method: Method = "rgf", batch: int = 64):
     """Conductance G (e^2/h, see :func:`conductance`) of every realization of an ensemble of PRNG ``keys``:
-    realization r is ``draw_disorder(keys[r], sample, strength=strength, ...)``. ``models`` is one ``Model``
+    realization r is ``draw_disorder(keys[r], sample, strength=strength, ...)`` with the disorder keywords passed
+    on (correlated and short-range disorder: :func:`draw_disorder`). ``models`` is one ``Model``
     (shape (len(keys),)) or a sequence of them, all evaluated on the same realizations (paired: common random
     numbers; shape (len(keys), len(models))). Batched by :func:`map_realizations`; differentiable in the
-    models and ``strength``."""
+    models, ``strength`` and ``short_range_strength``."""
+    draw = dict(strength=strength, distribution=distribution, correlation_length=correlation_length, density=density,
+                short_range_density=short_range_density, short_range_strength=short_range_strength, moments=moments,
+                su2=su2)
 
     def one(key):
-        disorder = draw_disorder(key, sample, strength=strength, distribution=distribution, moments=moments, su2=su2)
+        disorder = draw_disorder(key, sample, **draw)
         if isinstance(models, Model):
             return conductance(sample, models, disorder, dephasing=dephasing, method=method)
         return jnp.stack([conductance(sample, m, disorder, dephasing=dephasing, method=method) for m in models])

@@ -16,7 +16,8 @@ Conventions follow ``docs/theory.md#conventions`` (formulas and values: ``docs/t
   scale (quasi-1D, 3D) take fields in tesla and lengths in metres. B_i = hbar/(4 e L_i^2).
 * **Spin.** ``hln`` is the total conductivity of spin-1/2 electrons (both spin projections). ``hln_alpha`` has
   a prefactor alpha: +1 orthogonal spin-degenerate, +1/2 spinless lattice model (what a spinless RGF code
-  computes), 0 unitary, -1/2 symplectic (strong spin-orbit) or one Dirac cone.
+  computes), 0 unitary, -1/2 symplectic (strong spin-orbit) or one Dirac cone. ``mccann`` (graphene) takes
+  ``spin_degeneracy``: 2 is the published formula, 1 the spinless honeycomb lattice model.
 * **Lattice units.** With lattice constant a = 1, hbar = 1 and energies in units of the hopping t, a field is a
   flux per plaquette phi = B a^2/(h/e) and B_i/B = a^2/(8 pi phi L_i^2) (:func:`flux_from_length`).
 """
@@ -164,6 +165,50 @@ def hln_cubic(field, b_phi, b_so):
         - 0.5 * _hln_of_ratio(_ratio(field, b_phi))
     )
     return value / math.pi
+
+
+def mccann(field, b_phi, b_i, b_star, *, spin_degeneracy=2):
+    """Weak localization of graphene (McCann et al.), in e^2/h per square:
+
+        Delta sigma(B) = (g_s/2) (1/pi) [ F(B/B_phi) - F(B/(B_phi + 2 B_i)) - 2 F(B/(B_phi + B_i + B_*)) ]  (e^2/h)
+
+    with F(z) = ln z + psi(1/2 + 1/z) = f(1/z), f = :func:`hln_function` (F(z) ~ z^2/24 for z << 1, ln z + psi(1/2)
+    for z >> 1). McCann, Kechedzhi, Fal'ko, Suzuura, Ando & Altshuler, PRL 97, 146805 (2006), Eq. (1):
+    Delta sigma = (e^2/pi h)[...]; docs/theory.md#mccann. Same sign as the library: WL is Delta sigma > 0.
+
+    **Degeneracy.** The published prefactor e^2/(pi h) is for graphene with spin and valley degeneracy 4 in the
+    Drude conductivity; it contains the spin degeneracy g_s = 2 (each F term counts both spin projections), the
+    valleys being the Cooperons' own structure. ``spin_degeneracy=2`` (default) is the published formula, for
+    measured data; the library's spinless honeycomb model needs ``spin_degeneracy=1``, prefactor e^2/(2 pi h).
+
+    Limits (tests/test_mccann.py): B_i -> inf gives (g_s/2) (1/pi) F(B/B_phi), ordinary WL, equal to
+    :func:`hln` at B_so = B_s = 0 for g_s = 2 and to :func:`hln_alpha` with alpha = 1/2 for g_s = 1;
+    B_i = B_* = 0 gives -2 times that (WAL of the decoupled Dirac cones); B_i = 0 with B_* -> inf gives 0.
+
+    Args:
+        field: B, any unit shared with the characteristic fields (tesla, or flux per plaquette); even in B.
+        b_phi: dephasing field B_phi = hbar/(4 e L_phi^2) > 0.
+        b_i: intervalley scattering field B_i = hbar/(4 e L_i^2) >= 0.
+        b_star: intravalley symmetry-breaking field B_* = hbar/(4 e L_*^2) >= 0 (trigonal warping, intravalley
+            scattering that breaks the chirality of a single valley).
+        spin_degeneracy: 2 (published, real graphene) or 1 (spinless lattice model); keyword, static.
+
+    Returns:
+        Delta sigma in e^2/h, the broadcast shape of the arguments; exactly 0 at B = 0 with finite gradients.
+    """
+    if isinstance(spin_degeneracy, bool) or spin_degeneracy not in (1, 2):
+        raise ValueError(f"spin_degeneracy must be 1 (spinless lattice) or 2 (published formula), got "
+                         f"{spin_degeneracy!r}.")
+    field, b_phi, b_i, b_star = map(_float, (field, b_phi, b_i, b_star))
+    b_phi = _positive("b_phi", b_phi)
+    b_i = _nonnegative("b_i", b_i)
+    b_star = _nonnegative("b_star", b_star)
+    value = (
+        _hln_of_ratio(_ratio(field, b_phi))
+        - _hln_of_ratio(_ratio(field, b_phi + 2.0 * b_i))
+        - 2.0 * _hln_of_ratio(_ratio(field, b_phi + b_i + b_star))
+    )
+    return spin_degeneracy / (2.0 * math.pi) * value
 
 
 # ---------------------------------------------------------------------------------------------------------

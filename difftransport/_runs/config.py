@@ -92,6 +92,16 @@ DISORDER = {
     "distribution": Field(str, "box", allowed=("box", "gaussian")),
     "moments": Field(bool, False, doc="random magnetic moments (spinful)"),
     "su2": Field(bool, False, doc="SU(2) random hopping (spinful)"),
+    "correlation_length": Field((int, float), 0.0, check=lambda v: math.isfinite(v) and v >= 0,
+                                doc="a finite number >= 0: Gaussian correlation length xi of smooth disorder, in "
+                                    "lattice constants (0: on-site Anderson disorder)"),
+    "density": Field((int, float), 1.0, check=lambda v: 0 < v <= 1,
+                     doc="a number in (0, 1]: fraction of the sites carrying an impurity of the main (strength) term"),
+    "short_range_density": Field((int, float), 0.0, check=lambda v: 0 <= v <= 1,
+                                 doc="a number in [0, 1]: fraction of the sites with a short-range scatterer"),
+    "short_range_strength": Field((int, float), 0.0, check=lambda v: math.isfinite(v) and v >= 0,
+                                  doc="a finite number >= 0: box width of the short-range scatterers' amplitudes "
+                                      "(not scaled by strength)"),
 }
 PLOT = {
     "x": Field(str, None, doc="grid axis on the horizontal axis (default: the first)"),
@@ -224,6 +234,9 @@ def _cross_checks(v: Validator, path, e: dict) -> None:
             raise v.error(path + ("sample", key), f"is missing: lattice {sample['lattice']!r} needs {list(need[sample['lattice']])}")
         if not wanted and sample[key] is not None:
             raise v.error(path + ("sample", key), f"= {sample[key]} does not apply to lattice {sample['lattice']!r}")
+    if sample["boundary"] == "periodic" and sample["lattice"].endswith("_ribbon") and sample["n"] % 2:
+        raise v.error(path + ("sample", "n"), f"= {sample['n']} is odd: a periodic {sample['lattice']} needs an even n "
+                      "(line n must fall on line 0)")
     terms = {k for k in MODEL_PARAMETERS if model[k] is not None} | set(e["grid"])
     spin_terms = sorted(terms & {"rashba", "exchange"}) + [k for k in ("moments", "su2") if disorder[k]]
     if spin_terms and not sample["spinful"]:
@@ -242,6 +255,10 @@ def _cross_checks(v: Validator, path, e: dict) -> None:
         if "tau_phi" in terms and e["dephasing"] != "absorb":
             raise v.error(path + ("method",), f"= 'transfer' gives the coherent conductance only; dephasing = "
                           f"{e['dephasing']!r} with tau_phi needs method = 'rgf'")
+    if (disorder["short_range_density"] > 0) != (disorder["short_range_strength"] > 0):
+        key = "short_range_density" if disorder["short_range_density"] > 0 else "short_range_strength"
+        other = "short_range_strength" if key == "short_range_density" else "short_range_density"
+        raise v.error(path + ("disorder", key), f"= {disorder[key]!r} needs disorder.{other} > 0 as well")
     x = e["plot"]["x"]
     if x is not None and x not in e["grid"]:
         raise v.error(path + ("plot", "x"), f"= {x!r} is not a grid axis; grid axes: {list(e['grid'])}")
@@ -308,6 +325,11 @@ def result_relevant(config: dict) -> dict:
         entry.pop("plot", None)
         entry.pop("label", None)
         entry.pop("method", None)  # the sweeps agree to ~1e-11
+        # Disorder terms at their defaults change no number: dropping them keeps the hash of runs stored before
+        # the terms existed, so those runs still resume.
+        for key in ("correlation_length", "density", "short_range_density", "short_range_strength"):
+            if key in entry.get("disorder", {}) and entry["disorder"][key] == DISORDER[key].default:
+                entry["disorder"].pop(key)
     return relevant
 
 

@@ -22,7 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._core import lattice as lat
 from .._core.build import checked_model
-from .._core.model import Disorder, Model, draw_disorder
+from .._core.model import Disorder, Model, draw_disorder, short_range_potential
 from .._core.observables import map_realizations, observe
 
 
@@ -36,9 +36,9 @@ def make_sample(spec: dict) -> lat.Sample:
     elif kind == "bar":
         lattice = lat.bar(spec["width"], spec["height"], boundary=spec["boundary"])
     elif kind == "zigzag_ribbon":
-        lattice = lat.zigzag_ribbon(spec["n"])
+        lattice = lat.zigzag_ribbon(spec["n"], boundary=spec["boundary"])
     else:
-        lattice = lat.armchair_ribbon(spec["n"])
+        lattice = lat.armchair_ribbon(spec["n"], boundary=spec["boundary"])
     return lat.Sample(lattice, spec["length"], spinful=spec["spinful"])
 
 
@@ -66,24 +66,36 @@ def realization_function(entry: dict, seed: int) -> Callable:
     dephasing = entry["dephasing"]
     method = entry.get("method", "rgf")
     root = jax.random.key(seed)
+    # The main potential term is linear in the disorder strength, so it is drawn once at unit strength and scaled
+    # at every grid point; short-range scatterers have a strength of their own and are added unscaled. The sum is
+    # draw_disorder(key, sample, strength=..., **disorder table). Entries written before these keys: their defaults.
 
-    def at_point(unit: Disorder, values: dict):
+    smooth = {"correlation_length": dis.get("correlation_length", 0.0), "density": dis.get("density", 1.0)}
+    short_density = dis.get("short_range_density", 0.0)
+
+    def at_point(unit: Disorder, short, values: dict):
         params = {**base, **{k: v for k, v in values.items() if k != "strength"}}
         strength = values.get("strength", dis["strength"])
+        potential = strength * unit.potential
+        if short is not None:
+            potential = potential + short
         disorder = Disorder(
-            potential=strength * unit.potential, moments=unit.moments,
+            potential=potential, moments=unit.moments,
             su2_intra=unit.su2_intra, su2_inter=unit.su2_inter,
         )
         return observe(sample, Model(**params), disorder, observables=names, dephasing=dephasing, method=method)
 
     def one(index):
         key = jax.random.fold_in(root, index)
-        unit = draw_disorder(key, sample, strength=1.0, distribution=dis["distribution"],
+        unit = draw_disorder(key, sample, strength=1.0, distribution=dis["distribution"], **smooth,
                              moments=dis["moments"], su2=dis["su2"])
+        short = None
+        if short_density > 0:
+            short = short_range_potential(key, sample, dis.get("short_range_strength", 0.0), density=short_density)
         if not points:
-            return at_point(unit, {})
+            return at_point(unit, short, {})
         values = {k: jnp.asarray(v) for k, v in points.items()}
-        out = jax.vmap(lambda vals: at_point(unit, vals))(values)
+        out = jax.vmap(lambda vals: at_point(unit, short, vals))(values)
         return {k: v.reshape(shape + v.shape[1:]) for k, v in out.items()}
 
     return one

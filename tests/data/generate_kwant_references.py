@@ -1,9 +1,10 @@
 """Kwant 1.5 reference conductances for the SU(2), periodic-boundary and spinful honeycomb cross-checks.
 
-Writes su2_strip.npz, periodic_spinless.npz, periodic_rashba.npz, zigzag_spinful.npz and armchair_spinful.npz
-next to this file. Run it with a Python that has Kwant 1.5 (Kwant is not a dependency of difftransport):
+Writes su2_strip.npz, periodic_spinless.npz, periodic_rashba.npz, zigzag_spinful.npz, armchair_spinful.npz,
+zigzag_periodic.npz and armchair_periodic.npz next to this file, or only the files named on the command line. Run
+it with a Python that has Kwant 1.5 (Kwant is not a dependency of difftransport):
 
-    python tests/data/generate_kwant_references.py
+    python tests/data/generate_kwant_references.py [zigzag_periodic.npz ...]
 
 Every random number comes from ``numpy.random.default_rng(seed)`` with the fixed seed of its file, so a rerun
 writes the same disorder and the same G (up to the roundoff of Kwant's MUMPS solve). The other files in
@@ -33,10 +34,21 @@ Files:
   (REFERENCE_README.md), spinful, with Rashba along the three bond directions, exchange ``J m.sigma`` with unit
   vectors ``m[r, site]``, a staggered mass ``meta["mass"]`` and Anderson disorder ``V[r, site]``, listed in the
   order of ``pos[site]`` (x, y) and ``sub[site]`` (0 = A, 1 = B).
+- zigzag_periodic.npz / armchair_periodic.npz: spinless honeycomb cylinders: the ribbon's sites 0 <= y < C,
+  C = N sqrt(3)/2 (zigzag) or N/2 (armchair) = ``meta["circumference"]``, listed as above, with Anderson disorder
+  ``V[r, site]`` and the staggered masses ``masses``. Seam: a site u of the top rows bonds to each bottom-row site w
+  whose image w + C y is its neighbour, H[w, u] = the bond from r_u to r_w + C y (its physical neighbour), in the
+  sample and in the leads; no twist. A hexagon across the seam then holds its flux b (sqrt(3)/2) plus b C dX, dX the
+  x-extent of its part on the far side of the seam, so the field is uniform only if b C dX is an integer for every
+  hexagon. Zigzag: dX = 1, so b C an integer (the stored bs; b = k / C is k / N flux quanta per hexagon). Armchair:
+  dX = 1/sqrt(3) or 2/sqrt(3), so b C / sqrt(3) an integer; there difftransport and this seam disagree (N = 18,
+  b C / sqrt(3) = 2: G = 0 against 3.36), so difftransport refuses a field on the armchair cylinder and the
+  armchair file is at b = 0.
 """
 
 import json
 import pathlib
+import sys
 
 import kwant
 import numpy as np
@@ -148,14 +160,14 @@ def periodic_strip(W, L, spinful, Wd, seed, energies, phis, alphas, realizations
 # Honeycomb ribbons
 
 
-def honeycomb(ribbon, N, Lx):
+def honeycomb(ribbon, N, Lx, norbs=2):
     """(Kwant lattice, sample shape, lead shape, period) of the ribbon; geometry as in REFERENCE_README.md."""
     eps = 1e-9
     if ribbon == "zigzag":  # a1 = (1, 0), a2 = (1/2, sqrt(3)/2); B = A + (0, 1/sqrt(3)); N zigzag chains
-        lat = kwant.lattice.general([(1, 0), (0.5, np.sqrt(3) / 2)], [(0, 0), (0, CC)], norbs=2)
+        lat = kwant.lattice.general([(1, 0), (0.5, np.sqrt(3) / 2)], [(0, 0), (0, CC)], norbs=norbs)
         width, period = N * np.sqrt(3) / 2, 1.0
     else:  # A-B bonds along x: a1 = (sqrt(3)/2, 1/2), a2 = (0, 1); B = A + (1/sqrt(3), 0); N dimer lines
-        lat = kwant.lattice.general([(np.sqrt(3) / 2, 0.5), (0, 1)], [(0, 0), (CC, 0)], norbs=2)
+        lat = kwant.lattice.general([(np.sqrt(3) / 2, 0.5), (0, 1)], [(0, 0), (CC, 0)], norbs=norbs)
         width, period = N / 2, np.sqrt(3)
     across = lambda y: -eps < y < width - eps
     sample = lambda pos: -eps < pos[0] < Lx * period - eps and across(pos[1])
@@ -202,6 +214,66 @@ def spinful_ribbon(ribbon, N, Lx, Wd, mass, seed, energies, bs, alphas, Js, real
                 alphas=np.asarray(alphas), Js=np.asarray(Js), G=G)
 
 
+def _seam(builder, sites, circumference, phi):
+    """Bond every site u to each site w whose image w + C y is u's neighbour, H[w, u] = hop(r_u, r_w + C y): the
+    seam of the cylinder, from the top rows up to the images of the bottom rows."""
+    shift = np.array([0.0, circumference])
+    for u in sites:
+        for w in sites:
+            if abs(np.linalg.norm(w.pos + shift - u.pos) - CC) < 1e-6:
+                builder[w, u] = hop(u.pos, w.pos + shift, 1, phi, 0.0)
+
+
+def periodic_honeycomb_system(ribbon, N, Lx, phi, mass, V, index):
+    """Spinless honeycomb cylinder: the ribbon's sites 0 <= y < C (C = ``circumference(ribbon, N)``), the
+    lattice's own bonds among them plus the seam, in the sample and in the leads."""
+    lat, shape, lead_shape, period = honeycomb(ribbon, N, Lx, norbs=1)
+    C = circumference(ribbon, N)
+    key = lambda site: (round(float(site.pos[0]), 6), round(float(site.pos[1]), 6))
+    stagger = lambda site: mass if site.family is lat.sublattices[0] else -mass
+    hopping = lambda a, b: hop(b.pos, a.pos, 1, phi, 0.0)  # Kwant's value f(a, b) is H[a, b]
+
+    syst = kwant.Builder()
+    syst[lat.shape(shape, (0, 0))] = lambda site: onsite(1, V[index[key(site)]], stagger=stagger(site))
+    syst[lat.neighbors()] = hopping
+    _seam(syst, list(syst.sites()), C, phi)
+    lead = kwant.Builder(kwant.TranslationalSymmetry((-period, 0)))
+    lead[lat.shape(lead_shape, (0, 0))] = onsite(1)
+    lead[lat.neighbors()] = hopping
+    window = kwant.Builder()  # three lead cells: every seam bond of the lead, mapped into its unit cell
+    window[lat.shape(lambda pos: -2.5 * period < pos[0] < 0.5 * period and lead_shape(pos), (0, 0))] = 0
+    _seam(lead, list(window.sites()), C, phi)
+    syst.attach_lead(lead)
+    syst.attach_lead(lead.reversed())
+    return syst.finalized()
+
+
+def circumference(ribbon, N):
+    return N * np.sqrt(3) / 2 if ribbon == "zigzag" else N / 2
+
+
+def periodic_honeycomb(ribbon, N, Lx, Wd, masses, seed, energies, bs, realizations=2):
+    C = circumference(ribbon, N)
+    assert N % 2 == 0 and all(abs(b * C - round(b * C)) < 1e-12 for b in bs)
+    lat, shape, _, _ = honeycomb(ribbon, N, Lx, norbs=1)
+    probe = kwant.Builder()
+    probe[lat.shape(shape, (0, 0))] = 0
+    sites = sorted(probe.sites(), key=lambda site: (round(site.pos[0], 6), round(site.pos[1], 6)))
+    pos = np.array([site.pos for site in sites])
+    sub = np.array([0 if site.family is lat.sublattices[0] else 1 for site in sites])
+    index = {(round(float(p[0]), 6), round(float(p[1]), 6)): k for k, p in enumerate(pos)}
+    assert len(pos) == 2 * N * Lx
+    rng = np.random.default_rng(seed)
+    V = rng.uniform(-Wd / 2, Wd / 2, size=(realizations, len(pos)))
+    G = np.array([[[transmissions(periodic_honeycomb_system(ribbon, N, Lx, b, mass, V[r], index), energies)
+                    for mass in masses] for b in bs] for r in range(realizations)]).transpose(0, 3, 1, 2)
+    meta = dict(lattice="honeycomb", ribbon=ribbon, N=N, Lx=Lx, spinful=False, t=T, a=1.0, boundary="periodic",
+                circumference=C, disorder="anderson", Wd=Wd, seed=seed, n_sites=len(pos),
+                axes=["realization", "energy", "b", "mass"], note="conventions: generate_kwant_references.py docstring")
+    return dict(meta=json.dumps(meta), pos=pos, sub=sub, V=V, energies=np.asarray(energies), bs=np.asarray(bs),
+                masses=np.asarray(masses), G=G)
+
+
 FILES = {
     "su2_strip.npz": su2_strip,
     # A cylinder in a field has no edges: its leads conduct only inside the (Hofstadter) Landau bands, so the
@@ -215,9 +287,22 @@ FILES = {
                                                  [0.0, 0.2], [0.0, 0.3]),
     "armchair_spinful.npz": lambda: spinful_ribbon("armchair", 8, 8, 0.5, 0.1, 105, [0.47, 1.13], [0.0, 0.02],
                                                    [0.0, 0.2], [0.0, 0.3]),
+    # Cylinders holding both valleys (zigzag: every even N; armchair: N a multiple of 6). Zigzag N = 6 in b = k / C,
+    # k / 6 flux quanta per hexagon; its leads conduct only in Landau (Hofstadter) bands: at E = 0.04 (modes
+    # 2, 6, 0 for k = 0, 1, 2), 0.13 (2, 3, 0), 0.41 (2, 0, 6), 1.07 (5, 3, 0). Armchair N = 18 at b = 0 only
+    # (docstring): modes 2, 2, 2, 6 at its energies.
+    "zigzag_periodic.npz": lambda: periodic_honeycomb("zigzag", 6, 12, 0.8, [0.0, 0.15], 106,
+                                                      [0.04, 0.13, 0.41, 1.07], [k / circumference("zigzag", 6)
+                                                                                 for k in range(3)]),
+    "armchair_periodic.npz": lambda: periodic_honeycomb("armchair", 18, 6, 0.8, [0.0, 0.15], 107,
+                                                        [0.03, 0.22, 0.48, 0.71], [0.0]),
 }
 
 if __name__ == "__main__":
-    for name, make in FILES.items():
-        np.savez_compressed(HERE / name, **make())
+    names = sys.argv[1:] or list(FILES)
+    unknown = sorted(set(names) - set(FILES))
+    if unknown:
+        sys.exit(f"unknown files {unknown}; this script writes {list(FILES)}")
+    for name in names:
+        np.savez_compressed(HERE / name, **FILES[name]())
         print(name, (HERE / name).stat().st_size, "bytes")
