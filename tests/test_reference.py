@@ -87,12 +87,16 @@ def _reference_order(sample, pos):
     return np.array([index[key(p)] for p in ours])
 
 
-@pytest.mark.parametrize(
-    "name, ribbon", [("zigzag_anderson.npz", dt.zigzag_ribbon), ("armchair_smooth.npz", dt.armchair_ribbon)]
-)
+@pytest.mark.parametrize("name, ribbon", [
+    ("zigzag_anderson.npz", dt.zigzag_ribbon), ("armchair_smooth.npz", dt.armchair_ribbon),
+    ("zigzag_periodic.npz", dt.zigzag_ribbon), ("armchair_periodic.npz", dt.armchair_ribbon),
+])
 def test_honeycomb_ribbons(name, ribbon):
+    """Spinless ribbons and cylinders (``meta["boundary"] == "periodic"``: both valleys present, no edges; the
+    zigzag cylinder in fields with b C an integer, the armchair one at b = 0, generate_kwant_references.py says
+    why): Anderson disorder, a staggered mass, energies down to near the Dirac point."""
     meta, d = load_reference(name)
-    sample = dt.Sample(ribbon(meta["N"]), meta["Lx"])
+    sample = dt.Sample(ribbon(meta["N"], boundary=meta.get("boundary", "hardwall")), meta["Lx"])
     order = _reference_order(sample, d["pos"])
     assert sorted(order) == list(range(meta["n_sites"]))  # same sites, bijectively
     assert np.array_equal(np.tile(sample.lattice.sublattice, meta["Lx"]), d["sub"][order])
@@ -125,28 +129,5 @@ def test_spinful_honeycomb_ribbons(name, ribbon):
     moments = jnp.asarray(d["m"][:, order].reshape(-1, *sample.potential_shape, 3))
     axes = (d["energies"], d["bs"], d["alphas"], d["Js"])
     got = jax.vmap(lambda v, m: _grid(lambda *p: g(v, m, *p), *axes))(potentials, moments)
-    assert got.shape == d["G"].shape
-    assert np.max(np.abs(got - d["G"])) <= TOL
-
-
-@pytest.mark.parametrize(
-    "name, ribbon", [("zigzag_periodic.npz", dt.zigzag_ribbon), ("armchair_periodic.npz", dt.armchair_ribbon)]
-)
-def test_periodic_honeycomb_cylinders(name, ribbon):
-    """Honeycomb cylinders (both valleys present, no edges): Anderson disorder, a staggered mass, energies down to
-    near the Dirac point, and on the zigzag cylinder a field with b C an integer (the armchair one is at b = 0:
-    generate_kwant_references.py says why)."""
-    meta, d = load_reference(name)
-    sample = dt.Sample(ribbon(meta["N"], boundary="periodic"), meta["Lx"])
-    order = _reference_order(sample, d["pos"])
-    assert sorted(order) == list(range(meta["n_sites"]))
-    assert np.array_equal(np.tile(sample.lattice.sublattice, meta["Lx"]), d["sub"][order])
-
-    def g(potential, energy, b, mass):
-        model = dt.Model(energy=energy, hopping=meta["t"], flux=b, mass=mass)
-        return dt.conductance(sample, model, dt.Disorder(potential=potential))
-
-    potentials = jnp.asarray(d["V"][:, order].reshape(-1, *sample.potential_shape))
-    got = jax.vmap(lambda v: _grid(lambda e, b, m: g(v, e, b, m), d["energies"], d["bs"], d["masses"]))(potentials)
     assert got.shape == d["G"].shape
     assert np.max(np.abs(got - d["G"])) <= TOL

@@ -193,7 +193,8 @@ def ribbon_system(ribbon, N, Lx, phi, alpha, J, mass, V, m, index):
     return syst.finalized()
 
 
-def spinful_ribbon(ribbon, N, Lx, Wd, mass, seed, energies, bs, alphas, Js, realizations=2):
+def ribbon_sites(ribbon, N, Lx):
+    """The sample's sites sorted by (x, y): positions, sublattices and the index of each rounded position."""
     lat, shape, _, _ = honeycomb(ribbon, N, Lx)
     probe = kwant.Builder()
     probe[lat.shape(shape, (0, 0))] = 0
@@ -202,6 +203,11 @@ def spinful_ribbon(ribbon, N, Lx, Wd, mass, seed, energies, bs, alphas, Js, real
     sub = np.array([0 if site.family is lat.sublattices[0] else 1 for site in sites])
     index = {(round(float(p[0]), 6), round(float(p[1]), 6)): k for k, p in enumerate(pos)}
     assert len(pos) == 2 * N * Lx
+    return pos, sub, index
+
+
+def spinful_ribbon(ribbon, N, Lx, Wd, mass, seed, energies, bs, alphas, Js, realizations=2):
+    pos, sub, index = ribbon_sites(ribbon, N, Lx)
     rng = np.random.default_rng(seed)
     V = rng.uniform(-Wd / 2, Wd / 2, size=(realizations, len(pos)))
     m = unit_vectors(rng, (realizations, len(pos)))
@@ -255,14 +261,7 @@ def circumference(ribbon, N):
 def periodic_honeycomb(ribbon, N, Lx, Wd, masses, seed, energies, bs, realizations=2):
     C = circumference(ribbon, N)
     assert N % 2 == 0 and all(abs(b * C - round(b * C)) < 1e-12 for b in bs)
-    lat, shape, _, _ = honeycomb(ribbon, N, Lx, norbs=1)
-    probe = kwant.Builder()
-    probe[lat.shape(shape, (0, 0))] = 0
-    sites = sorted(probe.sites(), key=lambda site: (round(site.pos[0], 6), round(site.pos[1], 6)))
-    pos = np.array([site.pos for site in sites])
-    sub = np.array([0 if site.family is lat.sublattices[0] else 1 for site in sites])
-    index = {(round(float(p[0]), 6), round(float(p[1]), 6)): k for k, p in enumerate(pos)}
-    assert len(pos) == 2 * N * Lx
+    pos, sub, index = ribbon_sites(ribbon, N, Lx)
     rng = np.random.default_rng(seed)
     V = rng.uniform(-Wd / 2, Wd / 2, size=(realizations, len(pos)))
     G = np.array([[[transmissions(periodic_honeycomb_system(ribbon, N, Lx, b, mass, V[r], index), energies)
