@@ -93,3 +93,15 @@ def test_periodic_gauge_needs_integer_flux_winding():
 def test_coherent_limit_tau_phi_inf_is_allowed():
     g_inf = dt.conductance(SAMPLE, dt.Model(energy=0.5, tau_phi=jnp.inf))
     assert abs(g_inf - dt.conductance(SAMPLE, dt.Model(energy=0.5))) < 1e-13
+
+
+def test_singular_lead_hopping_is_refused_at_run_time():
+    """A lead hopping that is structurally regular but singular in value (here [[1, 1], [1, 1]]: rank 1 of 2)
+    has no well-defined modes; the solver would count no open channel and return G = 0. It is refused, also
+    under jit, while the regular [[1, 0.5], [0.5, 1]] is accepted."""
+    onsite, hops, cell = jnp.zeros((3, 2, 2)), -jnp.ones((2, 2, 2)), jnp.zeros((2, 2))
+    regular = dt.SlicedHamiltonian.from_dense(onsite, hops, cell, -jnp.array([[1.0, 0.5], [0.5, 1.0]]))
+    assert np.isfinite(float(dt.hamiltonian_transmission(regular, 0.3)))
+    singular = dt.SlicedHamiltonian.from_dense(onsite, hops, cell, -jnp.ones((2, 2)))
+    with pytest.raises(eqx.EquinoxRuntimeError, match="inter-cell hopping is singular at these parameters"):
+        eqx.filter_jit(dt.hamiltonian_transmission)(singular, 0.3)

@@ -57,6 +57,12 @@ POLE_LIMIT = 1e8
 # Propagating modes whose lambda agree to DEGENERATE_TOL form one group (a band crossing or degenerate
 # transverse modes), split into right- and left-movers by degenerate perturbation theory (_mode_subspaces).
 DEGENERATE_TOL = 1e-8
+# The mode solver needs hop = u v^dagger with u, v of full rank r (the structural rank, HopFactor). Values can
+# still make it singular where the structure is regular: a flux whose phases cancel around a cycle of
+# inter-cell bonds (an armchair cylinder at flux 4 sqrt(3)/N: smallest / largest singular value ~4e-16). The
+# solver would then count no open channel and return G = 0, so a reduced hopping whose smallest singular value
+# is below SINGULAR_HOP times its largest is refused at run time (equinox.error_if, also under jit and vmap).
+SINGULAR_HOP = 1e-10
 
 
 class HopFactor(eqx.Module):
@@ -141,6 +147,13 @@ def _mode_subspaces(energy, cell, hop, factor: HopFactor):
     dtype = jnp.result_type(cell.dtype, hop.dtype, 1j)
     cell = cell.astype(dtype)
     hop = hop.astype(dtype)
+    reduced = jax.lax.stop_gradient(hop)[jnp.ix_(jnp.asarray(factor.targets), jnp.asarray(factor.sources))]
+    sv = jnp.linalg.svd(reduced, compute_uv=False)
+    hop = eqx.error_if(
+        hop, sv[-1] <= SINGULAR_HOP * sv[0],
+        "the lead's inter-cell hopping is singular at these parameters (its rank falls below the bond pattern's, "
+        "e.g. a flux on an armchair cylinder); its modes are undefined: change the flux or the width.",
+    )
     u, v = factor.factors(hop)
     eye_n = jnp.eye(n, dtype=dtype)
     eye_r = jnp.eye(r, dtype=dtype)
