@@ -115,8 +115,9 @@ def test_singular_armchair_cylinders_are_refused(n):
 
 
 def test_armchair_cylinder_refuses_a_field():
-    """The armchair cylinder's seam in a field is not verified (it disagreed with Kwant's seam gauge at N = 18,
-    b C / sqrt 3 = 2: G = 0 against 3.36), so any nonzero flux is refused; flux 0 is the Kwant-checked case."""
+    """The armchair cylinder's seam in a field is not verified against Kwant (the one consistent flux compared,
+    N = 18, b C / sqrt 3 = 2, makes the lead hopping singular: G = 0 against 3.36), so any nonzero flux is
+    refused; flux 0 is the Kwant-checked case."""
     sample = dt.Sample(dt.armchair_ribbon(6, boundary="periodic"), 3)
     assert float(dt.conductance(sample, dt.Model(energy=0.3, flux=0.0))) == pytest.approx(2.0, abs=1e-9)
     with pytest.raises(eqx.EquinoxRuntimeError, match="takes no field"):

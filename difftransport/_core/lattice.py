@@ -285,9 +285,10 @@ def armchair_ribbon(n: int, *, boundary: Boundary = "hardwall") -> Lattice:
         xy += [[x0, 0.5 * k], [x0 + _CC, 0.5 * k]]
         sub += [0, 1]
     name = f"armchair_ribbon(N={n}{', periodic' if periodic else ''})"
-    # The armchair cylinder takes no field: with a flux whose seam plaquettes are consistent (flux n / (2 sqrt 3)
-    # an integer) it disagrees with Kwant's seam gauge (G = 0 against 3.36 at n = 18, flux 4 sqrt(3)/n), so the
-    # field there is unverified and refused (flux_winding = inf: only flux = 0 passes the check).
+    # The armchair cylinder takes no field yet: its seam plaquettes are consistent for flux n / (2 sqrt 3) an
+    # integer, but the one such flux compared with Kwant (n = 18, flux 4 sqrt(3)/n: G = 0 against 3.36) makes
+    # the lead hopping singular (now refused at run time, leads.SINGULAR_HOP), and no regular flux has been
+    # checked, so any field is refused (flux_winding = inf: only flux = 0 passes the check).
     return _from_sites(name, np.array(xy), np.array(sub), period, _CC, n / 2 if periodic else None,
                        math.inf if periodic else None)
 

@@ -41,9 +41,10 @@ Files:
   sample and in the leads; no twist. A hexagon across the seam then holds its flux b (sqrt(3)/2) plus b C dX, dX the
   x-extent of its part on the far side of the seam, so the field is uniform only if b C dX is an integer for every
   hexagon. Zigzag: dX = 1, so b C an integer (the stored bs; b = k / C is k / N flux quanta per hexagon). Armchair:
-  dX = 1/sqrt(3) or 2/sqrt(3), so b C / sqrt(3) an integer; there difftransport and this seam disagree (N = 18,
-  b C / sqrt(3) = 2: G = 0 against 3.36), so difftransport refuses a field on the armchair cylinder and the
-  armchair file is at b = 0.
+  dX = 1/sqrt(3) or 2/sqrt(3), so b C / sqrt(3) an integer. The one such flux tried (N = 18, b C / sqrt(3) = 2)
+  makes the inter-cell hopping singular (Kwant 3.36, difftransport then gave G = 0 and now refuses it), no
+  regular one has been compared, so difftransport refuses a field on the armchair cylinder and the armchair file
+  is at b = 0.
 """
 
 import json
