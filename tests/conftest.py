@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import pathlib
 import sys
 
@@ -15,6 +16,42 @@ from difftransport._core.observables import ensemble_conductances, map_realizati
 
 DATA = pathlib.Path(__file__).parent / "data"
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+
+# ---------------------------------------------------------------------------------------------------------
+# Test tiers. `make test-fast` runs `pytest -m "not slow"`. Besides the tests marked slow in their source (the
+# statistical physics checks), every test whose measured time in tests/durations.json (setup + call + teardown,
+# seconds, from a full run on 2 cores) exceeds the file's "limit_s" is marked slow at collection, so the fast tier
+# stays within its 3-minute budget as tests grow. The limit belongs to the measurement: the file says under what
+# load it was taken. A test not in the file counts as fast until it is measured. Re-measure with `make durations`
+# (a full run that rewrites the times and keeps the limit and conditions).
+
+DURATIONS = pathlib.Path(__file__).with_name("durations.json")
+_RECORD = os.environ.get("DIFFTRANSPORT_RECORD_DURATIONS")
+_measured: dict[str, float] = {}
+
+
+def _durations() -> dict:
+    return json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {"limit_s": float("inf"), "tests": {}}
+
+
+@pytest.hookimpl(tryfirst=True)  # before the mark plugin deselects by -m
+def pytest_collection_modifyitems(config, items):
+    durations = _durations()
+    for item in items:
+        if durations["tests"].get(item.nodeid, 0.0) > durations["limit_s"]:
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_runtest_logreport(report):
+    if _RECORD:
+        _measured[report.nodeid] = _measured.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _RECORD and _measured:
+        data = _durations()
+        data["tests"] = dict(sorted({**data["tests"], **{k: round(v, 2) for k, v in _measured.items()}}.items()))
+        DURATIONS.write_text(json.dumps(data, indent=0) + "\n")
 
 
 def experiment(name: str):
@@ -75,3 +112,14 @@ def paired_ensemble(sample, realizations, seed, fluxes, strength, moments=False,
         return jnp.stack([jnp.stack([o[name] for name in observables]) for o in out])
 
     return np.asarray(jax.jit(lambda k: map_realizations(one, k, batch=100))(keys))
+
+
+def run_fit_cli(argv):
+    """Run ``difftransport fit ARGV`` through its ``main`` (as the top-level CLI does); returns the exit code."""
+    import argparse
+
+    from difftransport._cli import fit as _cli_fit
+
+    parser = argparse.ArgumentParser(prog="difftransport fit")
+    _cli_fit.add_arguments(parser)
+    return _cli_fit.main(parser.parse_args([str(a) for a in argv]))
