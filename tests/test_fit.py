@@ -5,6 +5,7 @@ The scipy references use an independent numpy model built on scipy.special.digam
 
 import numpy as np
 import pytest
+from conftest import run_fit_cli
 from scipy.optimize import curve_fit
 from scipy.special import digamma
 
@@ -140,7 +141,7 @@ def test_fixed_and_initial_values():
     res = fit_magnetoconductance(FIELD, y, model="hln", fixed={"b_so": 0.2, "b_s": 0.0}, initial={"b_phi": 0.1})
     assert res.labels == ("b_phi[0]",)
     assert res.value("b_phi") == pytest.approx(0.03, rel=1e-8)
-    assert sorted(MODELS) == ["alpha", "cubic", "hln", "kawabata", "mccann"]
+    assert sorted(MODELS) == ["alpha", "cubic", "hln", "ilp", "kawabata", "mccann"]
 
 
 def test_plot_fit_returns_figure():
@@ -165,7 +166,7 @@ def test_plot_fit_returns_figure():
         (dict(field=[0.1, 0.2, 0.3, 0.4], value=[1, 2, 3]), "value has 3 entries, but field has 4"),
         (dict(field=[[0.1, 0.2]], value=[1, 2]), r"field must be a 1D array, got shape \(1, 2\)"),
         (dict(field=[0.0, 0.0], value=[1, 2], curve=["a", "b"]), "curve 'a' has no point at nonzero field"),
-        (dict(field=[0.1, 0.2, 0.3, 0.4], value=[1, 2, 3, 4], model="ilp"), "model must be one of"),
+        (dict(field=[0.1, 0.2, 0.3, 0.4], value=[1, 2, 3, 4], model="no-such-model"), "model must be one of"),
         (dict(field=[0.1, 0.2, 0.3, 0.4], value=[1, 2, 3, 4], fixed={"tau": 1.0}), r"fixed names unknown .*'tau'"),
         (dict(field=[0.1, 0.2, 0.3, 0.4], value=[1, 2, 3, 4], initial={"b_phi": -1.0}),
          r"initial\['b_phi'\] must be positive"),
@@ -185,14 +186,6 @@ def test_bad_data_is_rejected(kwargs, match):
 # The `difftransport fit` subcommand (called through main, as the top-level CLI will)
 
 
-def run_cli(argv):
-    import argparse
-
-    from difftransport._cli import fit as _cli_fit
-
-    parser = argparse.ArgumentParser(prog="difftransport fit")
-    _cli_fit.add_arguments(parser)
-    return _cli_fit.main(parser.parse_args([str(a) for a in argv]))
 
 
 def test_cli_joint_fit_in_siemens(tmp_path):
@@ -208,7 +201,7 @@ def test_cli_joint_fit_in_siemens(tmp_path):
         rows += [f"{b},{v * CONDUCTANCE_QUANTUM},{0.002 * CONDUCTANCE_QUANTUM},{label}" for b, v in zip(FIELD, y)]
     path = tmp_path / "data.csv"
     path.write_text("\n".join(rows) + "\n")
-    assert run_cli([path, "--model", "hln", "--units", "siemens", "--out", tmp_path / "o"]) == 0
+    assert run_fit_cli([path, "--model", "hln", "--units", "siemens", "--out", tmp_path / "o"]) == 0
     out = json.loads((tmp_path / "o" / "fit.json").read_text())
     assert (tmp_path / "o" / "fit.png").stat().st_size > 10_000
     assert out["curves"] == ["1.5K", "4K"] and out["errors_scaled_by_reduced_chi2"] is False
@@ -229,7 +222,7 @@ def test_cli_conductance_column_with_offset(tmp_path):
     path = tmp_path / "g.csv"
     path.write_text("# a comment line\nfield,G\n" + "".join(f"{x},{y / squares}\n" for x, y in zip(b, sigma_b)))
     args = [path, "--model", "alpha", "--squares", squares, "--symmetrize", "--out", tmp_path]
-    assert run_cli(args) == 0
+    assert run_fit_cli(args) == 0
     out = json.loads((tmp_path / "fit.json").read_text())
     assert out["parameters"]["offset[0]"]["value"] == pytest.approx(40.0, rel=1e-9)
     assert out["parameters"]["alpha"]["value"] == pytest.approx(1.0, rel=1e-7)
@@ -253,7 +246,7 @@ def test_cli_rejects_bad_input(tmp_path, capsys, content, extra, match):
 
     path = tmp_path / "bad.csv"
     path.write_text(content)
-    assert run_cli([path, "--out", tmp_path / "o", *extra]) == 2
+    assert run_fit_cli([path, "--out", tmp_path / "o", *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("difftransport fit: error:") and re.search(match, err), err
     assert not (tmp_path / "o" / "fit.json").exists()
@@ -350,7 +343,7 @@ def test_cli_refuses_undetermined_fits_and_bad_fixed_values(tmp_path, capsys, va
 
     path = tmp_path / "data.csv"
     path.write_text("B,dsigma\n" + "".join(f"{b},{y}\n" for b, y in zip(FIELD, values)))
-    assert run_cli([path, "--out", tmp_path / "o", *extra]) == 2
+    assert run_fit_cli([path, "--out", tmp_path / "o", *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("difftransport fit: error:") and err.count("\n") == 1 and re.search(match, err), err
     assert not (tmp_path / "o").exists()
@@ -362,7 +355,7 @@ def test_cli_json_is_strict_and_flags_every_parameter_determined(tmp_path):
 
     path = tmp_path / "data.csv"
     path.write_text("B,dsigma\n" + "".join(f"{b},{y}\n" for b, y in zip(FIELD, alpha_np(FIELD, 0.5, 0.02))))
-    assert run_cli([path, "--model", "alpha", "--out", tmp_path]) == 0
+    assert run_fit_cli([path, "--model", "alpha", "--out", tmp_path]) == 0
 
     def refuse(token):
         raise AssertionError(f"non-standard JSON token {token}")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy.special import digamma as scipy_digamma
 
-from conftest import central_difference
+from conftest import central_difference, run_fit_cli
 from difftransport import theory as th
 from difftransport._core.fit import fit_magnetoconductance
 
@@ -188,21 +188,13 @@ def test_fit_with_a_per_curve_intervalley_field():
         assert abs(res.value("b_i", lab) - TRUTH["b_i"]) < 3 * res.error("b_i", lab)
 
 
-def run_cli(argv):
-    import argparse
-
-    from difftransport._cli import fit as _cli_fit
-
-    parser = argparse.ArgumentParser(prog="difftransport fit")
-    _cli_fit.add_arguments(parser)
-    return _cli_fit.main(parser.parse_args([str(a) for a in argv]))
 
 
 def test_cli_mccann_with_per_curve_intervalley_field(tmp_path, capsys):
     field, y, curve = synthetic(13)
     path = tmp_path / "graphene.csv"
     path.write_text("B,dsigma,err,curve\n" + "".join(f"{b},{v},{NOISE},{c}\n" for b, v, c in zip(field, y, curve)))
-    assert run_cli([path, "--model", "mccann", "--per-curve", "b_i", "--out", tmp_path / "o"]) == 0
+    assert run_fit_cli([path, "--model", "mccann", "--per-curve", "b_i", "--out", tmp_path / "o"]) == 0
     out = json.loads((tmp_path / "o" / "fit.json").read_text())
     assert out["model"] == "mccann" and out["curves"] == LABELS
     for lab in LABELS:
@@ -210,7 +202,7 @@ def test_cli_mccann_with_per_curve_intervalley_field(tmp_path, capsys):
         assert abs(p["value"] - TRUTH["b_i"]) < 3 * p["stderr"] and p["determined"]
         assert out["lengths"][f"l_i[{lab}]"]["value_m"] == pytest.approx(float(th.length_from_field(p["value"])))
     assert abs(out["parameters"]["b_star"]["value"] - TRUTH["b_star"]) < 3 * out["parameters"]["b_star"]["stderr"]
-    assert "l_star[2K]" in out["lengths"]
+    assert "l_star" in out["lengths"] and "l_star[2K]" not in out["lengths"]  # shared: one length, no curve label
     labels, matrix = out["correlation"]["labels"], np.array(out["correlation"]["matrix"], float)
     r = matrix[labels.index("b_i[2K]"), labels.index("b_star")]
     assert -1 < r < 1
@@ -234,7 +226,7 @@ def test_cli_rejects_bad_options(tmp_path, capsys, extra, match):
     field, y, _ = synthetic(14)
     path = tmp_path / "data.csv"
     path.write_text("B,dsigma\n" + "".join(f"{b},{v}\n" for b, v in zip(field[:50], y[:50])))
-    assert run_cli([path, "--model", "mccann", "--out", tmp_path / "o", *extra]) == 2
+    assert run_fit_cli([path, "--model", "mccann", "--out", tmp_path / "o", *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("difftransport fit: error:") and err.count("\n") == 1 and re.search(match, err), err
     assert not (tmp_path / "o").exists()

@@ -60,6 +60,14 @@ class UndeterminedWarning(RuntimeWarning):
     """A fit left a parameter undetermined (see the module docstring)."""
 
 
+class TransportFieldWarning(RuntimeWarning):
+    """Data reach fields where the diffusive theory fails (|B| above a fraction of the transport field)."""
+
+
+TR_FRACTION = 0.25  # default: trust the diffusive formulas up to B_tr / 4
+_BACKGROUNDS = ("quadratic", "linear")
+
+
 # Limits of a determined characteristic field (see the module docstring).
 _RANGE_FACTOR = 100.0  # a field above 100 max|B| or below min|B|/100 has run off the data
 _MAX_RELATIVE_ERROR = 10.0
@@ -76,6 +84,16 @@ class _ModelDef:
     fixed: tuple[tuple[str, float], ...]  # default fixed parameters
     function: Callable
     description: str
+
+
+def _ilp_model(field, p):
+    """theory.ilp with b_r and b_d1 scaled down together, if needed, until every nonzero |B| of the data is resolved
+    (|B| >= 16 (b_r + b_d1)/4096, theory.ilp's default levels): a trial step of Levenberg-Marquardt to larger
+    fields then sees a model that stops changing instead of an error. At an optimum against this bound the
+    curve depends on b_r/b_d1 only, and the fit reports b_r and b_d1 as undetermined (singular Jacobian)."""
+    b_min = jnp.min(jnp.where(field != 0, jnp.abs(field), jnp.inf))
+    scale = jnp.minimum(1.0, 0.99 * b_min * 4096 / 16 / (p["b_r"] + p["b_d1"]))
+    return th.ilp(field, p["b_phi"], scale * p["b_r"], scale * p["b_d1"], p["b_d3"])
 
 
 MODELS: dict[str, _ModelDef] = {
@@ -105,6 +123,13 @@ MODELS: dict[str, _ModelDef] = {
         "graphene WL (McCann et al., published prefactor e^2/pi h, spin degeneracy 2): b_phi per curve, b_i and "
         "b_star shared (theory.mccann)",
     ),
+    "ilp": _ModelDef(
+        ("b_phi", "b_r", "b_d1", "b_d3"), (True, True, True, True), ("b_phi",), (("b_d3", 0.0),),
+        lambda b, p: _ilp_model(b, p),
+        "ILP (linear Rashba b_r and linear Dresselhaus b_d1 shared, b_phi per curve, cubic b_d3 fixed at 0; the "
+        "curves are symmetric in b_r <-> b_d1, so the fit starts with and reports b_r >= b_d1: b_r is the larger "
+        "linear field, not necessarily Rashba) (theory.ilp)",
+    ),
 }
 
 
@@ -113,11 +138,12 @@ class _Spec:
     """Static description of a fit: which parameters are free, positive, per curve. Hashable (jit-static)."""
 
     model: str
-    names: tuple[str, ...]  # theory parameters, then "offset" if fitted
+    names: tuple[str, ...]  # theory parameters (b_phi replaced by the law's), then "offset" and backgrounds if fitted
     positive: tuple[bool, ...]
     per_curve: tuple[bool, ...]
     free: tuple[bool, ...]
     n_curves: int
+    temperatures: tuple[float, ...] | None = None  # per curve, with a law B_phi(T) = b0 + a T^p
 
     def sizes(self):
         return tuple(self.n_curves if pc else 1 for pc in self.per_curve)
@@ -134,7 +160,14 @@ def _unpack(spec: _Spec, theta, fixed):
         else:
             v = fixed[name]
         out[name] = jnp.broadcast_to(v, (spec.n_curves,))
-    return out
+    return _with_law(spec, out)
+
+
+def _with_law(spec: _Spec, params):
+    """Add b_phi per curve from the law's parameters when the fit has a temperature law."""
+    if spec.temperatures is None:
+        return params
+    return {**params, "b_phi": dephasing_law(jnp.asarray(spec.temperatures), params["b0"], params["a"], params["p"])}
 
 
 def _unpack_natural(spec: _Spec, p, fixed):
@@ -147,7 +180,7 @@ def _unpack_natural(spec: _Spec, p, fixed):
         else:
             v = fixed[name]
         out[name] = jnp.broadcast_to(v, (spec.n_curves,))
-    return out
+    return _with_law(spec, out)
 
 
 def _predict(spec: _Spec, params, field, curve):
@@ -155,6 +188,10 @@ def _predict(spec: _Spec, params, field, curve):
     value = MODELS[spec.model].function(field, per_point)
     if "offset" in params:
         value = value + per_point["offset"]
+    if "bg_quadratic" in params:  # classical (Drude) magnetoresistance background, c2 B^2
+        value = value + per_point["bg_quadratic"] * field**2
+    if "bg_linear" in params:
+        value = value + per_point["bg_linear"] * field
     return value
 
 
@@ -229,6 +266,7 @@ class FitResult(Estimate):
     _spec: _Spec = dataclasses.field(repr=False)
     determined: tuple[bool, ...] = ()
     reasons: tuple[str, ...] = ()
+    masked: int = 0
 
     names = property(lambda self: self.labels)
 
@@ -264,9 +302,17 @@ class FitResult(Estimate):
         return float(self.params[name][0 if curve is None else self.curves.index(curve)])
 
     def error(self, name, curve=None):
-        """Standard error of a free parameter (0.0 if it is fixed)."""
-        label = _label(name, self.curves[0 if curve is None else self.curves.index(curve)],
-                       self._spec.per_curve[self._spec.names.index(name)])
+        """Standard error of a free parameter (0.0 if it is fixed); with a temperature law, that of the derived
+        b_phi of ``curve`` too (propagated from the covariance of b0, a, p)."""
+        k = 0 if curve is None else self.curves.index(curve)
+        if name == "b_phi" and self._spec.temperatures is not None:
+            t = self._spec.temperatures[k]
+            a, p = self.params["a"][k], self.params["p"][k]
+            grad = {"b0": 1.0, "a": t**p, "p": a * t**p * math.log(t)}  # d b_phi / d(b0, a, p)
+            idx = [self.labels.index(n) for n in _LAW_PARAMS if n in self.labels]
+            g = np.array([grad[self.labels[i]] for i in idx])
+            return float(np.sqrt(g @ self.covariance[np.ix_(idx, idx)] @ g))
+        label = _label(name, self.curves[k], self._spec.per_curve[self._spec.names.index(name)])
         return float(self.stderr[self.labels.index(label)]) if label in self.labels else 0.0
 
     def to_dict(self):
@@ -283,7 +329,9 @@ class FitResult(Estimate):
             "all_parameters": {k: to_json(v) for k, v in self.params.items()},
             "correlation": {"labels": list(self.labels), "matrix": to_json(self.correlation)},
             "reduced_chi2": to_json(self.reduced_chi2), "errors_scaled_by_reduced_chi2": not self.absolute_sigma,
-            "steps": self.steps,
+            "steps": self.steps, "masked_above_transport_field": self.masked,
+            **({"temperatures": dict(zip(map(str, self.curves), self._spec.temperatures)),
+                "law": "b_phi = b0 + a T^p"} if self._spec.temperatures is not None else {}),
         }
 
 
@@ -329,15 +377,15 @@ def _determination(spec: _Spec, values, stderr, degenerate, field, index):
             why = ""
             if not np.isfinite(v):
                 why = f"its value is {v}"
-            elif pos and v > _RANGE_FACTOR * nz.max():
+            elif pos and name.startswith("b_") and v > _RANGE_FACTOR * nz.max():
                 why = f"it ran to {v:.3g}, above {_RANGE_FACTOR:g} x the largest |B| = {nz.max():.3g} of its data"
-            elif pos and v < nz.min() / _RANGE_FACTOR:
+            elif pos and name.startswith("b_") and v < nz.min() / _RANGE_FACTOR:
                 why = f"it ran to {v:.3g}, below 1/{_RANGE_FACTOR:g} of the smallest nonzero |B| = {nz.min():.3g}"
             elif degenerate[i]:
                 why = "singular Jacobian: the curve does not depend on it, or only jointly with another parameter"
             elif not np.isfinite(e):
                 why = f"its standard error is {e}"
-            elif pos and e > _MAX_RELATIVE_ERROR * v:
+            elif pos and name.startswith("b_") and e > _MAX_RELATIVE_ERROR * v:
                 why = f"its standard error {e:.3g} exceeds {_MAX_RELATIVE_ERROR:g} x its value {v:.3g}"
             determined.append(not why)
             reasons.append(why)
@@ -527,6 +575,30 @@ def _starting_values(model, fixed, field, value, sigma, index, n_curves, offset)
         return {"b_phi": grid[best], "alpha": amp[best, cols], "offset": off[best, cols]}
     if model == "mccann":
         return _mccann_starts(fixed, b, grid, value, weight, index, n_curves, offset)
+    if model == "ilp":
+        # The split-triplet grid gives B_phi per curve and an effective B_so, close to (sqrt b_r - sqrt b_d1)^2 (the
+        # part of the linear terms that is not a pure gauge). ILP curves are then compared on a grid of
+        # b_plus = (sqrt b_r + sqrt b_d1)^2 >= b_minus = (sqrt b_r - sqrt b_d1)^2 around it, i.e. b_r >= b_d1 (the
+        # curves are symmetric in b_r <-> b_d1, and Levenberg-Marquardt keeps the order).
+        cubic = _starting_values("cubic", {}, field, value, sigma, index, n_curves, offset)
+        b_phi, floor = cubic["b_phi"], 0.01 * cubic["b_phi"].min()
+        top = 0.9 * nz.min() * 4096 / 16  # largest resolvable b_r + b_d1 (theory.ilp, default levels)
+        held = lambda name, v: float(np.atleast_1d(np.asarray(fixed[name], float))[0]) if name in fixed else v
+        pairs = []
+        for minus in float(cubic["b_so"][0]) * np.array([0.5, 1.0, 2.0]):
+            for plus in minus * np.array([1.0, 3.0, 10.0, 30.0, 100.0]):
+                r, d = (0.5 * (math.sqrt(plus) + math.sqrt(minus))) ** 2, (0.5 * (math.sqrt(plus) - math.sqrt(minus))) ** 2
+                if r + d < top:
+                    pairs.append((held("b_r", r), held("b_d1", d)))
+        pairs = sorted(set(pairs)) or [(held("b_r", 0.5 * top), held("b_d1", 0.1 * top))]
+        b_d3 = held("b_d3", 0.05 * float(b_phi.min()))
+        b_r, b_d1 = (jnp.asarray([pair[i] for pair in pairs])[:, None] for i in (0, 1))
+        curves = np.asarray(th.ilp(jnp.asarray(b), jnp.asarray(b_phi[index]), b_r, b_d1, b_d3))
+        ssr, _, off = _linear_ssr(curves, value, weight, index, n_curves, False, offset)
+        k = int(np.argmin(ssr.sum(axis=1)))
+        return {"b_phi": b_phi, "b_r": np.full(n_curves, max(pairs[k][0], floor)),
+                "b_d1": np.full(n_curves, max(pairs[k][1], floor)), "b_d3": np.full(n_curves, max(b_d3, floor)),
+                "offset": off[k]}
     so_grid = np.atleast_1d(np.asarray(fixed["b_so"], float))[:1] if "b_so" in fixed else np.concatenate([[0.0], grid])
     b_s = float(np.atleast_1d(fixed.get("b_s", 0.0))[0])
     all_curves = np.asarray(_grid_curves(model, jnp.asarray(b), jnp.asarray(grid), jnp.asarray(so_grid), b_s))
@@ -544,6 +616,82 @@ def _starting_values(model, fixed, field, value, sigma, index, n_curves, offset)
             "offset": off}
 
 
+def _transport_check(field, value, sigma, curve, temperature, b_tr, fraction, mask):
+    """(field, value, sigma, curve, temperature, number masked): warn about, or leave out, |B| > fraction B_tr."""
+    if not (math.isfinite(b_tr) and b_tr > 0):
+        raise ValueError(f"b_tr (the transport field) must be positive and finite, got {b_tr}.")
+    if not (math.isfinite(fraction) and fraction > 0):
+        raise ValueError(f"tr_fraction must be positive, got {fraction}.")
+    field = _as_1d("field", field)
+    above = np.abs(field) > fraction * b_tr
+    if not above.any():
+        return field, value, sigma, curve, temperature, 0
+    if not mask:
+        warnings.warn(
+            f"{int(above.sum())} of {field.size} points have |B| > {fraction:g} B_tr = {fraction * b_tr:.3g} (largest "
+            f"|B| = {np.abs(field).max():.3g}), where the diffusive theory fails; mask them (mask_above_tr=True, "
+            "--mask-above-tr) or fit a smaller field range.", TransportFieldWarning, stacklevel=3)
+        return field, value, sigma, curve, temperature, 0
+    keep = ~above
+    pick = lambda x: None if x is None else (x if isinstance(x, Mapping) else np.asarray(x, object if x is curve
+                                                                                          else float)[keep])
+    curve = None if curve is None else list(np.asarray(list(curve), object)[keep])
+    return (field[keep], _as_1d("value", value, above.size)[keep], pick(sigma), curve, pick(temperature),
+            int(above.sum()))
+
+
+def _curve_temperatures(temperature, field, curve):
+    """label -> temperature of the curve (from a mapping, or per-point values constant within a curve)."""
+    labels = (0,) if curve is None else tuple(dict.fromkeys(curve))
+    if isinstance(temperature, Mapping):
+        missing = [lab for lab in labels if lab not in temperature]
+        if missing:
+            raise ValueError(f"temperature has no entry for curves {missing}.")
+        temps = {lab: float(temperature[lab]) for lab in labels}
+    else:
+        t = _as_1d("temperature", temperature, np.asarray(field).size)
+        index = np.zeros(t.size, int) if curve is None else np.array([labels.index(c) for c in curve])
+        temps = {}
+        for k, lab in enumerate(labels):
+            tk = t[index == k]
+            if np.ptp(tk) > 1e-12 * np.max(np.abs(tk)):
+                raise ValueError(f"temperature varies within curve {lab!r} ({tk.min():g} to {tk.max():g}): one "
+                                 "temperature per curve.")
+            temps[lab] = float(tk[0])
+    bad = {lab: v for lab, v in temps.items() if not (math.isfinite(v) and v > 0)}
+    if bad:
+        raise ValueError(f"temperatures must be positive and finite, got {bad}.")
+    if len(set(temps.values())) < len(temps):
+        raise ValueError("two curves have the same temperature; the law B_phi(T) needs one curve per temperature.")
+    return temps.__getitem__
+
+
+def _law_start(model, field, value, sigma, index, labels, temperatures, fixed, offset, background, symmetrize):
+    """Starting values of a fit with the law B_phi(T): a per-curve fit, then :func:`fit_dephasing_law`."""
+    curve = [labels[k] for k in index]
+    inner_fixed = {k: v for k, v in fixed.items() if k not in _LAW_PARAMS}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = fit_magnetoconductance(field, value, model=model, sigma=sigma, curve=curve, fixed=inner_fixed,
+                                       offset=offset, background=background, symmetrize=symmetrize)
+    b_phi = first.params["b_phi"]
+    law_fixed = {k: float(np.atleast_1d(v)[0]) for k, v in fixed.items() if k in _LAW_PARAMS}
+    if len(labels) <= len(_LAW_PARAMS) - len(law_fixed) and "b0" not in law_fixed:
+        law_fixed["b0"] = 0.0  # too few curves to start b0 from the second stage: start it at 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            law = fit_dephasing_law(np.asarray(temperatures), b_phi, fixed=law_fixed).params
+    except ValueError:
+        slope, intercept = np.polyfit(np.log(temperatures), np.log(b_phi), 1)
+        law = {"b0": 0.0, "a": math.exp(intercept), "p": slope, **law_fixed}
+    start = {k: np.asarray(v) for k, v in first.params.items()}
+    n = len(labels)
+    start.update({k: np.full(n, float(law[k])) for k in _LAW_PARAMS})
+    start["a"] = np.full(n, max(float(law["a"]), 1e-300))
+    return start
+
+
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -558,6 +706,12 @@ def fit_magnetoconductance(
     fixed: Mapping[str, object] | None = None,
     initial: Mapping[str, object] | None = None,
     offset: bool = False,
+    background: str | Sequence[str] = (),
+    temperature=None,
+    law: str | None = None,
+    b_tr: float | None = None,
+    tr_fraction: float = TR_FRACTION,
+    mask_above_tr: bool = False,
     symmetrize: bool = False,
     absolute_sigma: bool | None = None,
     rtol: float = 1e-12,
@@ -583,6 +737,21 @@ def fit_magnetoconductance(
         initial: starting values, name -> scalar or one per curve; default from a grid search of the simplified
             form. Starting values must be positive for fields.
         offset: fit an additive constant per curve (for sigma(B) or G(B) data rather than Delta sigma).
+        background: background terms added to the theory, one coefficient per curve each: ``"quadratic"``
+            (c2 B^2, parameter ``bg_quadratic``: the classical magnetoresistance every real curve carries,
+            -sigma mu^2 B^2 for one carrier type) and ``"linear"`` (c1 B, ``bg_linear``: an odd admixture, e.g.
+            Hall pickup, for unsymmetrized data). Units: the value's unit per field unit^2 (or ^1).
+        temperature: the temperature of each curve, for ``law``: a mapping curve label -> T, or one value per
+            point (constant within a curve). Kelvin, or any unit the law's ``a`` is then stated in.
+        law: ``"power"`` replaces the per-curve B_phi by B_phi(T) = b0 + a T^p (:func:`dephasing_law`) with b0,
+            a and p shared by all curves (fit parameters ``b0``, ``a`` > 0, ``p``; fix one with ``fixed``, e.g.
+            ``{"b0": 0.0}``). Starting values come from a per-curve fit followed by :func:`fit_dephasing_law`.
+        b_tr: the transport field B_tr = hbar/(2 e l^2) (:func:`~difftransport.theory.transport_field` from the
+            mobility and density), above which the diffusive formulas fail. Points with |B| > ``tr_fraction`` x
+            B_tr give a :class:`TransportFieldWarning`, or are left out with ``mask_above_tr=True`` (counted in
+            ``FitResult.masked``). None: no check.
+        tr_fraction: the fraction of B_tr up to which the diffusive theory is trusted (default 0.25).
+        mask_above_tr: leave out the points above ``tr_fraction`` x ``b_tr`` instead of warning.
         symmetrize: average y(B) and y(-B) first; every nonzero B needs its partner at -B.
         absolute_sigma: covariance (J^T J)^{-1} taken as is (True) or scaled by chi^2/dof (False). Default: True
             when ``sigma`` is given, False otherwise (the ``scipy.optimize.curve_fit`` conventions).
@@ -604,10 +773,31 @@ def fit_magnetoconductance(
     if model not in MODELS:
         raise ValueError(f"model must be one of {tuple(MODELS)}, got {model!r}.")
     mdef = MODELS[model]
-    names = mdef.params + (("offset",) if offset else ())
-    positive = mdef.positive + ((False,) if offset else ())
-    per_curve = set(mdef.per_curve if per_curve is None else per_curve) | ({"offset"} if offset else set())
+    background = (background,) if isinstance(background, str) else tuple(background)
+    bad = [b for b in background if b not in _BACKGROUNDS]
+    if bad or len(set(background)) != len(background):
+        raise ValueError(f"background must list distinct terms of {_BACKGROUNDS}, got {background!r}.")
+    if law not in (None, "power"):
+        raise ValueError(f"law must be None or 'power', got {law!r}.")
+    if (law is None) != (temperature is None):
+        raise ValueError("law='power' and temperature= go together: give both or neither.")
+    if law is not None and "b_phi" not in mdef.params:
+        raise ValueError(f"law='power' needs a model with b_phi; {model!r} has {mdef.params}.")
+    extra = (("offset",) if offset else ()) + tuple(f"bg_{b}" for b in background)
+    theory_names = tuple(n for n in mdef.params if law is None or n != "b_phi")
+    law_names = _LAW_PARAMS if law is not None else ()
+    names = theory_names + law_names + extra
+    positive = tuple(pos for n, pos in zip(mdef.params, mdef.positive) if n in theory_names) \
+        + tuple(n == "a" for n in law_names) + (False,) * len(extra)
+    per_curve = set(mdef.per_curve if per_curve is None else per_curve) | set(extra)
+    if law is not None:
+        if per_curve & set(law_names) or "b_phi" in (per_curve - set(mdef.per_curve)):
+            raise ValueError("with law='power', b_phi follows the law and b0, a, p are shared: do not list them in "
+                             "per_curve.")
+        per_curve.discard("b_phi")
     fixed = dict(mdef.fixed if fixed is None else fixed)
+    if law is not None and "b_phi" in fixed:
+        raise ValueError("with law='power', b_phi follows the law: fix b0, a or p instead of b_phi.")
     initial = dict(initial or {})
     for what, keys in (("per_curve", per_curve), ("fixed", fixed), ("initial", initial)):
         unknown = set(keys) - set(names)
@@ -622,10 +812,16 @@ def fit_magnetoconductance(
     for name, v in initial.items():
         if not np.all(np.isfinite(np.asarray(v, float))):
             raise ValueError(f"initial[{name!r}] must be finite, got {np.asarray(v).tolist()}.")
+    masked = 0
+    if b_tr is not None:
+        field, value, sigma, curve, temperature, masked = _transport_check(
+            field, value, sigma, curve, temperature, b_tr, tr_fraction, mask_above_tr)
+    if law is not None:
+        temps = _curve_temperatures(temperature, field, curve)
     field, value, sigma_arr, index, labels, has_sigma = _prepare(field, value, sigma, curve, symmetrize)
     n_curves = len(labels)
     spec = _Spec(model, names, positive, tuple(n in per_curve for n in names), tuple(n not in fixed for n in names),
-                 n_curves)
+                 n_curves, None if law is None else tuple(temps(lab) for lab in labels))
     n_free = sum(s for s, f in zip(spec.sizes(), spec.free) if f)
     if field.size <= n_free:
         raise ValueError(f"too few points: {field.size} data points for {n_free} free parameters; a fit needs at "
@@ -637,8 +833,13 @@ def fit_magnetoconductance(
         raise ValueError(f"too few points in curves {thin}: each curve needs more points than its {own} own "
                          "parameters.")
 
-    guesses = _starting_values(model, fixed, field, value, sigma_arr, index, n_curves, offset)
-    guesses = guesses if isinstance(guesses, list) else [guesses]
+    if law is None:
+        guesses = _starting_values(model, fixed, field, value, sigma_arr, index, n_curves, offset)
+        guesses = guesses if isinstance(guesses, list) else [guesses]
+    else:
+        guesses = [_law_start(model, field, value, sigma_arr if has_sigma else None, index, labels, spec.temperatures,
+                              fixed, offset, background, symmetrize=False)]
+    guesses = [{**{n: np.zeros(n_curves) for n in extra}, **g} for g in guesses]
 
     def per_curve_value(name, v, what):
         v = np.asarray(v, float)
@@ -695,7 +896,7 @@ def fit_magnetoconductance(
     result = FitResult(
         model=model, labels=labels_free, values=natural, stderr=stderr, covariance=cov, correlation=corr,
         params=params, curves=labels, chi2=chi2, dof=dof, reduced_chi2=chi2 / dof, absolute_sigma=absolute,
-        converged=bool(ok), steps=int(steps), _spec=spec, determined=determined, reasons=reasons,
+        converged=bool(ok), steps=int(steps), _spec=spec, determined=determined, reasons=reasons, masked=masked,
     )
     if not all(determined):
         warnings.warn(
@@ -709,7 +910,8 @@ def fit_magnetoconductance(
 
 def plot_fit(result: FitResult, field, value, *, sigma=None, curve=None, xlabel="B (T)",
              ylabel=r"$\Delta\sigma$ ($e^2/h$)", title=None):
-    """A two-panel matplotlib figure: data with error bars and the fitted curves (top), weighted residuals
+    """A two-panel matplotlib figure: data with error bars and the fitted curves (top; with fitted offsets both
+    are shown minus their curve's offset, so the magnetoconductance is visible), weighted residuals
     (y - fit)/sigma (bottom). Returns the figure; saving it is the caller's business (CLI, experiments)."""
     import matplotlib
 
@@ -728,18 +930,226 @@ def plot_fit(result: FitResult, field, value, *, sigma=None, curve=None, xlabel=
         s = None if sigma is None else sigma[sel]
         c = colors[k % len(colors)]
         name = "data" if len(result.curves) == 1 else str(lab)
-        top.errorbar(b, y, yerr=s, fmt="o", ms=3.5, color=c, capsize=2, label=name)
+        shift = float(result.params["offset"][k]) if "offset" in result.params else 0.0  # show sigma - sigma_0
+        top.errorbar(b, y - shift, yerr=s, fmt="o", ms=3.5, color=c, capsize=2, label=name)
         grid = np.linspace(min(b.min(), 0.0), b.max(), 400)
-        top.plot(grid, result.predict(grid, lab), "-", color=c, lw=1.4)
+        top.plot(grid, result.predict(grid, lab) - shift, "-", color=c, lw=1.4)
         resid = (y - result.predict(b, lab)) / (1.0 if s is None else s)
         bottom.plot(b, resid, "o", ms=3.5, color=c)
     top.plot([], [], "k-", lw=1.4, label=f"fit ({result.model}), $\\chi^2$/dof = {result.reduced_chi2:.2f}")
     top.axhline(0, color="k", lw=0.5)
-    top.set_ylabel(ylabel)
+    top.set_ylabel(ylabel + (" $-$ fitted offset" if "offset" in result.params else ""))
     top.legend(fontsize=8)
     bottom.axhline(0, color="k", lw=0.5)
     bottom.set_xlabel(xlabel)
     bottom.set_ylabel("residual / $\\sigma$" if sigma is not None else "residual")
     if title:
         top.set_title(title, fontsize=9)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Temperature law of the phase-coherence field (second stage, or the joint fit's law)
+
+
+def dephasing_law(temperature, b0, a, p):
+    """B_phi(T) = b0 + a T^p: a saturation field b0 (T -> 0) plus a power law (p = 1 for electron-electron
+    dephasing in 2D, Altshuler-Aronov-Khmelnitsky; B_phi = hbar/(4 e D tau_phi) is linear in 1/tau_phi). Units:
+    b0 and B_phi in the field unit of the data, a in field unit / kelvin^p, temperature in kelvin (or any unit
+    a is stated in)."""
+    return b0 + a * jnp.asarray(temperature, float) ** p
+
+
+@dataclasses.dataclass(frozen=True)
+class LawFit(Estimate):
+    """Result of :func:`fit_dephasing_law`.
+
+    Attributes:
+        names: the free parameters among ("b0", "a", "p").
+        values, stderr, covariance, correlation: their best values, standard errors and (co)variances.
+        params: every parameter (free and fixed) by name.
+        chi2, dof, reduced_chi2: generalized chi^2 r^T C^{-1} r of the B_phi residuals, points - free parameters.
+        absolute_sigma: whether the covariance is taken as is (B_phi with errors) or scaled by chi2/dof.
+        converged, steps: Levenberg-Marquardt status.
+    """
+
+    names: tuple[str, ...]
+    values: np.ndarray
+    stderr: np.ndarray
+    covariance: np.ndarray
+    correlation: np.ndarray
+    params: dict
+    chi2: float
+    dof: int
+    reduced_chi2: float
+    absolute_sigma: bool
+    converged: bool
+    steps: int
+
+    def predict(self, temperature):
+        """B_phi(T) of the fitted law."""
+        return np.asarray(dephasing_law(temperature, self.params["b0"], self.params["a"], self.params["p"]))
+
+    def to_dict(self):
+        return {**super().to_dict(), "law": "b_phi = b0 + a T^p", "all_parameters": dict(self.params),
+                "correlation": {"labels": list(self.names), "matrix": to_json(self.correlation)},
+                "reduced_chi2": to_json(self.reduced_chi2), "errors_scaled_by_reduced_chi2": not self.absolute_sigma}
+
+
+_LAW_PARAMS = ("b0", "a", "p")
+
+
+def fit_dephasing_law(temperature, b_phi, stderr=None, *, covariance=None, fixed: Mapping[str, float] | None = None,
+                      initial: Mapping[str, float] | None = None, absolute_sigma: bool | None = None) -> LawFit:
+    """Fit B_phi(T) = b0 + a T^p (:func:`dephasing_law`) to phase-coherence fields from per-curve fits.
+
+    The second stage of a temperature analysis: fit each curve's B_phi with :func:`fit_magnetoconductance`, then
+    this law with the first stage's errors propagated — ``stderr`` (independent errors), or better the full
+    ``covariance`` of the B_phi values (their errors are correlated when the curves share parameters, e.g. B_so:
+    take the B_phi block of ``FitResult.covariance``). The residuals are whitened by the Cholesky factor of the
+    covariance (generalized least squares), the fit runs Levenberg-Marquardt on (b0, log a, p), and the
+    covariance of the result is the linearized (J^T J)^{-1} in (b0, a, p), scaled by chi^2/dof when no errors are
+    given. For a fit of the law jointly with the curves, pass ``temperature=`` and ``law="power"`` to
+    :func:`fit_magnetoconductance`.
+
+    Args:
+        temperature: temperatures T > 0 (kelvin), shape (n,), n >= free parameters + 1.
+        b_phi: fitted B_phi(T) > 0, shape (n,).
+        stderr: their standard errors (n,), or None.
+        covariance: their (n, n) covariance (instead of ``stderr``).
+        fixed: parameters held fixed, e.g. ``{"b0": 0.0}`` (no saturation) or ``{"p": 1.0}``.
+        initial: starting values; default b0 = 0 and (a, p) from a straight line through log B_phi against log T.
+        absolute_sigma: as in :func:`fit_magnetoconductance` (default: True when errors are given).
+
+    Returns:
+        A :class:`LawFit`.
+
+    Raises:
+        ValueError: mismatched shapes, non-finite values, T <= 0, B_phi <= 0, errors <= 0, a covariance that is not
+            symmetric positive definite, unknown parameter names, too few points.
+    """
+    temperature = _as_1d("temperature", temperature)
+    n = temperature.size
+    b_phi = _as_1d("b_phi", b_phi, n)
+    if np.any(temperature <= 0):
+        raise ValueError(f"temperature must be positive, got {temperature.tolist()}.")
+    if np.any(b_phi <= 0):
+        raise ValueError(f"b_phi must be positive, got {b_phi.tolist()}.")
+    if stderr is not None and covariance is not None:
+        raise ValueError("give stderr or covariance, not both.")
+    has_sigma = stderr is not None or covariance is not None
+    if covariance is not None:
+        cov_in = np.asarray(covariance, float)
+        if cov_in.shape != (n, n) or not np.all(np.isfinite(cov_in)) or not np.allclose(cov_in, cov_in.T):
+            raise ValueError(f"covariance must be a finite symmetric ({n}, {n}) matrix, got shape {cov_in.shape}.")
+    else:
+        err = np.ones(n) if stderr is None else _as_1d("stderr", stderr, n)
+        if np.any(err <= 0):
+            raise ValueError(f"stderr must be positive, got {err.tolist()}.")
+        cov_in = np.diag(err**2)
+    try:
+        chol = np.linalg.cholesky(cov_in)
+    except np.linalg.LinAlgError:
+        raise ValueError("covariance is not positive definite.") from None
+    whiten = np.linalg.inv(chol)
+    fixed = dict(fixed or {})
+    initial = dict(initial or {})
+    for what, keys in (("fixed", fixed), ("initial", initial)):
+        unknown = set(keys) - set(_LAW_PARAMS)
+        if unknown:
+            raise ValueError(f"{what} names unknown parameters {sorted(unknown)}; the law's are {_LAW_PARAMS}.")
+    for name, v in {**fixed, **initial}.items():
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{name} must be finite, got {v}.")
+    if "a" in fixed and not float(fixed["a"]) > 0 or "a" in initial and not float(initial["a"]) > 0:
+        raise ValueError("a (the coefficient of T^p) must be positive.")
+    free = tuple(k for k in _LAW_PARAMS if k not in fixed)
+    if n <= len(free):
+        raise ValueError(f"too few points: {n} temperatures for {len(free)} free parameters; need at least "
+                         f"{len(free) + 1}.")
+    slope, intercept = (np.polyfit(np.log(temperature), np.log(b_phi), 1) if np.ptp(temperature) > 0
+                        else (1.0, math.log(b_phi.mean())))
+    guess = {"b0": 0.0, "a": math.exp(intercept), "p": slope, **initial}
+    theta0 = jnp.asarray([math.log(guess[k]) if k == "a" else float(guess[k]) for k in free])
+    consts = jnp.asarray([float(fixed.get(k, 0.0)) for k in _LAW_PARAMS])
+    values, jac, resid, ok, steps = _solve_law(free, theta0, consts, jnp.asarray(temperature), jnp.asarray(b_phi),
+                                               jnp.asarray(whiten))
+    values, jac, resid = np.asarray(values), np.asarray(jac), np.asarray(resid)
+    params = {**{k: float(fixed[k]) for k in fixed}, **{k: float(v) for k, v in zip(free, values)}}
+    chi2 = float(resid @ resid)
+    dof = n - len(free)
+    absolute = has_sigma if absolute_sigma is None else bool(absolute_sigma)
+    cov, _ = _covariance(jac)
+    if not absolute:
+        cov = cov * (chi2 / dof)
+    stderr_out = np.sqrt(np.abs(np.diag(cov)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(stderr_out, stderr_out)
+    return LawFit(names=free, values=values, stderr=stderr_out, covariance=cov, correlation=corr, params=params,
+                  chi2=chi2, dof=dof, reduced_chi2=chi2 / dof, absolute_sigma=absolute, converged=bool(ok),
+                  steps=int(steps))
+
+
+@eqx.filter_jit
+def _solve_law(free: tuple[str, ...], theta0, consts, t, y, whiten):
+    """Levenberg-Marquardt on (b0, log a, p) restricted to ``free`` (static); the others from ``consts`` (in the
+    order of _LAW_PARAMS). Returns the natural values, the Jacobian of the whitened residuals in them, the
+    residuals, success and steps."""
+    def params_of(natural_free):
+        vals = dict(zip(_LAW_PARAMS, consts))
+        vals.update(zip(free, natural_free))
+        return vals
+
+    def to_natural(theta):
+        return jnp.stack([jnp.exp(v) if k == "a" else v for k, v in zip(free, theta)])
+
+    def resid_of(natural_free):
+        p = params_of(natural_free)
+        return whiten @ (y - dephasing_law(t, p["b0"], p["a"], p["p"]))
+
+    sol = optx.least_squares(lambda th, _: resid_of(to_natural(th)), optx.LevenbergMarquardt(rtol=1e-12, atol=1e-12),
+                             theta0, max_steps=2000, throw=False)
+    values = to_natural(sol.value)
+    return (values, jax.jacfwd(resid_of)(values), resid_of(values), sol.result == optx.RESULTS.successful,
+            sol.stats["num_steps"])
+
+
+def plot_dephasing_law(temperature, b_phi, b_phi_err, law: LawFit | Mapping[str, float] | None = None, *,
+                       diffusion: float | None = None, title=None):
+    """B_phi(T), L_phi(T) = sqrt(hbar/(4 e B_phi)) and, with the diffusion constant ``diffusion`` (m^2/s), tau_phi(T)
+    = L_phi^2/D, against T on log axes, with the fitted law (a :class:`LawFit` or its parameters {b0, a, p}) as a
+    line. Fields in tesla. Returns the figure; saving it is the caller's business."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t, b, e = (np.asarray(x, float) for x in (temperature, b_phi, b_phi_err))
+    params = law.params if isinstance(law, LawFit) else law
+    panels = 3 if diffusion is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.2), layout="constrained")
+    grid = np.geomspace(t.min() / 1.3, t.max() * 1.3, 200)
+    line = None if params is None else np.asarray(dephasing_law(grid, params["b0"], params["a"], params["p"]))
+    length = lambda x: np.sqrt(th.HBAR / (4 * th.ELEMENTARY_CHARGE * x))
+    # L = sqrt(hbar/(4 e B)): dL = L dB/(2B); tau = L^2/D: dtau = tau dB/B
+    series = [("$B_\\phi$ (T)", b, e, line), ("$L_\\phi$ (nm)", 1e9 * length(b), 1e9 * length(b) * e / (2 * b),
+                                              None if line is None else 1e9 * length(line))]
+    if diffusion is not None:
+        tau = length(b) ** 2 / diffusion * 1e12
+        series.append(("$\\tau_\\phi$ (ps)", tau, tau * e / b,
+                       None if line is None else length(line) ** 2 / diffusion * 1e12))
+    for ax, (label, y, dy, fitted) in zip(axes, series):
+        ax.errorbar(t, y, yerr=dy, fmt="o", ms=4, capsize=2, label="per-curve fit")
+        if fitted is not None:
+            ax.plot(grid, fitted, "-", lw=1.3,
+                    label=f"$b_0 + aT^p$, p = {params['p']:.3g}" if ax is axes[0] else None)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(t, [f"{x:g}" for x in t])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("T (K)")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return fig
