@@ -34,7 +34,11 @@ from ._core.evolution import (
     classical_return_probability, cooperon_field_ratio, energy_filter, EnergyWindow, evolution_hamiltonian,
     EvolutionHamiltonian, evolve, return_probability, site_state, spreading
 )
-from ._core.fit import fit_magnetoconductance, FitResult, plot_fit, UndeterminedWarning
+from ._core.fit import (
+    dephasing_law, fit_dephasing_law, fit_magnetoconductance, FitResult, LawFit, plot_dephasing_law, plot_fit,
+    TransportFieldWarning,
+    UndeterminedWarning,
+)
 from ._core.inference import (
     curve_statistics, infer_parameters, InferenceResult, lattice_ensemble, LatticeEnsemble, mean_conductance,
     MicroscopicParameters, realization_conductances
@@ -43,6 +47,9 @@ from ._core.scaling import (
     beta_one_loop, BetaFit, finite_difference_beta, fit_beta, fit_scaling, ScalingFit, ScalingModel
 )
 from ._core.tmm import localization_length, lyapunov_exponents, LyapunovSpectrum
+from ._core.thermal import (
+    fermi_quadrature, fermi_window, tau_phi_law, thermal_average, thermal_conductance
+)
 from . import runs, stats, theory
 
 __version__ = "0.1.0"
