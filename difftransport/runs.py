@@ -10,7 +10,7 @@
   raises :class:`ConfigMismatch`, :class:`DirectoryLocked`, :class:`RunDirectoryError`; :func:`plot_run`.
 """
 
-from ._runs.config import REQUIRED, ConfigError, Field, Validator, config_hash, dumps, load, validate
+from ._runs.config import REQUIRED, ConfigError, Field, Validator, config_hash, dumps, load, read, validate
 from ._runs.ensemble import ChunkRunner, make_sample, select_devices
 from ._runs.plots import plot_run
 from ._runs.runner import run

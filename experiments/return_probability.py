@@ -32,7 +32,6 @@ import math
 import pathlib
 import sys
 import time
-import tomllib
 import zlib
 
 import numpy as np
@@ -45,7 +44,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import difftransport  # noqa: E402,F401  (float64)
-from difftransport.runs import REQUIRED, ConfigError, Field, Validator  # noqa: E402
+from difftransport.runs import REQUIRED, ConfigError, Field, Validator, read as read_config  # noqa: E402
 from difftransport.stats import jackknife  # noqa: E402
 import equinox as eqx  # noqa: E402
 from difftransport import (  # noqa: E402
@@ -159,13 +158,8 @@ def validate(data: dict, source: str = "<config>", text: str = "") -> dict:
 
 def load_config(path) -> dict:
     """Read and validate a TOML config."""
-    path = pathlib.Path(path)
-    text = path.read_text()
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return validate(data, str(path), text)
+    data, source, text = read_config(path)  # ConfigError naming the file if unreadable or not TOML
+    return validate(data, source, text)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -46,7 +46,6 @@ import json
 import math
 import pathlib
 import time
-import tomllib
 import warnings
 
 import jax
@@ -56,7 +55,7 @@ import numpy as np
 import difftransport as dt
 from common import ROOT, Report, pyplot
 from difftransport import theory
-from difftransport.runs import REQUIRED, ConfigError, Field, Validator
+from difftransport.runs import REQUIRED, ConfigError, Field, Validator, read as read_config
 from difftransport.stats import mean_stderr
 
 _POSITIVE = dict(minimum=0, exclusive_minimum=True)
@@ -98,13 +97,8 @@ SECTIONS = {"run": RUN, "sample": SAMPLE, "thermal": THERMAL, "field": FIELD, "u
 
 def load_config(path) -> dict:
     """Read and validate the TOML config (ConfigError naming the file, line and key)."""
-    path = pathlib.Path(path)
-    text = path.read_text()
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    v = Validator(str(path), text)
+    data, source, text = read_config(path)  # ConfigError naming the file if unreadable or not TOML
+    v = Validator(source, text)
     for key in data:
         if key not in SECTIONS:
             raise v.error((key,), f"is not a known section; allowed: {sorted(SECTIONS)}")
