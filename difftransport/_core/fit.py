@@ -633,8 +633,7 @@ def _transport_check(field, value, sigma, curve, temperature, b_tr, fraction, ma
             "--mask-above-tr) or fit a smaller field range.", TransportFieldWarning, stacklevel=3)
         return field, value, sigma, curve, temperature, 0
     keep = ~above
-    pick = lambda x: None if x is None else (x if isinstance(x, Mapping) else np.asarray(x, object if x is curve
-                                                                                          else float)[keep])
+    pick = lambda x: None if x is None else (x if isinstance(x, Mapping) else np.asarray(x, float)[keep])
     curve = None if curve is None else list(np.asarray(list(curve), object)[keep])
     return (field[keep], _as_1d("value", value, above.size)[keep], pick(sigma), curve, pick(temperature),
             int(above.sum()))
