@@ -29,12 +29,19 @@ Comparators, fixed before the run:
 
 Analysis: the mean sigma(T, B) go to ``curves.csv`` (columns ``T (K)``, ``B (T)``, ``sigma (S)``, ``err (S)``;
 field from flux with the configured lattice constant, temperature with the configured hopping in kelvin). The
-file is read back and fitted per curve with ``fit_magnetoconductance(model="alpha")`` (alpha shared, B_phi per
-curve, an offset per curve since the file holds sigma(B); fields up to ``tr_fraction`` of the transport field
-B_tr = hbar/(2 e l^2), l = 4 z0 / pi), then B_phi(T) with ``fit_dephasing_law``. Every curve shares the
-realizations, so the errors quoted are delete-a-block jackknife errors over realizations, and the law is fitted by
-generalized least squares with the jackknife covariance of the B_phi. Writes data.npz (raw per-realization values,
-reused when the simulation inputs are unchanged), curves.csv, hln_fit.json, report.json, temperature.png.
+file is fitted back with the command an experimentalist would type (``fit_with_cli``)::
+
+    difftransport fit curves.csv --field "B (T)" --value "sigma (S)" --err "err (S)" --curve "T (K)" \
+        --model alpha --law power --scale-errors --b-tr B_TR --tr-fraction 0.25 --mask-above-tr --diffusion D
+
+(alpha shared, an offset per curve since the file holds sigma(B), B_phi(T) = b0 + a T^p jointly and per curve with
+a second stage, fields up to ``tr_fraction`` of the transport field B_tr = hbar/(2 e l^2), l = 4 z0 / pi), once
+with p free and once with ``--fix p=<input>`` for A. Every curve shares the realizations, so the errors quoted are
+delete-a-block jackknife errors over realizations of the same fits (``fit_magnetoconductance``, asserted equal to
+the command's values), and the per-curve B_phi also go into a law fit by generalized least squares with their
+jackknife covariance. Writes data.npz (raw per-realization values, reused when the simulation inputs are
+unchanged), curves.csv, hln_fit.json, fit/ and fit_p_input/ (the command's fit.json, fit.png, law.png,
+output.txt), report.json, temperature.png.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ import hashlib
 import json
 import math
 import pathlib
+import subprocess
+import sys
+import textwrap
 import time
 import warnings
 
@@ -58,6 +68,7 @@ from difftransport import theory
 from difftransport.runs import REQUIRED, ConfigError, Field, Validator, read as read_config
 from difftransport.stats import mean_stderr
 
+BOLTZMANN = 1.380649e-23  # J/K (exact, SI 2019)
 _POSITIVE = dict(minimum=0, exclusive_minimum=True)
 RUN = {
     "title": Field(str, "Temperature: ln T weak localization and B_phi(T) of a dephased 2D square"),
@@ -226,14 +237,40 @@ def read_csv(path: pathlib.Path) -> dict[str, np.ndarray]:
             "sigma": values[:, 2] / theory.CONDUCTANCE_QUANTUM, "err": values[:, 3] / theory.CONDUCTANCE_QUANTUM}
 
 
-def fit_curves(temperature, field, sigma, err, b_tr, tr_fraction):
-    """Per-curve HLN fit (model "alpha": alpha shared, B_phi and an offset per curve) of sigma(B), the points above
-    tr_fraction x B_tr left out (``fit_magnetoconductance(b_tr=..., mask_above_tr=True)``). The errors are those of
-    the levels, mostly common to a curve (one sample's fluctuation): relative weights only (absolute_sigma=False)."""
+def fit_curves(temperature, field, sigma, err, b_tr, tr_fraction, *, law=None, fixed=None):
+    """HLN fit (model "alpha": alpha shared, B_phi and an offset per curve) of sigma(B), the points above
+    tr_fraction x B_tr left out (``fit_magnetoconductance(b_tr=..., mask_above_tr=True)``); with ``law="power"``
+    B_phi(T) = b0 + a T^p jointly instead of per curve (``fixed``, e.g. {"p": 1.0}, holds law parameters). The
+    errors are those of the levels, mostly common to a curve (one sample's fluctuation): relative weights only
+    (absolute_sigma=False, ``--scale-errors`` on the command line)."""
+    extra = {} if law is None else {"temperature": {t: float(t) for t in np.unique(temperature)}, "law": law}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dt.UndeterminedWarning)
         return dt.fit_magnetoconductance(field, sigma, model="alpha", sigma=err, curve=temperature, offset=True,
-                                         absolute_sigma=False, b_tr=b_tr, tr_fraction=tr_fraction, mask_above_tr=True)
+                                         absolute_sigma=False, b_tr=b_tr, tr_fraction=tr_fraction, mask_above_tr=True,
+                                         fixed=fixed, **extra)
+
+
+def fit_with_cli(csv_path: pathlib.Path, b_tr: float, tr_fraction: float, diffusion_si: float,
+                 out: pathlib.Path, extra=()) -> dict:
+    """``difftransport fit curves.csv`` as an experimentalist would type it: the columns by name, model alpha,
+    the law B_phi(T) = b0 + a T^p jointly (and per curve with a second stage), the points above tr_fraction x B_tr
+    left out, the err column as relative weights (``--scale-errors``: the level errors are mostly common to a
+    curve). Runs the installed command in a subprocess, prints its report (the correlations are in OUT/output.txt)
+    and returns its fit.json."""
+    argv = [sys.executable, "-m", "difftransport", "fit", str(csv_path), "--field", COLUMNS[1], "--value", COLUMNS[2],
+            "--err", COLUMNS[3], "--curve", COLUMNS[0], "--model", "alpha", "--law", "power", "--scale-errors",
+            "--b-tr", f"{b_tr:.8g}", "--tr-fraction", f"{tr_fraction:g}", "--mask-above-tr",
+            "--diffusion", f"{diffusion_si:.8g}", "--out", str(out), *extra]
+    print("$ difftransport " + " ".join(f'"{a}"' if " " in a else a for a in argv[3:]))
+    done = subprocess.run(argv, capture_output=True, text=True)
+    text = (done.stdout + done.stderr).strip()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "output.txt").write_text(text + "\n")
+    print(textwrap.indent("\n".join(line for line in text.splitlines() if not line.startswith("  corr(")), "  "))
+    if done.returncode != 0:
+        raise RuntimeError(f"difftransport fit exited with {done.returncode}")
+    return json.loads((out / "fit.json").read_text())
 
 
 def b_phi_of(fit) -> np.ndarray:
@@ -353,21 +390,26 @@ def analyse(config, data, out: pathlib.Path):
     fields_k = fields_k[mask]
     weights = np.array([fit.error("b_phi", c) for c in fit.curves])  # fixed law-fit weights inside the jackknife
 
+    n_t = len(temps)
+
     def estimates(rows):
-        """alpha, B_phi per curve, and p of the law fitted to them."""
+        """alpha, B_phi per curve, p of the law fitted to them (second stage), and the joint law fits of the
+        command line: p and A free, A with p at its input value."""
         m, e = mean_stderr(sigma_t[rows][:, :, mask])
-        f = fit_curves(np.repeat(temps_k, mask.sum()), np.tile(fields_k, len(temps)), m.ravel(), e.ravel(), b_tr,
-                       fl["tr_fraction"])
+        args = (np.repeat(temps_k, mask.sum()), np.tile(fields_k, n_t), m.ravel(), e.ravel(), b_tr, fl["tr_fraction"])
+        f = fit_curves(*args)
         b = b_phi_of(f)
-        return np.concatenate([[f.value("alpha")], b, [float(dt.fit_dephasing_law(temps_k, b, weights).value("p"))]])
+        joint, joint_p = fit_curves(*args, law="power"), fit_curves(*args, law="power", fixed={"p": th["p"]})
+        return np.concatenate([[f.value("alpha")], b, [float(dt.fit_dephasing_law(temps_k, b, weights).value("p")),
+                                                      joint.value("p"), joint.value("a"), joint_p.value("a")]])
 
     values, errors, replicates = jackknife_replicates(estimates, n_real, an["blocks"])
     b_phi = b_phi_of(fit)
     # the file holds the same curves (its errors, the fit weights, are written to 6 digits)
-    np.testing.assert_allclose(values[1:-1], b_phi, rtol=1e-4)
+    np.testing.assert_allclose(values[1:1 + n_t], b_phi, rtol=1e-4)
     # B_phi of all temperatures share the realizations: their jackknife covariance goes into the law fit
     count = len(replicates)
-    dev = replicates[:, 1:-1] - replicates[:, 1:-1].mean(0)
+    dev = replicates[:, 1:1 + n_t] - replicates[:, 1:1 + n_t].mean(0)
     b_phi_cov = (count - 1) / count * dev.T @ dev
     b_phi_err = np.sqrt(np.diag(b_phi_cov))
     corr = (b_phi_cov / np.outer(b_phi_err, b_phi_err))[np.triu_indices(len(temps), 1)]
@@ -382,7 +424,7 @@ def analyse(config, data, out: pathlib.Path):
     law_p = dt.fit_dephasing_law(temps_k, b_phi, covariance=b_phi_cov, fixed={"p": th["p"]})
     law_values = {name: float(law.value(name)) for name in ("b0", "a", "p")}
     law_errors = {name: float(law.error(name)) for name in ("b0", "a", "p")}
-    p_jack = float(errors[-1])
+    p_jack = float(errors[1 + n_t])
     a_expected = float(tesla(config, th["a"] / (8 * math.pi * diffusion))) / config["units"]["hopping_kelvin"] ** th["p"]
     report.add("law B0 + A T^p: p", law_values["p"], law_errors["p"], th["p"],
                f"GLS with the jackknife B_phi covariance (correlations {corr.min():.2f}..{corr.max():.2f}), chi2/dof "
@@ -395,6 +437,24 @@ def analyse(config, data, out: pathlib.Path):
                1e3 * a_expected, f"a / (8 pi D) converted; chi2/dof {law_p.reduced_chi2:.2f}")
     report.add("law B0 + A T^p (p = input): B0 (mT)", 1e3 * float(law_p.value("b0")), 1e3 * float(law_p.error("b0")),
                0.0, "tau_sat = inf")
+    # --- the same file through the command line, as an experimentalist would fit it: the values are the command's,
+    # the errors the jackknife of the same fits (the command's own errors treat the curves as independent, and the
+    # level errors in the file as relative weights; the curves share realizations here)
+    a_m = config["units"]["lattice_constant_nm"] * 1e-9
+    hopping_joule = config["units"]["hopping_kelvin"] * BOLTZMANN
+    diffusion_si = diffusion * a_m**2 * hopping_joule / theory.HBAR  # D in a^2 t / hbar -> m^2/s
+    cli = fit_with_cli(csv_path, b_tr, fl["tr_fraction"], diffusion_si, out / "fit")
+    cli_p = fit_with_cli(csv_path, b_tr, fl["tr_fraction"], diffusion_si, out / "fit_p_input", ["--fix", f"p={th['p']:g}"])
+    cli_b_phi = np.array([cli["per_curve_b_phi"][c]["value"] for c in cli["curves"]])
+    joint = {name: cli["parameters"][name]["value"] for name in ("a", "p", "b0")}
+    # the command ran the fits of the jackknife on the file: same values
+    np.testing.assert_allclose(cli_b_phi, b_phi, rtol=1e-4)
+    np.testing.assert_allclose([joint["p"], joint["a"], cli_p["parameters"]["a"]["value"]], values[2 + n_t:], rtol=1e-3)
+    report.add("difftransport fit --law power: p (joint)", joint["p"], float(errors[2 + n_t]), th["p"],
+               f"jackknife error; the command's own +- {cli['parameters']['p']['stderr']:.2g} treats the curves as "
+               "independent")
+    report.add("difftransport fit --law power --fix p=1: A (mT/K)", 1e3 * cli_p["parameters"]["a"]["value"],
+               1e3 * float(errors[-1]), 1e3 * a_expected, "jackknife error; a / (8 pi D) converted")
     report.print()
 
     # --- figure
@@ -448,7 +508,8 @@ def analyse(config, data, out: pathlib.Path):
     fig.savefig(path, dpi=140)
     report.write(out, {"seconds": float(data["seconds"]), "law": law.to_dict(), "law_b0_zero": law_b0.to_dict(),
                        "law_p_input": law_p.to_dict(), "b_tr_tesla": b_tr, "slope": slope,
-                       "slope_err": slope_err, "one_loop_slope": loop_slope, "ideal_slope": ideal})
+                       "slope_err": slope_err, "one_loop_slope": loop_slope, "ideal_slope": ideal,
+                       "cli_fit": str(out / "fit" / "fit.json")})
     print(f"figure: {path}")
     return report
 

@@ -229,3 +229,36 @@ def test_law_needs_temperature_labels(tmp_path, capsys):
                                                  for b in (0.1, 0.2, 0.3, 0.4, 0.5)))
     assert run_fit_cli([path, "--law", "power", "--out", tmp_path / "o"]) == 2
     assert "curve label 'up' is not a temperature" in capsys.readouterr().err
+
+
+def test_scale_errors_takes_the_err_column_as_relative_weights(tmp_path):
+    """`--scale-errors`: the same values as without it, the errors scaled by sqrt(chi2/dof) (absolute_sigma=False
+    of the API). Doubling every error of the file leaves the scaled errors unchanged and doubles the absolute ones,
+    which tells the two conventions apart."""
+    syn, _ = _truth()
+    path = tmp_path / "hallbar.csv"
+    syn.write(path, seed=0)
+    runs = {}
+    for name, extra in (("absolute", []), ("scaled", ["--scale-errors"])):
+        assert run_fit_cli([path, *_COMMAND, *extra, "--out", tmp_path / name]) == 0
+        runs[name] = json.loads((tmp_path / name / "fit.json").read_text())
+    absolute, scaled = runs["absolute"], runs["scaled"]
+    assert scaled["errors_scaled_by_reduced_chi2"] and not absolute["errors_scaled_by_reduced_chi2"]
+    factor = math.sqrt(absolute["reduced_chi2"])
+    for name in ("b_so", "b0", "a", "p"):
+        a, s = absolute["parameters"][name], scaled["parameters"][name]
+        assert s["value"] == pytest.approx(a["value"], rel=1e-6)
+        assert s["stderr"] == pytest.approx(factor * a["stderr"], rel=1e-6)
+    # the err column doubled: scaled errors unchanged
+    lines = path.read_text().splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("T (K)"))
+    col = lines[head].split(",").index("dR (Ohm)")
+    rows = [r.split(",") for r in lines[head + 1:]]
+    for r in rows:
+        r[col] = repr(2 * float(r[col]))
+    doubled = tmp_path / "doubled.csv"
+    doubled.write_text("\n".join(lines[:head + 1] + [",".join(r) for r in rows]) + "\n")
+    assert run_fit_cli([doubled, *_COMMAND, "--scale-errors", "--out", tmp_path / "doubled"]) == 0
+    again = json.loads((tmp_path / "doubled" / "fit.json").read_text())
+    for name in ("b_so", "b0", "a", "p"):
+        assert again["parameters"][name]["stderr"] == pytest.approx(scaled["parameters"][name]["stderr"], rel=1e-5)

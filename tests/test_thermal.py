@@ -212,3 +212,30 @@ def test_small_temperature_experiment_ln_t_slope():
           f"simulation {data['seconds']:.0f} s")
     assert slope > 3 * se, (slope, se)
     assert ideal / 10 < slope < 3 * ideal, slope
+
+
+@pytest.mark.slow
+def test_temperature_experiment_end_to_end_through_the_command(tmp_path):
+    """The whole analysis of experiments/temperature.py on a tiny config (10 x 10, 12 realizations, 4 temperatures,
+    5 fields): curves.csv written, fitted back by `difftransport fit ... --law power` in a subprocess, whose per-curve
+    B_phi and joint law (p, A) must equal the experiment's own fits of the same file (asserted inside ``analyse``
+    to 1e-4 and 1e-3: a command that read a column, a unit or the transport-field range differently would differ by
+    far more); the outputs exist and the law's p is finite with a finite jackknife error."""
+    module = experiment("temperature")
+    config = {
+        "run": {"title": "tiny", "seed": 1, "realizations": 12, "batch": 8},
+        "sample": {"width": 10, "length": 10, "energy": 1.0, "strength": 3.5},
+        "thermal": {"temperatures": [0.03, 0.05, 0.08, 0.12], "a": 2.0, "p": 1.0, "tau_sat": math.inf, "nodes": 3,
+                    "rule": "gauss"},
+        "field": {"flux": [0.0, 0.001, 0.002, 0.004, 0.016], "tr_fraction": 0.25, "broken_flux": 0.016},
+        "units": {"lattice_constant_nm": 10.0, "hopping_kelvin": 66.0},
+        "analysis": {"alpha": 0.5, "blocks": 6, "dos_realizations": 2},
+    }
+    data = module.simulate(config, log=lambda *_: None)
+    report = module.analyse(config, data, tmp_path)
+    for name in ("curves.csv", "temperature.png", "report.json", "fit/fit.json", "fit/law.png", "fit/output.txt",
+                 "fit_p_input/fit.json"):
+        assert (tmp_path / name).exists(), name
+    rows = {row["quantity"]: row for row in report.rows}
+    p_row = rows["difftransport fit --law power: p (joint)"]
+    assert math.isfinite(p_row["measured"]) and 0 < p_row["stderr"] < math.inf, p_row

@@ -36,7 +36,8 @@ Careful fits (docs/theory.md#temperature-law): ``--background quadratic|linear``
 magnetoresistance) or c1 B term per curve; ``--law power`` fits B_phi(T) = b0 + a T^p jointly over curves labelled by
 temperature (and writes ``law.png``: B_phi, L_phi and, with ``--diffusion``, tau_phi against T); ``--b-tr`` or
 ``--mobility``/``--density`` give the transport field, and points above ``--tr-fraction`` x B_tr are warned about
-or, with ``--mask-above-tr``, left out and counted.
+or, with ``--mask-above-tr``, left out and counted. ``--scale-errors`` takes the ``err`` column as relative weights
+and scales the parameter errors by chi^2/dof (errors mostly common to a curve, such as one sample's level).
 
 Conductances are in e^2/h (``--units e2h``, default) or siemens (``--units siemens``; divided by
 e^2/h = 3.874e-5 S). Sign convention: weak localization is a *positive* Delta sigma (docs/theory.md).
@@ -125,6 +126,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "Fields in tesla: b_phi > 0, the other fields (b_so, b_s, b_i, b_star) >= 0. A "
                              "parameter that the data do not determine is an error (exit 2): fix it, share it, or "
                              "widen the field range")
+    parser.add_argument("--scale-errors", action="store_true",
+                        help="treat the err column as relative weights and scale the parameter errors by chi2/dof "
+                             "(for errors that are mostly common to a curve, e.g. one sample's level; without an err "
+                             "column the errors are always scaled)")
     parser.add_argument("--shared", action="append", default=[], metavar="NAME",
                         help="share a parameter that is per curve by default (e.g. --shared b_phi)")
     parser.add_argument("--per-curve", action="append", default=[], metavar="NAME",
@@ -326,7 +331,8 @@ def main(args: argparse.Namespace) -> int:
         b_tr = _transport(args)
         options = dict(model=args.model, sigma=data.sigma, curve=data.curve, offset=data.offset,
                        background=tuple(args.background), symmetrize=False,  # symmetrized on reading
-                       b_tr=b_tr, tr_fraction=args.tr_fraction, mask_above_tr=args.mask_above_tr)
+                       b_tr=b_tr, tr_fraction=args.tr_fraction, mask_above_tr=args.mask_above_tr,
+                       absolute_sigma=False if args.scale_errors else None)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("ignore", UndeterminedWarning)  # reported below as the error
             warnings.simplefilter("always", TransportFieldWarning)
