@@ -516,3 +516,18 @@ def test_cli_fits_an_instrument_file(tmp_path, capsys):
         z[label] = (p["value"] - b_phi) / p["stderr"]
         assert p["stderr"] < b_phi / 10
     assert all(abs(v) < 2 for v in z.values()), z
+
+
+@pytest.mark.parametrize("lattice, n", [("zigzag_ribbon", 8), ("armchair_ribbon", 12)])
+def test_honeycomb_run_squares_from_the_area_per_site(lattice, n):
+    """L/W of a honeycomb run: for a periodic ribbon W must equal the lattice's own transverse period (an
+    independent number), and the hard-wall ribbon of the same n has the same W (n rows of hexagons); the strip
+    gives length/width in sites."""
+    from difftransport._runs.ensemble import make_sample
+
+    spec = {"lattice": lattice, "n": n, "length": 10, "boundary": "periodic", "spinful": False}
+    lat = make_sample(spec).lattice
+    width = 10 * lat.period / ms.squares(spec)
+    assert width == pytest.approx(lat.transverse_period, rel=1e-14)
+    assert ms.squares({**spec, "boundary": "hardwall"}) == pytest.approx(ms.squares(spec), rel=1e-14)
+    assert ms.squares({"lattice": "strip", "width": 4, "length": 12, "boundary": "hardwall", "spinful": False}) == 3.0

@@ -642,15 +642,16 @@ def read_run(run_dir, *, lattice_constant: float | None, ensembles: Sequence[str
     Every ensemble with a ``flux`` grid axis and the ``conductance`` observable is a curve (labelled with its name;
     with other grid axes, one curve per combination, e.g. ``wl[energy=0.5]``). Flux per plaquette becomes field
     with ``theory.field_from_flux(flux, lattice_constant)`` (a in metres). The conductance G (e^2/h, summed over
-    spin) becomes a sheet conductance G L/W for a ``strip`` (L, W in sites), or with ``per_metre`` a
-    conductivity G L/(W H a) in e^2/h per metre for a ``bar`` (height H). Delta sigma is formed per realization,
+    spin) becomes a sheet conductance G L/W (:func:`squares`: L, W in sites for a ``strip``; for the honeycomb
+    ribbons W from the area per site), or with ``per_metre`` a conductivity G L/(W H a) in e^2/h per metre for a
+    ``bar`` (height H). Delta sigma is formed per realization,
     G_r(B) - G_r(0) (``zero_field_value``), and the error of each point is the standard error of the mean of
     these differences (common random numbers make it much smaller than that of G itself); with ``offset`` the
     means of G and their standard errors are returned instead. Points of one curve share realizations, so they
     are correlated; the fit treats them as independent.
 
     Not covered (an error when named in ``ensembles``, else counted as skipped points): ensembles without a flux
-    grid or without conductance, and the chain and honeycomb ribbon lattices."""
+    grid or without conductance, and the chain (no sheet conductance)."""
     run_dir = pathlib.Path(run_dir)
     from .store import RunDirectoryError, stored_config
 
@@ -669,7 +670,7 @@ def read_run(run_dir, *, lattice_constant: float | None, ensembles: Sequence[str
     unknown = [n for n in names if n not in config]
     if unknown:
         raise ValueError(f"{run_dir}: no ensemble {unknown[0]!r}; the run has {list(config)}.")
-    want = "bar" if per_metre else "strip"
+    want = ("bar",) if per_metre else _SHEET_LATTICES
     skipped: dict[str, int] = {}
     fields, values, sigmas, curves = [], [], [], []
     n_read = n_used = 0
@@ -683,9 +684,9 @@ def read_run(run_dir, *, lattice_constant: float | None, ensembles: Sequence[str
             problem = "no flux grid"
         elif "conductance" not in entry["observables"]:
             problem = "no conductance observable"
-        elif lattice != want:
+        elif lattice not in want:
             problem = (f"lattice {lattice!r} (the {'3D kawabata model' if per_metre else '2D models'} read "
-                       f"{want} ensembles)")
+                       f"{' and '.join(want)} ensembles)")
         if problem:
             if ensembles:
                 raise ValueError(f"{run_dir}: ensemble {name!r} cannot be fitted: {problem}.")
@@ -702,10 +703,9 @@ def read_run(run_dir, *, lattice_constant: float | None, ensembles: Sequence[str
             raise ValueError(f"{path}: conductance has shape {raw.shape}, expected (realizations, *grid).")
         if raw.shape[0] < 2:
             raise ValueError(f"{path}: {raw.shape[0]} realization; standard errors need at least 2.")
-        sample = entry["sample"]
-        k = sample["length"] / sample["width"]
+        k = squares(entry["sample"])
         if per_metre:
-            k /= sample["height"] * a
+            k /= entry["sample"]["height"] * a
         f_axis = axes.index("flux")
         raw = np.moveaxis(raw, 1 + f_axis, -1) * k  # (N, *other, flux)
         others = [ax for ax in axes if ax != "flux"]
@@ -725,11 +725,30 @@ def read_run(run_dir, *, lattice_constant: float | None, ensembles: Sequence[str
     unit = "e^2/h per metre" if per_metre else "e^2/h per square"
     info = {"file": str(run_dir), "format": "run directory", "lattice_constant_m": a,
             "conversion": (f"B = flux h/(e a^2); {'G L/(W H a)' if per_metre else 'G L/W'} in {unit}, L, W, H in "
-                           "sites"),
+                           "units of a (W = sites per slice x area per site / slice length)"),
             "quantity": "G", "sigma0": "fitted offset per curve" if offset else "subtracted per realization",
             "errors": "standard error of the mean over realizations", "symmetrize": bool(symmetrize)}
     return Measurement(np.concatenate(fields), np.concatenate(values), np.concatenate(sigmas), tuple(curves),
                        bool(offset), bool(per_metre), {"read": n_read, "used": n_used, "skipped": skipped}, info)
+
+
+_SHEET_LATTICES = ("strip", "zigzag_ribbon", "armchair_ribbon")
+# Area per site in units of a^2 (lattice constant a = 1): square and cubic 1; honeycomb: a hexagon of side
+# 1/sqrt(3) (the C-C distance) has area sqrt(3)/2 and holds two sites.
+_AREA_PER_SITE = {"strip": 1.0, "bar": 1.0, "zigzag_ribbon": math.sqrt(3) / 4, "armchair_ribbon": math.sqrt(3) / 4}
+
+
+def squares(spec: dict) -> float:
+    """L/W, the number of squares of a run's sample (a normalized ``[sample]`` table): L = slices x slice length,
+    W = sites per slice x area per site / slice length (both in units of a), so that L W is the sample's area.
+    For a strip this is length/width in sites; for a zigzag ribbon of n chains W = n sqrt(3)/2 and for an armchair
+    ribbon of n dimer lines W = n/2, the widths of n rows of hexagons."""
+    from .ensemble import make_sample
+
+    lattice = make_sample(spec).lattice
+    length = spec["length"] * lattice.period
+    width = lattice.sites * _AREA_PER_SITE[spec["lattice"]] / lattice.period
+    return length / width
 
 
 def _reduce(field, g, label, *, subtract, symmetrized, skipped):
