@@ -195,3 +195,14 @@ def test_gmres_gradient_matches_finite_difference():
 def test_unknown_solver_is_rejected():
     with pytest.raises(ValueError, match=r"solver must be one of \('auto', 'dense', 'gmres'\), got 'lu'"):
         buttiker_currents_rgf(None, None, None, None, None, 1, None, solver="lu")
+
+
+def test_auto_solver_choice():
+    """solver="auto": dense up to DENSE_LIMIT orbitals, up to SQUARE_DENSE_LIMIT for near-square samples (the
+    measured crossover of docs/benchmarks.md#buttiker-solver), GMRES for long strips and large samples."""
+    from difftransport._core.buttiker import dense_by_default
+
+    assert dense_by_default(64, 16)  # 1024 orbitals, any shape
+    assert dense_by_default(48, 48) and dense_by_default(32, 64)  # squares, spinful 32^2
+    assert not dense_by_default(128, 16)  # a long strip: GMRES (0.16 s against 0.30 s dense)
+    assert not dense_by_default(64, 64)  # 4096 orbitals: the dense memory (256 MiB per solve) is too much to vmap
