@@ -1,6 +1,6 @@
 """The two solvers of the Buttiker probe equations side by side in one run: the direct solve ("dense") against
 GMRES, per shape, for the value of G and for G with d G / d ln tau_phi (jvp); what ``solver="auto"`` picks
-(``difftransport._core.buttiker.dense_by_default``) is marked.
+is marked (the solver whose result it reproduces bit for bit).
 
     python benchmarks/bench_buttiker.py [--repeat 2] [--quick]
 
@@ -19,8 +19,6 @@ import jax
 import jax.numpy as jnp
 
 import difftransport as dt
-from difftransport._core.buttiker import buttiker_currents_rgf, dense_by_default
-from difftransport._core.observables import _coherent
 
 CASES = [  # (label, width, length, spinful)
     ("square 32x32", 32, 32, False), ("square 48x48", 48, 48, False), ("spinful square 32x32", 32, 32, True),
@@ -31,10 +29,7 @@ CASES = [  # (label, width, length, spinful)
 
 def conductance(sample, disorder, solver, log_tau):
     model = dt.Model(energy=1.0, flux=0.001, tau_phi=jnp.exp(log_tau), rashba=0.3 if sample.spinful else None)
-    model, ham, sol = _coherent(sample, model, disorder)
-    _, i_r = buttiker_currents_rgf(ham, sol.leads.energy, sol.leads.left, sol.leads.right, model.absorption,
-                                   sample.orbitals, sol.leads.open_channels, solver=solver)
-    return i_r
+    return dt.buttiker_currents(sample, model, disorder, solver=solver)[1]
 
 
 def best_time(f, repeat):
@@ -73,7 +68,8 @@ def main():
             a, b = jax.tree.leaves(values[mode, "dense"]), jax.tree.leaves(values[mode, "gmres"])
             assert all(abs(x - y) <= 1e-9 * max(1.0, abs(x)) for x, y in zip(a, b)), (label, mode, a, b)
         orbitals = length * sample.orbitals * width
-        auto = "dense" if dense_by_default(length, sample.orbitals * width) else "gmres"
+        picked = float(jax.jit(lambda x: conductance(sample, disorder, "auto", x))(log_tau))
+        auto = "dense" if picked == values["value", "dense"] else "gmres" if picked == values["value", "gmres"] else "?"
         print(f"{label:24s} {orbitals:8d} {auto:>6s} {row[0]:10.3f} {row[1]:10.3f} {row[1] / row[0]:11.2f} "
               f"{row[2]:10.3f} {row[3]:10.3f} {row[3] / row[2]:6.2f}", flush=True)
 

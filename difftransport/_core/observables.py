@@ -201,12 +201,12 @@ def _sweep(method, names, model, dephasing, sample, ham) -> str:
     return "rgf" if method == "rgf" or why else "transfer"
 
 
-def _buttiker_rgf(ham, model, sol, orbitals):
+def _buttiker_rgf(ham, model, sol, orbitals, solver="auto"):
     """(I_L, I_R) with Buttiker probes; eta = 0 gives the coherent T(L -> R) (double where: finite gradients)."""
     eta = model.absorption
     ok = eta > 0
-    i_l, i_r = buttiker_currents_rgf(ham, sol.leads.energy, sol.leads.left, sol.leads.right, jnp.where(ok, eta, 1.0), orbitals,
-                                     sol.leads.open_channels)
+    i_l, i_r = buttiker_currents_rgf(ham, sol.leads.energy, sol.leads.left, sol.leads.right, jnp.where(ok, eta, 1.0),
+                                     orbitals, sol.leads.open_channels, solver=solver)
     coherent = _left_to_right(sol)
     return jnp.where(ok, i_l, coherent), jnp.where(ok, i_r, coherent)
 
@@ -291,14 +291,16 @@ def conductance(sample: Sample, model: Model, disorder: Disorder | None = None, 
 
 
 @eqx.filter_jit
-def buttiker_currents(sample: Sample, model: Model, disorder: Disorder | None = None):
+def buttiker_currents(sample: Sample, model: Model, disorder: Disorder | None = None, *, solver: str = "auto"):
     """(I_L, I_R) with a Buttiker probe on every site: the current leaving the left lead and entering the
     right lead per unit bias, in e^2/h. Current conservation makes them equal (a check of the solution);
-    I_R is ``conductance(..., dephasing="buttiker")``. Needs ``model.tau_phi``."""
+    I_R is ``conductance(..., dephasing="buttiker")``. Needs ``model.tau_phi``. ``solver`` (static): "auto" (what
+    ``conductance`` uses: the direct solve for small and near-square samples, docs/benchmarks.md#buttiker-solver),
+    "dense" or "gmres"."""
     if model.tau_phi is None:
         raise ValueError("buttiker_currents needs model.tau_phi (the probes' dephasing time).")
     model, ham, sol = _coherent(sample, model, disorder)
-    return _buttiker_rgf(ham, model, sol, sample.orbitals)
+    return _buttiker_rgf(ham, model, sol, sample.orbitals, solver)
 
 
 @eqx.filter_jit
