@@ -17,6 +17,11 @@ from ._core.lapack_guard import install as _install_lapack_guard
 
 _install_lapack_guard()
 
+from ._core.backscattering import (
+    backscattering_contrast, BackscatteringContrast, band_energy, ensemble_momentum_distribution,
+    momentum_distribution, momentum_grid, nearest_grid_momentum, plane_wave_packet, speckle_potential,
+    symmetric_gauge_phase
+)
 from ._core.build import build_hamiltonian
 from ._core.hamiltonian import DenseHopping, Hopping, Lead, SiteBlockHopping, SlicedHamiltonian
 from ._core.lattice import armchair_ribbon, bar, chain, Lattice, Sample, strip, zigzag_ribbon
@@ -28,6 +33,10 @@ from ._core.model import (
 from ._core.observables import (
     buttiker_currents, conductance, dense_hamiltonian, ensemble_conductances, fano_factor, hamiltonian_transmission,
     OBSERVABLES, observe, open_channels, reflection, transmission, transmission_eigenvalues
+)
+from ._core.reflection import (
+    enhancement, Enhancement, lead_modes, Modes, reflection_cone, ReflectionCone, reflection_matrix, Scattering,
+    scattering_matrix, single_scattering
 )
 from ._core.rgf import sweep
 from ._core.evolution import (

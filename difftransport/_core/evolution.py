@@ -46,7 +46,7 @@ from .checks import positive_int, real_array
 from .hamiltonian import SiteBlockHopping, SlicedHamiltonian
 from .lattice import Sample
 from .linalg import dag as _dag
-from .model import Model, draw_disorder
+from .model import Disorder, Model, draw_disorder
 
 # ---------------------------------------------------------------------------------------------------------
 # States and their spreading
@@ -295,7 +295,7 @@ def _from_sliced(ham: SlicedHamiltonian, sample: Sample, half_width: float) -> E
 
 
 def evolution_hamiltonian(key, sample: Sample, model: Model, *, strength=0.0, su2: bool = False,
-                          half_width: float | None = None) -> EvolutionHamiltonian:
+                          half_width: float | None = None, disorder=None) -> EvolutionHamiltonian:
     """The Hamiltonian of one disorder realization, drawn from ``key``, of ``sample``, for the time evolution.
 
     H is the matrix :func:`build_hamiltonian` (and so :func:`conductance`) uses for ``draw_disorder(key, sample,
@@ -311,7 +311,12 @@ def evolution_hamiltonian(key, sample: Sample, model: Model, *, strength=0.0, su
         strength: box disorder W: on-site energies uniform in [-W/2, W/2] (units of t).
         su2: SU(2) random hopping (Asada-Slevin-Ohtsuki) on every bond (spinful samples).
         half_width: static bound a >= max |E|; default :func:`spectral_half_width` (needs concrete strength and
-            model hopping, rashba, mass and exchange).
+            model hopping, rashba, mass and exchange; with ``disorder``, strength = 2 max |V| of its potential,
+            which must then be concrete).
+        disorder: optional given realization instead of the draw from ``key`` (then ``key``, ``strength`` and
+            ``su2`` are not used): a :class:`Disorder` (e.g. from :func:`draw_disorder`), or a real potential
+            array of shape ``sample.potential_shape`` (e.g. a speckle potential). May be traced (``vmap`` over
+            potentials) when ``half_width`` is given.
     """
     if not isinstance(sample, Sample):
         raise ValueError(f"sample must be a difftransport Sample, got {type(sample).__name__}.")
@@ -319,12 +324,38 @@ def evolution_hamiltonian(key, sample: Sample, model: Model, *, strength=0.0, su
         raise ValueError(f"model must be a difftransport Model, got {type(model).__name__}.")
     if model.tau_phi is not None:
         raise ValueError("model.tau_phi must be None: the time evolution is unitary (no absorption).")
+    if disorder is not None:
+        disorder = _given_disorder(disorder, sample)
+        su2 = disorder.su2_intra is not None
     if half_width is None:
+        if disorder is not None:
+            if _is_tracer(disorder.potential):
+                raise ValueError("disorder is traced: pass half_width= (a static upper bound of |E|).")
+            strength = 2 * float(jnp.max(jnp.abs(disorder.potential))) if disorder.potential is not None else 0.0
         half_width = spectral_half_width(sample, model, strength=strength, su2=su2)
     elif isinstance(half_width, bool) or not isinstance(half_width, (int, float)) or not half_width > 0:
         raise ValueError(f"half_width must be a positive Python number (static), got {half_width!r}.")
+    if disorder is not None:
+        return _given_hamiltonian(sample, model, disorder, float(half_width))
     return _evolution_hamiltonian(key, sample, model, real_array(strength, "strength", required=True), su2,
                                   float(half_width))
+
+
+def _given_disorder(disorder, sample: Sample) -> Disorder:
+    """A :class:`Disorder` from ``disorder``: itself, or a potential array of shape ``sample.potential_shape``."""
+    if isinstance(disorder, Disorder):
+        return disorder
+    if not hasattr(disorder, "shape") or tuple(disorder.shape) != tuple(sample.potential_shape):
+        raise ValueError(f"disorder must be a Disorder or a potential array of shape {sample.potential_shape}, "
+                         f"got {getattr(disorder, 'shape', type(disorder).__name__)}.")
+    if jnp.iscomplexobj(disorder):
+        raise ValueError("disorder potential must be real (an imaginary potential is absorption).")
+    return Disorder(potential=jnp.asarray(disorder, jnp.result_type(float)))
+
+
+@eqx.filter_jit
+def _given_hamiltonian(sample, model, disorder, half_width):
+    return _from_sliced(prepare(sample, model, disorder)[0], sample, half_width)
 
 
 @eqx.filter_jit

@@ -1,0 +1,450 @@
+"""Reflection and transmission matrices in the basis of the leads' propagating modes, and the angle-resolved
+reflection of a disordered slab (coherent backscattering).
+
+Modes. A clean lead cell has Hamiltonian H_0 (``lead.cell``) and hopping V = H[j+1, j] (``lead.hop``); a Bloch
+mode psi_j = lambda^j phi solves (H_0 + V / lambda + V^+ lambda) phi = E phi, linearized as a 2n x 2n companion
+problem (V must be invertible: square strips and cubic bars). |lambda| = 1 modes propagate with the group velocity
+v = -2 Im(lambda phi^+ V^+ phi) (phi of unit norm; hbar = a = 1, velocity in units of t a / hbar): v > 0 moves
+to +x. Modes of equal lambda (degenerate transverse modes) are made orthonormal and split by the current form and
+a labelling operator that commutes with the lead Hamiltonian: on a periodic strip the transverse translation
+(y -> y + 1), so that the modes are plane waves e^{i k_y y} (k_y = 2 pi m / W) times a spinor, and on spinful
+samples sigma_z (spin up / down where spin is conserved). Without a field in the lead the labels are exact.
+
+Scattering matrix (Fisher & Lee, PRB 23, 6851 (1981), in the mode form of Ando, PRB 44, 8017 (1991)): a
+right-moving mode m (unit flux) incident from the left lead is the source s_m = (V / lambda_m - Sigma_L) phi_m on
+slice 0; the wave in the sample is psi = G s_m (G the retarded Green's function with both leads). Its outgoing
+part on slice 0, psi_0 - phi_m, is expanded in the left lead's n left-going modes (propagating and evanescent),
+psi_N in the right lead's right-going modes, and
+
+    r_{m'm} = sqrt|v_m'| c^-_{m'} / sqrt|v_m|,      t_{m'm} = sqrt|v_m'| c^+_{m'} / sqrt|v_m|
+
+(flux-normalized amplitudes, phases referred to slice 0 and slice N-1). Only propagating entries are kept; the
+rest of the fixed-size (n, n) arrays is zero. Sum_m' |r_m'm|^2 + |t_m'm|^2 = 1 for every open m (unitarity), and
+Tr r^+ r is :func:`difftransport.reflection`. Element phases depend on the mode basis: use |r|^2 or invariants.
+
+Coherent backscattering (optics: Wolf & Maret, PRL 55, 2696 (1985); van Albada & Lagendijk, PRL 55, 2692 (1985);
+theory: Akkermans & Montambaux, *Mesoscopic Physics of Electrons and Photons* (Cambridge 2007), ch. 8): the
+disorder-averaged <|r_{m'm}|^2> of a wide slab is a diffuse background (the ladder, single scattering included)
+plus the crossed (maximally crossed, Cooperon) term, which equals the ladder minus its single-scattering part at
+exact backscattering k_y' = -k_y and decays over |k_y + k_y'| ~ 1/l (an angular width ~ 1/(k l)). With
+time-reversal symmetry (orthogonal class) the enhancement factor is 2 - S/L, S/L the single-scattering share
+(:func:`reflection_cone`, :func:`single_scattering`, :func:`enhancement`).
+
+Derivatives: r and t are differentiable in the disorder (the lead modes do not depend on it; the first Born term is
+a forward-mode derivative at V = 0). The mode solver (``eig``) is not meant to be differentiated in the energy or
+the lead parameters, and element phases jump with them anyway: differentiate |r|^2 sums or invariants through
+:func:`difftransport.reflection` instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .build import prepare
+from .lattice import Sample
+from .leads import PROPAGATING_TOL
+from .linalg import dag as _dag
+from .model import Disorder, Model, anderson_potential
+from .observables import _first_blocks, _lead_self_energies, map_realizations
+from .rgf import sweep
+
+# Weights of the Hermitian form that splits a group of degenerate modes: the current form J (velocities up to
+# ~4t), plus _LABEL times the labelling operator B = sin(k_y) + _SPIN sigma_z. The irrational-looking values keep
+# accidental coincidences of v + _LABEL b between modes of one group away (they would leave the split arbitrary).
+_LABEL = 0.0731
+_SPIN = 0.0513
+# Groups of equal lambda are kept apart by adding _GROUP * arg(lambda) to the form (eigh would otherwise mix
+# equal eigenvalues of different groups); evanescent modes get distinct values above every propagating one.
+_GROUP = 1e3
+_EVANESCENT = 1e5
+
+
+class Modes(eqx.Module):
+    """Modes of a clean lead at one energy, as fixed-size arrays (n = orbitals per slice).
+
+    ``incoming`` are the n right-going modes (propagating with v > 0, then evanescent decaying to +x), ``outgoing``
+    the n left-going ones (v < 0, then growing to +x); propagating modes come first, sorted by (k_y, spin) on a
+    periodic strip and by k_x elsewhere.
+
+    Attributes:
+        phi_in, phi_out: (n, n) mode vectors on a slice (columns, unit norm).
+        lam_in, lam_out: (n,) Bloch factors lambda = exp(i k_x) per cell along +x.
+        v_in, v_out: (n,) group velocities along x (t a / hbar); evanescent modes: 0.
+        open_in, open_out: (n,) True for propagating modes (the first ``open_channels`` of each).
+        ky_in, ky_out: (n,) transverse momenta k_y in (-pi, pi] (1/a) on a periodic strip without field in the
+            lead; NaN elsewhere and for evanescent modes.
+        spin_in, spin_out: (n,) <sigma_z> of each mode (0 for spinless samples).
+    """
+
+    phi_in: jax.Array
+    phi_out: jax.Array
+    lam_in: jax.Array
+    lam_out: jax.Array
+    v_in: jax.Array
+    v_out: jax.Array
+    open_in: jax.Array
+    open_out: jax.Array
+    ky_in: jax.Array
+    ky_out: jax.Array
+    spin_in: jax.Array
+    spin_out: jax.Array
+
+
+class Scattering(eqx.Module):
+    """Reflection and transmission matrices of one sample at one energy, in the basis of :class:`Modes`.
+
+    ``r[m', m]``: from incoming mode m of the left lead to outgoing mode m' of the left lead; ``t[m', m]``: to
+    right-going mode m' of the right lead (same mode basis, ``modes.phi_in``). Entries with a closed mode are 0.
+    """
+
+    r: jax.Array
+    t: jax.Array
+    modes: Modes
+    open_channels: jax.Array
+
+
+def _shift_operator(sample: Sample, n: int):
+    """(n, n) translation (S psi)(y) = psi(y + 1) of a periodic strip (site-major orbitals), or None: a plane wave
+    e^{i k_y y} has eigenvalue e^{i k_y}."""
+    lat = sample.lattice
+    if lat.name.startswith("strip(") and lat.transverse_period is not None:
+        w, s = lat.sites, sample.orbitals
+        return jnp.asarray(np.kron(np.roll(np.eye(w), -1, axis=0), np.eye(s)))  # (S psi)(y) = psi(y + 1)
+    return None
+
+
+def _sigma_z(sample: Sample):
+    if not sample.spinful:
+        return None
+    return jnp.asarray(np.kron(np.eye(sample.lattice.sites), np.diag([1.0, -1.0])))
+
+
+def lead_modes(energy, cell, hop, *, shift=None, spin=None) -> Modes:
+    """Propagating and evanescent modes of a clean lead (``cell`` H_0, ``hop`` V = H[j+1, j], both (n, n), V
+    invertible) at ``energy``, split and labelled as described in the module docstring. ``shift``: the unitary
+    transverse translation commuting with the lead (periodic strips), ``spin``: sigma_z on the slice, or None."""
+    n = cell.shape[-1]
+    dtype = jnp.result_type(cell, hop, 1j)
+    cell, hop = cell.astype(dtype), hop.astype(dtype)
+    eye = jnp.eye(n, dtype=dtype)
+    hop_d = _dag(hop)
+    # lambda^2 V^+ phi = lambda (E - H_0) phi - V phi, linearized on (phi, lambda phi).
+    lower = jnp.linalg.solve(hop_d, jnp.concatenate([-hop, energy * eye - cell], axis=1))
+    companion = jnp.concatenate([jnp.concatenate([jnp.zeros_like(eye), eye], axis=1), lower], axis=0)
+    lam, vecs = jnp.linalg.eig(companion)
+    phi = vecs[:n]
+    phi = phi / jnp.linalg.norm(phi, axis=0, keepdims=True)
+
+    propagating = jnp.abs(jnp.abs(lam) - 1) < PROPAGATING_TOL
+    same = propagating[:, None] & propagating[None, :] & (jnp.abs(lam[:, None] - lam[None, :]) < PROPAGATING_TOL)
+    metric = _dag(phi) @ phi
+    # Current form J_ab = i (lambda_b phi_a^+ V^+ phi_b - conj(lambda_a) phi_a^+ V phi_b); J_aa = v_a.
+    current = 1j * (_dag(phi) @ hop_d @ phi * lam[None, :] - jnp.conj(lam)[:, None] * (_dag(phi) @ hop @ phi))
+    label = jnp.zeros_like(metric)
+    if shift is not None:  # sin(k_y) = (S - S^+) / 2i on a plane wave
+        label = label + _dag(phi) @ ((shift - _dag(shift)) / 2j) @ phi
+    if spin is not None:
+        label = label + _SPIN * (_dag(phi) @ spin.astype(dtype) @ phi)
+    group = _GROUP * jnp.angle(lam)
+    form = jnp.where(same, current + _LABEL * label + group[:, None] * metric, 0)
+    index = jnp.arange(2 * n, dtype=jnp.result_type(float))
+    form = form + jnp.diag(jnp.where(propagating, 0.0, _EVANESCENT * (1 + index)))
+    metric = jnp.where(same, metric, 0) + jnp.diag(jnp.where(propagating, 0.0, 1.0))
+    chol = jnp.linalg.cholesky(metric)
+    half = jax.scipy.linalg.solve_triangular(chol, form, lower=True)
+    _, y = jnp.linalg.eigh(jax.scipy.linalg.solve_triangular(chol, _dag(half), lower=True))
+    rot = jax.scipy.linalg.solve_triangular(_dag(chol), y, lower=False)  # block diagonal: within groups
+    weight = jnp.abs(rot) ** 2
+    lam = (weight.T @ lam) / jnp.sum(weight, axis=0)  # the group's lambda (members agree to PROPAGATING_TOL)
+    phi = phi @ rot
+    phi = phi / jnp.linalg.norm(phi, axis=0, keepdims=True)
+    propagating = jnp.abs(jnp.abs(lam) - 1) < PROPAGATING_TOL
+
+    velocity = -2 * jnp.imag(lam * jnp.einsum("ia,ij,ja->a", jnp.conj(phi), hop_d, phi))
+    velocity = jnp.where(propagating, velocity, 0.0)
+    right = jnp.where(propagating, velocity > 0, jnp.abs(lam) < 1)
+    if shift is not None:
+        ky = jnp.angle(jnp.einsum("ia,ij,ja->a", jnp.conj(phi), shift.astype(dtype), phi))
+    else:
+        ky = jnp.full(lam.shape, jnp.nan)
+    sz = (jnp.real(jnp.einsum("ia,ij,ja->a", jnp.conj(phi), spin.astype(dtype), phi)) if spin is not None
+          else jnp.zeros(lam.shape))
+    ky = jnp.where(propagating, ky, jnp.nan)
+    primary = ky if shift is not None else jnp.angle(lam)
+    # Sort key: propagating modes by (k_y or k_x, spin), evanescent after them; right-going before left-going.
+    key = jnp.where(propagating, 10 * primary + sz, 1e3 + index) + jnp.where(right, 0.0, 1e5)
+    order = jnp.argsort(key)
+    take_in, take_out = order[:n], order[n:]
+
+    def pick(x, idx):
+        return x[..., idx]
+
+    return Modes(
+        phi_in=pick(phi, take_in), phi_out=pick(phi, take_out), lam_in=lam[take_in], lam_out=lam[take_out],
+        v_in=velocity[take_in], v_out=velocity[take_out], open_in=propagating[take_in],
+        open_out=propagating[take_out], ky_in=ky[take_in], ky_out=ky[take_out], spin_in=sz[take_in],
+        spin_out=sz[take_out],
+    )
+
+
+def _check(sample: Sample, field_in_leads):
+    if not isinstance(field_in_leads, bool):
+        raise ValueError(f"field_in_leads must be True or False, got {field_in_leads!r}.")
+    if sample.periodic:
+        raise ValueError("sample is periodic along x (closed, no leads): reflection needs Sample(..., periodic=False).")
+    inter = sample.lattice.inter_bonds
+    if sorted(i for i, _ in inter) != list(range(sample.lattice.sites)) or \
+            sorted(j for _, j in inter) != list(range(sample.lattice.sites)):
+        raise ValueError(
+            f"reflection_matrix needs an invertible inter-slice hopping (one bond per site: square strips, cubic "
+            f"bars), got {sample.lattice.name}."
+        )
+
+
+def _hamiltonian(sample: Sample, model: Model, disorder, field_in_leads: bool):
+    ham, checked = prepare(sample, model, disorder)
+    if not field_in_leads and model.flux is not None:
+        clean_lead = prepare(sample, dataclasses.replace(model, flux=None))[0].lead
+        ham = eqx.tree_at(lambda h: h.lead, ham, clean_lead)
+    return ham, checked
+
+
+@eqx.filter_jit
+def scattering_matrix(sample: Sample, model: Model, disorder: Disorder | None = None, *,
+                      field_in_leads: bool = True) -> Scattering:
+    """Reflection r and transmission t matrices in the basis of the leads' modes (module docstring), for one
+    sample at ``model.energy``; pure JAX, jit/vmap-able over ``disorder``.
+
+    Args:
+        sample: a square strip (hard-wall or periodic) or cubic bar between two clean leads.
+        model: parameters (energy in units of t; flux per plaquette in h/e; Rashba alpha).
+        disorder: realization, or None for a clean sample.
+        field_in_leads: ``False`` keeps ``model.flux`` out of the leads (the field fills the sample only, the
+            lead-sample bonds stay clean), so that the leads' modes stay plane waves; on a periodic strip the
+            gauge is then consistent only for flux * W an integer (checked). Default True, as everywhere.
+
+    Returns:
+        :class:`Scattering`: ``r``, ``t`` (n, n) flux-normalized amplitudes (|r|^2 dimensionless), ``modes``,
+        ``open_channels``.
+    """
+    _check(sample, field_in_leads)
+    ham, model = _hamiltonian(sample, model, disorder, field_in_leads)
+    leads = _lead_self_energies(ham, model.energy)
+    energy = leads.energy
+    modes = lead_modes(energy, ham.lead.cell, ham.lead.hop, shift=_lead_shift(sample, model, field_in_leads),
+                       spin=_sigma_z(sample))
+    g11, _ = _first_blocks(ham, leads)
+    _, gn1 = sweep(energy, ham, leads.left, leads.right)
+    source = ham.lead.hop @ (modes.phi_in / modes.lam_in[None, :]) - leads.left @ modes.phi_in
+    out_first = g11 @ source - modes.phi_in
+    c_out = jnp.linalg.solve(modes.phi_out, out_first)
+    c_in = jnp.linalg.solve(modes.phi_in, gn1 @ source)
+    root_in = jnp.sqrt(jnp.where(modes.open_in, jnp.abs(modes.v_in), 1.0))
+    root_out = jnp.sqrt(jnp.where(modes.open_out, jnp.abs(modes.v_out), 1.0))
+    r = jnp.where(modes.open_out[:, None] & modes.open_in[None, :], root_out[:, None] * c_out / root_in[None, :], 0)
+    t = jnp.where(modes.open_in[:, None] & modes.open_in[None, :], root_in[:, None] * c_in / root_in[None, :], 0)
+    return Scattering(r=r, t=t, modes=modes, open_channels=leads.open_channels)
+
+
+def _lead_shift(sample, model, field_in_leads):
+    """The translation labelling plane waves, where it commutes with the lead (no field in the lead)."""
+    n = sample.slice_size
+    if model.flux is not None and field_in_leads:
+        return None
+    return _shift_operator(sample, n)
+
+
+def reflection_matrix(sample: Sample, model: Model, disorder: Disorder | None = None, *,
+                      field_in_leads: bool = True):
+    """(r, modes): the reflection matrix r[m', m] (n, n) of the left lead in the basis of its modes (see
+    :func:`scattering_matrix` and :class:`Modes`: ``modes.ky_in``/``ky_out`` the transverse momenta, ``v_in``/
+    ``v_out`` the velocities, ``open_in``/``open_out`` the propagating ones). sum |r|^2 is
+    :func:`difftransport.reflection` (e^2/h)."""
+    s = scattering_matrix(sample, model, disorder, field_in_leads=field_in_leads)
+    return s.r, s.modes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Angle-resolved reflection of a disordered slab
+
+
+class ReflectionCone(eqx.Module):
+    """Disorder-averaged angle-resolved reflection of a slab, per pair of lead modes (n, n) [out, in].
+
+    Attributes:
+        intensity: <|r_{m'm}|^2> over the realizations.
+        error: its standard error (sample standard deviation / sqrt(realizations)).
+        coherent: the mean amplitude <r_{m'm}> (the mode basis is fixed, so it is defined): the coherent
+            (specular, Fresnel-like) reflection of the mean wave at the lead-slab interface; the diffuse intensity is
+            ``intensity - |coherent|^2``.
+        single: the single-scattering part S_{m'm} (first order in the disorder potential, with the coherent
+            waves attenuated by the Born self-energy; see :func:`single_scattering`).
+        born: the bare first Born term sigma^2 L / (W v v') (no attenuation; grows with the slab length).
+        modes: the lead's :class:`Modes` (labels ``ky_in``, ``ky_out``).
+        samples: |r_{m'm}|^2 of every realization, (realizations, n, n).
+        realizations: number of realizations averaged.
+    """
+
+    intensity: jax.Array
+    error: jax.Array
+    coherent: jax.Array
+    single: jax.Array
+    born: jax.Array
+    modes: Modes
+    samples: jax.Array
+    realizations: int = eqx.field(static=True)
+    orbitals: int = eqx.field(static=True, default=1)
+
+
+def single_scattering(modes: Modes, sample: Sample, variance):
+    """(S, S_bare), each (n, n) [out, in]: the single-scattering part of <|r_{m'm}|^2> for white-noise on-site
+    disorder of variance ``variance`` (box strength W_d: W_d^2 / 12) on a periodic strip of W sites and L slices.
+
+    First order in the potential with unit-flux plane waves phi_m(y) e^{i k_x x}, |phi_m(y)|^2 = 1/W: the bare
+    (first Born) term is S_bare = sigma^2 L / (W |v_m| |v_m'|). Each wave is attenuated by the average Green's
+    function (Born self-energy Im Sigma = -sigma^2 / (W s) sum_open 1/|v|, s orbitals per site; scattering rate
+    1/tau = 2 |Im Sigma|), so that the single-scattering ladder term is
+
+        S_{m'm} = sigma^2 / (W |v_m| |v_m'|) sum_{x=0}^{L-1} exp(-x / (tau |v_m|) - x / (tau |v_m'|))
+
+    (Akkermans & Montambaux, ch. 8: the single-scattering contribution that the crossed term lacks at exact
+    backscattering). Valid to leading order in sigma^2 (Born approximation for the attenuation)."""
+    w, length = sample.lattice.sites, sample.length
+    v_in = jnp.where(modes.open_in, jnp.abs(modes.v_in), jnp.inf)
+    v_out = jnp.where(modes.open_out, jnp.abs(modes.v_out), jnp.inf)
+    rate = 2 * variance / (w * sample.orbitals) * jnp.sum(jnp.where(modes.open_in, 1 / v_in, 0.0))  # 1/tau
+    x = jnp.arange(length, dtype=jnp.result_type(float))
+    decay = rate * (1 / v_out[:, None] + 1 / v_in[None, :])
+    attenuation = jnp.sum(jnp.exp(-x[None, None, :] * decay[..., None]), axis=-1)
+    prefactor = variance / (w * v_out[:, None] * v_in[None, :])
+    return prefactor * attenuation, prefactor * length
+
+
+def reflection_cone(keys, sample: Sample, model: Model, strength, *, batch: int = 32,
+                    field_in_leads: bool = False) -> ReflectionCone:
+    """Angle-resolved reflection <|r_{m'm}|^2> of a slab with box disorder (V uniform in [-W_d/2, W_d/2],
+    ``strength`` W_d, realization r drawn from ``keys[r]`` by :func:`difftransport.anderson_potential`), averaged
+    over the realizations (vmapped ``batch`` at a time), with standard errors and the single-scattering part
+    (:func:`single_scattering`).
+
+    The enhancement at exact backscattering k_y' = -k_y (``modes.ky_out`` = -``modes.ky_in``) over the ladder is
+    2 - S/L with time reversal (module docstring). For on-site (isotropic) disorder the ladder depends on |k_y'|
+    only, so it can be read off at the specular direction k_y' = +k_y, where the crossed term has decayed when
+    2 |k_y| l >> 1. ``field_in_leads`` defaults to False here: a field then breaks time reversal in the slab only
+    and the lead modes stay plane waves.
+    """
+    keys = jnp.asarray(keys)
+    if keys.ndim < 1 or keys.shape[0] < 2:
+        raise ValueError(f"keys must hold at least two PRNG keys (for a standard error), got shape {keys.shape}.")
+    if sample.lattice.transverse_period is None or not sample.lattice.name.startswith("strip("):
+        raise ValueError(f"reflection_cone needs a periodic strip (plane-wave modes), got {sample.lattice.name}.")
+    strength = jnp.asarray(strength, jnp.result_type(float))
+
+    def one(key):
+        disorder = Disorder(potential=anderson_potential(key, sample, strength))
+        s = scattering_matrix(sample, model, disorder, field_in_leads=field_in_leads)
+        return s.r
+
+    amplitudes = jax.jit(lambda k: map_realizations(one, k, batch=batch))(keys)
+    intensities = jnp.abs(amplitudes) ** 2
+    count = intensities.shape[0]
+    mean = jnp.mean(intensities, axis=0)
+    error = jnp.std(intensities, axis=0, ddof=1) / math.sqrt(count)
+    coherent = jnp.mean(amplitudes, axis=0)
+    modes = scattering_matrix(sample, model, None, field_in_leads=field_in_leads).modes
+    single, born = single_scattering(modes, sample, strength**2 / 12)
+    return ReflectionCone(intensity=mean, error=error, coherent=coherent, single=single, born=born, modes=modes,
+                          samples=intensities, realizations=count, orbitals=sample.orbitals)
+
+
+class Enhancement(eqx.Module):
+    """Coherent-backscattering enhancement pooled over a set of incoming modes (see :func:`enhancement`).
+
+    Attributes:
+        factor: eta = sum_m <|r_{-m,m}|^2>_d / sum_m <|r_{m,m}|^2>_d, backscattering over specular diffuse intensity
+            (<|r|^2>_d = <|r|^2> - |<r>|^2, the coherent Fresnel part removed).
+        error: its standard error (delta method over the realizations).
+        single_share: S/L = sum_m S_{-m,m} / sum_m <|r_{m,m}|^2>_d, the single-scattering share of the ladder.
+        expected: 2 - S/L, the time-reversal-symmetric prediction for ``factor``.
+        contrast, contrast_error: the local peak, sum_m <|r_{-m,m}|^2>_d over the mean of its two neighbours
+            k_y' = -k_y +- 2 pi / W, and its standard error: 1 without a cone (the ladder is smooth in k_y'), > 1
+            with one, whatever a field does to the ladder.
+        incoming: (n,) bool, the incoming modes pooled.
+    """
+
+    factor: jax.Array
+    error: jax.Array
+    single_share: jax.Array
+    expected: jax.Array
+    contrast: jax.Array
+    contrast_error: jax.Array
+    incoming: jax.Array
+
+
+def enhancement(cone: ReflectionCone, *, min_ky=0.0, min_velocity=0.0) -> Enhancement:
+    """The backscattering enhancement of ``cone`` pooled over the open incoming modes with |k_y| >= ``min_ky``
+    (1/a; k_y != 0, where backscattering and specular coincide) and |v| >= ``min_velocity`` (t a / hbar).
+
+    The ladder at the backscattering direction is read off at the specular one (k_y' = +k_y): for on-site white
+    noise the ladder depends on |k_y'| only (isotropic scattering; Akkermans & Montambaux ch. 8), while the crossed
+    term there has decayed if 2 |k_y| l >> 1 (choose ``min_ky`` accordingly). With time reversal
+    eta = 2 - S/L (Wolf & Maret 1985; van Albada & Lagendijk 1985). A field in the slab removes the crossed term,
+    but also bends the paths, which makes the ladder asymmetric in k_y' (to second order in omega_c tau in the
+    pooled ratio): there ``contrast`` (backscattering over its two neighbours) is the cleaner measure, 1 without a
+    cone. Incoming modes whose neighbours k_y' = -k_y +- 2 pi / W are closed are left out.
+    """
+    modes = cone.modes
+    ky_in, ky_out = modes.ky_in, modes.ky_out
+    n = ky_in.shape[0]
+    if cone.orbitals != 1:
+        raise ValueError("enhancement pools spinless modes; for a spinful cone sum cone.intensity over spins.")
+
+    def distance(target):
+        return jnp.where(modes.open_out[None, :], jnp.abs(jnp.angle(jnp.exp(1j * (ky_out[None, :] - target[:, None])))),
+                         jnp.inf)
+
+    def nearest(target):
+        return jnp.argmin(distance(target), axis=1)
+
+    def exists(target):
+        return jnp.min(distance(target), axis=1) < 1e-6
+
+    step = 2 * jnp.pi / sample_width(cone)
+    back, spec = nearest(-ky_in), nearest(ky_in)
+    left, right = nearest(-ky_in - step), nearest(-ky_in + step)
+    use = (modes.open_in & (jnp.abs(ky_in) >= max(min_ky, 1e-9)) & (jnp.abs(modes.v_in) >= min_velocity)
+           & exists(-ky_in - step) & exists(-ky_in + step))
+    cols = jnp.arange(n)
+    coherent = jnp.abs(cone.coherent) ** 2
+
+    def pooled(rows):  # per realization: sum over the pooled incoming modes of the diffuse |r_{rows[m], m}|^2
+        return jnp.sum(jnp.where(use, cone.samples[:, rows, cols] - coherent[rows, cols], 0.0), axis=1)
+
+    a, b = pooled(back), pooled(spec)
+    factor, error = _ratio(a, b)
+    contrast, contrast_error = _ratio(a, (pooled(left) + pooled(right)) / 2)
+    share = jnp.sum(jnp.where(use, cone.single[back, cols], 0.0)) / jnp.mean(b)
+    return Enhancement(factor=factor, error=error, single_share=share, expected=2 - share, contrast=contrast,
+                       contrast_error=contrast_error, incoming=use)
+
+
+def sample_width(cone: ReflectionCone) -> int:
+    """W of the periodic strip of ``cone`` (orbitals per slice / orbitals per site)."""
+    return cone.modes.phi_in.shape[0] // cone.orbitals
+
+
+def _ratio(a, b):
+    """mean(a) / mean(b) over the realizations (leading axis) and its standard error by the delta method:
+    var(A/B) = (var A - 2 f cov(A, B) + f^2 var B) / (N <B>^2)."""
+    count = a.shape[0]
+    ma, mb = jnp.mean(a), jnp.mean(b)
+    f = ma / mb
+    da, db = a - ma, b - mb
+    var = (jnp.sum(da * da) - 2 * f * jnp.sum(da * db) + f**2 * jnp.sum(db * db)) / (count - 1)
+    return f, jnp.sqrt(var / count) / mb
