@@ -279,7 +279,7 @@ def test_ensemble_is_reproducible_and_batch_independent():
     assert five.shape == (5, 2, 8, 8)
     np.testing.assert_allclose(five[:3], three, atol=1e-12)
     np.testing.assert_allclose(five.sum(axis=(-1, -2)), 1.0, atol=1e-12)
-    with pytest.raises(ValueError, match="potential_fn must return a Disorder or a potential of shape"):
+    with pytest.raises(ValueError, match="the value of potential_fn must be a Disorder or a potential array of shape"):
         ensemble_momentum_distribution(keys, sample, Model(energy=0.0), lambda k: jnp.zeros(3), [0.1, 0.1], [1.0])
 
 

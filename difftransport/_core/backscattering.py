@@ -56,6 +56,7 @@ import numpy as np
 
 from .evolution import (
     EnergyWindow,
+    _given_disorder,
     _concrete_times,
     _grid,
     energy_filter,
@@ -340,7 +341,7 @@ def ensemble_momentum_distribution(keys, sample: Sample, model: Model, potential
     count = keys.shape[0] if keys.ndim else 0
     if count == 0:
         raise ValueError(f"keys must be a non-empty batch of PRNG keys, got shape {keys.shape}.")
-    disorders = jax.vmap(lambda k: _as_disorder(potential_fn(k), sample))(keys)
+    disorders = jax.vmap(lambda k: _given_disorder(potential_fn(k), sample, "the value of potential_fn"))(keys)
     if half_width is None:
         largest = float(jnp.max(jnp.abs(disorders.potential))) if disorders.potential is not None else 0.0
         half_width = spectral_half_width(sample, model, strength=2 * largest, su2=disorders.su2_intra is not None)
@@ -375,15 +376,6 @@ def _ensemble_batch(disorders, sample, model, psi0, gauge, window, times, half_w
                       observable=lambda state: momentum_distribution(sample, state, gauge=gauge))
 
     return jax.vmap(one)(disorders)
-
-
-def _as_disorder(value, sample: Sample) -> Disorder:
-    if isinstance(value, Disorder):
-        return value
-    if not hasattr(value, "shape") or tuple(value.shape) != tuple(sample.potential_shape):
-        raise ValueError(f"potential_fn must return a Disorder or a potential of shape {sample.potential_shape}, "
-                         f"got {getattr(value, 'shape', type(value).__name__)}.")
-    return Disorder(potential=jnp.asarray(value, jnp.result_type(float)))
 
 
 # ---------------------------------------------------------------------------------------------------------

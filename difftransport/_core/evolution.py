@@ -341,12 +341,13 @@ def evolution_hamiltonian(key, sample: Sample, model: Model, *, strength=0.0, su
                                   float(half_width))
 
 
-def _given_disorder(disorder, sample: Sample) -> Disorder:
-    """A :class:`Disorder` from ``disorder``: itself, or a potential array of shape ``sample.potential_shape``."""
+def _given_disorder(disorder, sample: Sample, what: str = "disorder") -> Disorder:
+    """A :class:`Disorder` from ``disorder``: itself, or a potential array of shape ``sample.potential_shape``
+    (``what`` names it in the error)."""
     if isinstance(disorder, Disorder):
         return disorder
     if not hasattr(disorder, "shape") or tuple(disorder.shape) != tuple(sample.potential_shape):
-        raise ValueError(f"disorder must be a Disorder or a potential array of shape {sample.potential_shape}, "
+        raise ValueError(f"{what} must be a Disorder or a potential array of shape {sample.potential_shape}, "
                          f"got {getattr(disorder, 'shape', type(disorder).__name__)}.")
     if jnp.iscomplexobj(disorder):
         raise ValueError("disorder potential must be real (an imaginary potential is absorption).")
