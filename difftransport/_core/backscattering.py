@@ -65,7 +65,7 @@ from .evolution import (
     spectral_half_width,
 )
 from .lattice import Sample
-from .model import Disorder, Model, anderson_potential
+from .model import Model, anderson_potential
 
 # ---------------------------------------------------------------------------------------------------------
 # Geometry of the grid
