@@ -1,10 +1,25 @@
 """Shared helpers for the test suite."""
 
+import atexit
 import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
+
+# One XLA compilation cache for the session, shared with the command-line runs the tests start (they inherit the
+# environment): many tests compile the same programs again (a fresh closure under jit, a new process), and reading
+# an executable back is cheaper than compiling it (the suite's wall time fell by ~17% on 2 cores). The directory is
+# new for each session and removed at its end; a JAX_COMPILATION_CACHE_DIR already set is used as it is. Set before
+# jax is imported, since jax reads these variables then.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _xla_cache = tempfile.mkdtemp(prefix="difftransport-xla-")
+    atexit.register(shutil.rmtree, _xla_cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _xla_cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax
 import jax.numpy as jnp
