@@ -62,10 +62,12 @@ from .evolution import (
     energy_filter,
     evolution_hamiltonian,
     evolve,
+    mean_square_displacement,
     spectral_half_width,
 )
 from .lattice import Sample
 from .model import Model, anderson_potential
+from .stats import jackknife
 
 # ---------------------------------------------------------------------------------------------------------
 # Geometry of the grid
@@ -299,6 +301,27 @@ def momentum_distribution(sample: Sample, state, *, gauge=None):
 # Ensemble
 
 
+def ensemble_spreading(keys, sample: Sample, model: Model, potential_fn: Callable, k0, times, *, width: float,
+                       energy_width: float = 0.1, energy=None, spin=None, batch: int = 16,
+                       half_width: float | None = None, tol: float = 1e-12, max_step: float = 100.0):
+    """Mean-square displacement <r^2>(t) (lattice constants squared; :func:`mean_square_displacement`, minimal
+    image from the origin) of a packet of momentum ``k0`` and ``width`` launched at the origin, one row per
+    realization: the same disorder (``potential_fn(keys[r])``), energy window and evolution as
+    :func:`ensemble_momentum_distribution`, so that D of the CBS width law comes from the same simulation
+    (<r^2>(t) - <r^2>(0) -> 4 D t in 2D after a few scattering times). Meaningful while sqrt(<r^2>) << L / 2.
+
+    Returns:
+        float (R, T).
+    """
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"width must be a positive number (a packet at the origin), got {width!r}.")
+    if model.flux is not None:
+        raise ValueError("ensemble_spreading measures zero-field diffusion: model.flux must be None.")
+    return _ensemble(keys, sample, model, potential_fn, k0, times, energy_width=energy_width, energy=energy,
+                     width=width, center=np.zeros(len(_grid(sample))), spin=spin, batch=batch, half_width=half_width,
+                     tol=tol, max_step=max_step, measure="spreading")
+
+
 def ensemble_momentum_distribution(keys, sample: Sample, model: Model, potential_fn: Callable, k0, times, *,
                                    energy_width: float = 0.1, energy=None, width=None, center=None, spin=None,
                                    batch: int = 16, half_width: float | None = None, tol: float = 1e-12,
@@ -327,6 +350,13 @@ def ensemble_momentum_distribution(keys, sample: Sample, model: Model, potential
     Returns:
         float (R, T, *sample.potential_shape), each n(k, t) normalized to 1, on the grid of :func:`momentum_grid`.
     """
+    return _ensemble(keys, sample, model, potential_fn, k0, times, energy_width=energy_width, energy=energy,
+                     width=width, center=center, spin=spin, batch=batch, half_width=half_width, tol=tol,
+                     max_step=max_step, measure="momentum")
+
+
+def _ensemble(keys, sample, model, potential_fn, k0, times, *, energy_width, energy, width, center, spin, batch,
+              half_width, tol, max_step, measure):
     if not isinstance(sample, Sample):
         raise ValueError(f"sample must be a difftransport Sample, got {type(sample).__name__}.")
     if not isinstance(model, Model):
@@ -361,19 +391,24 @@ def ensemble_momentum_distribution(keys, sample: Sample, model: Model, potential
         if short:
             chunk = jax.tree_util.tree_map(lambda a: jnp.concatenate([a, a[:short]]), chunk)
         out.append(_ensemble_batch(chunk, sample, model, psi0, gauge, window, times, float(half_width), float(tol),
-                                   float(max_step))[: size - short])
+                                   float(max_step), measure)[: size - short])
     return jnp.concatenate(out)
 
 
 @eqx.filter_jit
-def _ensemble_batch(disorders, sample, model, psi0, gauge, window, times, half_width, tol, max_step):
-    """n(k, t) for a batch of realizations (module level, so repeated calls reuse the compiled batch)."""
+def _ensemble_batch(disorders, sample, model, psi0, gauge, window, times, half_width, tol, max_step, measure):
+    """n(k, t) (``measure`` "momentum") or <r^2>(t) ("spreading") for a batch of realizations (module level, so
+    repeated calls reuse the compiled batch)."""
+    def observable(state):
+        if measure == "spreading":
+            return mean_square_displacement(sample, state)
+        return momentum_distribution(sample, state, gauge=gauge)
+
     def one(disorder):
         ham = evolution_hamiltonian(None, sample, model, disorder=disorder, half_width=half_width)
         psi = energy_filter(psi0, ham, window, tol=tol)
         psi = psi / jnp.sqrt(jnp.sum(jnp.abs(psi) ** 2))
-        return evolve(psi, ham, np.asarray(times), tol=tol, max_step=max_step,
-                      observable=lambda state: momentum_distribution(sample, state, gauge=gauge))
+        return evolve(psi, ham, np.asarray(times), tol=tol, max_step=max_step, observable=observable)
 
     return jax.vmap(one)(disorders)
 
@@ -476,3 +511,263 @@ def backscattering_contrast(n_k, k_grid, k0, *, ring_halfwidth=None, exclude=Non
     total = excess.sum(-1)
     width = jnp.sqrt(jnp.sum(excess * back[near] ** 2, -1) / jnp.where(total > 0, total, 1.0))
     return BackscatteringContrast(backward, backward_se, forward, forward_se, base.mean(0), width)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Peak profile against the rotated ladder
+
+
+class PeakPixels(eqx.Module):
+    """Per-realization pixels of a square box's distributions that :func:`peak_profile` needs (see
+    :func:`peak_pixels`): small enough to keep for thousands of realizations, where n(k, t) itself is not.
+    Chunks of realizations: concatenate ``peak``, ``ladder``, ``ahead`` and ``aside`` along axis 0 (``q`` is
+    shared).
+
+    Attributes:
+        q: (P, 2) offsets q = k + k0 (1 / lattice constant) of the disc |q| <= radius grid spacings.
+        peak: (R, ..., P) n(-k0 + q).
+        ladder: (R, ..., P) [n(R(-k0 + q)) + n(R^-1(-k0 + q))] / 2, R the 90-degree rotation.
+        ahead, aside: (R, ...) n(+k0) and [n(R k0) + n(R^-1 k0)] / 2.
+    """
+
+    q: np.ndarray
+    peak: np.ndarray
+    ladder: np.ndarray
+    ahead: np.ndarray
+    aside: np.ndarray
+
+
+def peak_pixels(n_k, sample: Sample, k0, *, radius: int = 6) -> PeakPixels:
+    """The pixels around -k0 and +k0 of ``n_k`` and of their 90-degree rotations, per realization, for
+    :func:`peak_profile`.
+
+    Why the rotations: the square lattice and the disorder ensembles of this module (box, speckle with an isotropic
+    correlation) are symmetric under the 90-degree rotation R, which maps the FFT grid of an L x L box onto itself
+    and the energy shell onto itself. A few transport times after the launch the diffuse (ladder) intensity has
+    forgotten the launch direction, so n_L(k) = [n(R k) + n(R^-1 k)] / 2, while the crossed term, peaked within
+    ~(D t)^(-1/2) of -k0, has decayed at R(-k0 + q), a distance sqrt(2) |k0| away: the reference needs no fitted
+    ring background (unlike :func:`backscattering_contrast`).
+
+    Args:
+        n_k: (R, ..., L, L) distributions per realization (:func:`ensemble_momentum_distribution`).
+        sample: the L x L box, periodic along both axes.
+        k0: (2,) launch momentum on the grid (:func:`nearest_grid_momentum`).
+        radius: disc radius in grid spacings, 2 <= radius < L / 4.
+    """
+    shape = _grid(sample)
+    if len(shape) != 2 or shape[0] != shape[1] or not all(_periodic_axes(sample)):
+        raise ValueError(f"peak_pixels needs a square box periodic along both axes, got grid {shape} with "
+                         f"periodic axes {_periodic_axes(sample)}.")
+    size = shape[0]
+    k0 = _momentum(k0, 2)
+    index = np.rint(k0 * size / (2 * np.pi))
+    if np.max(np.abs(index * 2 * np.pi / size - k0)) > 1e-9:
+        raise ValueError(f"k0 = {k0.tolist()} is not on the box's FFT grid: use nearest_grid_momentum.")
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or not 2 <= radius < size // 4:
+        raise ValueError(f"radius must be an integer in [2, {size // 4}), got {radius!r}.")
+    n_k = np.asarray(n_k, float)
+    if n_k.ndim < 3 or n_k.shape[-2:] != shape:
+        raise ValueError(f"n_k must have shape (R, ..., {size}, {size}), got {n_k.shape}.")
+    i0 = index.astype(int)
+    offsets = np.array([(a, b) for a in range(-radius, radius + 1) for b in range(-radius, radius + 1)
+                        if a * a + b * b <= radius * radius])
+
+    def pixels(p):
+        return n_k[..., p[:, 0] % size, p[:, 1] % size]
+
+    def rotated(p):  # R(x, y) = (-y, x) and R^-1(x, y) = (y, -x)
+        return 0.5 * (pixels(np.stack([-p[:, 1], p[:, 0]], 1)) + pixels(np.stack([p[:, 1], -p[:, 0]], 1)))
+
+    points, front = -i0 + offsets, i0[None, :]
+    return PeakPixels(q=offsets * (2 * np.pi / size), peak=pixels(points), ladder=rotated(points),
+                      ahead=pixels(front)[..., 0], aside=rotated(front)[..., 0])
+
+
+class PeakProfile(eqx.Module):
+    """The CBS peak around -k0 as a ratio to the rotated ladder and its Gaussian fit (see :func:`peak_profile`),
+    per leading index of the distributions after the realizations (e.g. time).
+
+    Attributes:
+        q: (P, 2) offsets q = k + k0 of the pixels used (1 / lattice constant).
+        ratio: (..., P) n(-k0 + q) / n_L(-k0 + q) - 1 of the mean distributions.
+        amplitude, amplitude_se: A of the fit A exp(-|q|^2 / (2 s^2)), the peak contrast (1 for a plane wave
+            after a few transport times), and its jackknife standard error.
+        width, width_se: s (1 / lattice constant) and its jackknife standard error.
+        backward, backward_se: the single pixel at -k0, n(-k0) / n_L(-k0) - 1 (ratio of means).
+        forward, forward_se: the same at +k0 against +k0 rotated (CFS; the unscattered packet at t <~ tau).
+        over_amplitude, over_backward, over_forward (and ``_se``): with ``over``, the means of ``amplitude``,
+            ``backward`` and ``forward`` over the selected times, with joint jackknife errors; NaN without.
+    """
+
+    q: np.ndarray
+    ratio: np.ndarray
+    amplitude: np.ndarray
+    amplitude_se: np.ndarray
+    width: np.ndarray
+    width_se: np.ndarray
+    backward: np.ndarray
+    backward_se: np.ndarray
+    forward: np.ndarray
+    forward_se: np.ndarray
+    over_amplitude: float = np.nan
+    over_amplitude_se: float = np.nan
+    over_backward: float = np.nan
+    over_backward_se: float = np.nan
+    over_forward: float = np.nan
+    over_forward_se: float = np.nan
+
+
+def _gaussian_fit(ratio, q2, scales):
+    """Least-squares A exp(-q2 / (2 s^2)) to ``ratio`` (..., P): A is linear for each s, s from a fine log grid
+    ``scales`` refined by a parabola through the three best points in log s. Returns (A, s), each (...,)."""
+    g = np.exp(-q2[None, :] / (2 * scales[:, None] ** 2))  # (S, P)
+    amp = ratio @ g.T / np.sum(g * g, axis=1)  # (..., S)
+    cost = np.sum(ratio**2, -1)[..., None] - amp**2 * np.sum(g * g, axis=1)
+    best = np.clip(np.argmin(cost, axis=-1), 1, len(scales) - 2)
+    lo, mid, hi = (np.take_along_axis(cost, (best + o)[..., None], -1)[..., 0] for o in (-1, 0, 1))
+    curvature = lo - 2 * mid + hi
+    shift = np.where(curvature > 0, 0.5 * (lo - hi) / np.where(curvature > 0, curvature, 1.0), 0.0)
+    s = scales[best] * np.exp(np.clip(shift, -1, 1) * np.log(scales[1] / scales[0]))
+    gs = np.exp(-q2 / (2 * s[..., None] ** 2))
+    return np.sum(ratio * gs, -1) / np.sum(gs * gs, -1), s
+
+
+def _fit_grid(q):
+    """|q|^2 of the disc's pixels and the grid of widths s the fit scans (0.2 grid spacings to 2 disc radii)."""
+    q2 = np.sum(q**2, 1)
+    spacing = float(np.min(np.linalg.norm(q[q2 > 0], axis=1)))
+    return q2, np.geomspace(0.2 * spacing, 2.0 * float(np.sqrt(q2.max())), 2000)
+
+
+def peak_profile(pixels: PeakPixels, *, blocks: int = 32, over=None) -> PeakProfile:
+    """The CBS peak profile n(-k0 + q) / n_L(-k0 + q) - 1 of the mean distributions (:func:`peak_pixels`) and
+    its fit A exp(-|q|^2 / (2 s^2)) by least squares over the disc.
+
+    Physics: the pixel-by-pixel ratio is the Cooperon profile exp(-D_c |q|^2 t), D_c t the spread between the
+    first and the last scattering event (docs/physics.md#momentum-backscattering), so s^2 = 1 / (2 D_c t), and
+    ``amplitude`` A is the peak contrast, which the single pixel at -k0 (``backward``) measures with a larger
+    error. Standard errors: delete-a-block jackknife over the realizations (``stats.jackknife``, ``blocks``
+    blocks, at most R), so the error of each time is right although the times share realizations.
+
+    ``over``: a boolean mask of the times (pixels of shape (R, T, P)); the means over those times of the per-time
+    amplitude, pixel and forward contrasts, with jackknife errors of the means (``over_*``). Average the fitted
+    amplitudes, not the distributions: the profile narrows with time, and one Gaussian fitted to a mixture of
+    widths underestimates its peak (by 11 % over t = 7 - 28 tau in the 128^2 runs).
+    """
+    if not isinstance(pixels, PeakPixels):
+        raise ValueError(f"pixels must be the PeakPixels of peak_pixels(...), got {type(pixels).__name__}.")
+    if pixels.peak.shape[0] < 2:
+        raise ValueError(f"peak_profile needs at least 2 realizations, got {pixels.peak.shape[0]}.")
+    if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) or blocks < 2:
+        raise ValueError(f"blocks must be an integer >= 2, got {blocks!r}.")
+    q2, scales = _fit_grid(pixels.q)
+    centre = int(np.argmin(q2))
+
+    if over is not None:
+        over = np.asarray(over)
+        if over.dtype != bool or pixels.peak.ndim != 3 or over.shape != pixels.peak.shape[1:2] or not over.any():
+            raise ValueError(f"over must be a boolean mask of the {pixels.peak.shape[1:2]} times of pixels (R, T, P) "
+                             f"with at least one True, got {over!r}.")
+
+    def statistic(rows):
+        ratio = pixels.peak[rows].mean(0) / pixels.ladder[rows].mean(0) - 1
+        amplitude, width = _gaussian_fit(ratio, q2, scales)
+        forward = pixels.ahead[rows].mean(0) / pixels.aside[rows].mean(0) - 1
+        per_time = np.stack([amplitude, width, ratio[..., centre], forward])
+        if over is None:
+            return per_time.reshape(-1)
+        means = [amplitude[over].mean(), ratio[..., centre][over].mean(), forward[over].mean()]
+        return np.concatenate([per_time.reshape(-1), means])
+
+    value, error = jackknife(statistic, np.arange(pixels.peak.shape[0]), blocks=blocks)
+    shape = (4,) + pixels.peak.shape[1:-1]
+    size = int(np.prod(shape))
+    per, per_se = value[:size].reshape(shape), error[:size].reshape(shape)
+    means = {}
+    if over is not None:
+        means = dict(over_amplitude=float(value[size]), over_amplitude_se=float(error[size]),
+                     over_backward=float(value[size + 1]), over_backward_se=float(error[size + 1]),
+                     over_forward=float(value[size + 2]), over_forward_se=float(error[size + 2]))
+    return PeakProfile(q=pixels.q, ratio=pixels.peak.mean(0) / pixels.ladder.mean(0) - 1, amplitude=per[0],
+                       amplitude_se=per_se[0], width=per[1], width_se=per_se[1], backward=per[2],
+                       backward_se=per_se[2], forward=per[3], forward_se=per_se[3], **means)
+
+
+class WidthLaw(eqx.Module):
+    """The CBS peak width against the spreading of the same realizations (see :func:`width_law`).
+
+    Attributes:
+        width, width_se: (T,) s(t) of the profile fit (1 / lattice constant) and jackknife errors.
+        x, x_se: (T,) X(t) = (<r^2>(t) - <r^2>(0)) / 4 - offset (lattice constants squared), "D t".
+        scaled, scaled_se: (T,) s sqrt(2 X): 1 for a Gaussian Cooperon exp(-q^2 X) (NaN where X <= 0).
+        exponent, exponent_se: slope of ln s against ln X over the times >= ``tmin`` (-1/2 for the diffusive
+            Cooperon) and its jackknife error.
+        amplitude, amplitude_se: mean of ``scaled`` over the same times and its jackknife error.
+    """
+
+    width: np.ndarray
+    width_se: np.ndarray
+    x: np.ndarray
+    x_se: np.ndarray
+    scaled: np.ndarray
+    scaled_se: np.ndarray
+    exponent: float
+    exponent_se: float
+    amplitude: float
+    amplitude_se: float
+
+
+def width_law(pixels: PeakPixels, spread, times, *, tmin: float, offset: float = 0.0, blocks: int = 32) -> WidthLaw:
+    """The width law of the CBS peak: s(t) of :func:`peak_profile` against X(t) = (<r^2>(t) - <r^2>(0)) / 4 -
+    ``offset`` from :func:`ensemble_spreading` run with the same keys (row r of ``spread`` and of ``pixels`` is
+    the same disorder realization), fitted as s ~ X^exponent over ``times`` >= ``tmin``.
+
+    Physics (docs/physics.md#momentum-backscattering): the crossed intensity at -k0 + q carries the phase
+    q . (r_N - r_1) of its first and last scatterers, so the profile is exp(-q^2 D t_c), with D t_c = <|r_N -
+    r_1|^2> / 4; a packet's spread also holds the first flight and the current one (mean square 2 l^2 each in
+    2D), so the diffusive comparator is ``offset`` = l^2: s sqrt(2 X) = 1 and exponent -1/2. Errors: delete-a-block
+    jackknife over realizations, the profile and the spreading of one realization deleted together.
+
+    Args:
+        pixels: :func:`peak_pixels` of distributions at ``times``, (R, T, P).
+        spread: (R, T) <r^2> per realization (:func:`ensemble_spreading`, same keys and order).
+        times: (T,) the times of both.
+        tmin: first time of the fit (a few scattering times: the Cooperon is diffusive after that).
+        offset: subtracted from Delta<r^2> / 4 (l^2; 0 gives the bare spreading).
+        blocks: jackknife blocks (>= 2).
+    """
+    if not isinstance(pixels, PeakPixels):
+        raise ValueError(f"pixels must be the PeakPixels of peak_pixels(...), got {type(pixels).__name__}.")
+    spread = np.asarray(spread, float)
+    times = np.asarray(times, float)
+    count = pixels.peak.shape[0]
+    if pixels.peak.ndim != 3 or times.shape != (pixels.peak.shape[1],):
+        raise ValueError(f"pixels must hold (R, T, P) = one time axis matching times {times.shape}, got "
+                         f"{pixels.peak.shape}.")
+    if spread.shape != (count, times.size):
+        raise ValueError(f"spread must have shape (R, T) = {(count, times.size)} (the same realizations as pixels), "
+                         f"got {spread.shape}.")
+    late = times >= tmin
+    if late.sum() < 2:
+        raise ValueError(f"tmin = {tmin!r} leaves {int(late.sum())} times (< 2) for the fit.")
+    if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) or blocks < 2:
+        raise ValueError(f"blocks must be an integer >= 2, got {blocks!r}.")
+    q2, scales = _fit_grid(pixels.q)
+    size = times.size
+
+    def statistic(rows):
+        ratio = pixels.peak[rows].mean(0) / pixels.ladder[rows].mean(0) - 1
+        _, width = _gaussian_fit(ratio, q2, scales)
+        mean = spread[rows].mean(0)
+        x = (mean - mean[0]) / 4 - offset
+        scaled = np.where(x > 0, width * np.sqrt(2 * np.where(x > 0, x, 1.0)), np.nan)
+        if np.any(x[late] <= 0):
+            slope = np.nan
+        else:
+            slope = np.polyfit(np.log(x[late]), np.log(width[late]), 1)[0]
+        return np.concatenate([width, x, scaled, [slope, np.mean(scaled[late])]])
+
+    value, error = jackknife(statistic, np.arange(count), blocks=blocks)
+    return WidthLaw(width=value[:size], width_se=error[:size], x=value[size:2 * size], x_se=error[size:2 * size],
+                    scaled=value[2 * size:3 * size], scaled_se=error[2 * size:3 * size], exponent=float(value[-2]),
+                    exponent_se=float(error[-2]), amplitude=float(value[-1]), amplitude_se=float(error[-1]))
