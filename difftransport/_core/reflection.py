@@ -50,7 +50,7 @@ from .build import prepare
 from .lattice import Sample
 from .leads import PROPAGATING_TOL
 from .linalg import dag as _dag
-from .model import Disorder, Model, anderson_potential
+from .model import Disorder, Model, anderson_potential, draw_disorder
 from .observables import _first_blocks, _lead_self_energies, map_realizations
 from .rgf import sweep
 
@@ -314,7 +314,8 @@ def single_scattering(modes: Modes, sample: Sample, variance):
         S_{m'm} = sigma^2 / (W |v_m| |v_m'|) sum_{x=0}^{L-1} exp(-x / (tau |v_m|) - x / (tau |v_m'|))
 
     (Akkermans & Montambaux, ch. 8: the single-scattering contribution that the crossed term lacks at exact
-    backscattering). Valid to leading order in sigma^2 (Born approximation for the attenuation)."""
+    backscattering). Valid to leading order in sigma^2 (Born approximation for the attenuation). Spinful strips
+    (plane waves times spinors chi): the potential conserves spin, so each entry carries |chi_m'^+ chi_m|^2."""
     w, length = sample.lattice.sites, sample.length
     v_in = jnp.where(modes.open_in, jnp.abs(modes.v_in), jnp.inf)
     v_out = jnp.where(modes.open_out, jnp.abs(modes.v_out), jnp.inf)
@@ -322,12 +323,22 @@ def single_scattering(modes: Modes, sample: Sample, variance):
     x = jnp.arange(length, dtype=jnp.result_type(float))
     decay = rate * (1 / v_out[:, None] + 1 / v_in[None, :])
     attenuation = jnp.sum(jnp.exp(-x[None, None, :] * decay[..., None]), axis=-1)
-    prefactor = variance / (w * v_out[:, None] * v_in[None, :])
+    prefactor = variance / (w * v_out[:, None] * v_in[None, :]) * _spinor_overlap(modes, sample)
     return prefactor * attenuation, prefactor * length
 
 
+def _spinor_overlap(modes: Modes, sample: Sample):
+    """|chi_out^+ chi_in|^2 (n, n) of the modes' spinors (the potential conserves spin), 1 for spinless strips."""
+    if sample.orbitals == 1:
+        return 1.0
+    w, s = sample.lattice.sites, sample.orbitals
+    first_out = modes.phi_out.reshape(w, s, -1)[0] * math.sqrt(w)  # spinor times a phase at y = 0
+    first_in = modes.phi_in.reshape(w, s, -1)[0] * math.sqrt(w)
+    return jnp.abs(jnp.conj(first_out).T @ first_in) ** 2
+
+
 def reflection_cone(keys, sample: Sample, model: Model, strength, *, batch: int = 32,
-                    field_in_leads: bool = False) -> ReflectionCone:
+                    field_in_leads: bool = False, su2: bool = False) -> ReflectionCone:
     """Angle-resolved reflection <|r_{m'm}|^2> of a slab with box disorder (V uniform in [-W_d/2, W_d/2],
     ``strength`` W_d, realization r drawn from ``keys[r]`` by :func:`difftransport.anderson_potential`), averaged
     over the realizations (vmapped ``batch`` at a time), with standard errors and the single-scattering part
@@ -338,16 +349,28 @@ def reflection_cone(keys, sample: Sample, model: Model, strength, *, batch: int 
     only, so it can be read off at the specular direction k_y' = +k_y, where the crossed term has decayed when
     2 |k_y| l >> 1. ``field_in_leads`` defaults to False here: a field then breaks time reversal in the slab only
     and the lead modes stay plane waves.
+
+    ``su2=True`` (spinful strips) adds Haar-random SU(2) hoppings on every bond of the slab
+    (:func:`difftransport.draw_disorder` with ``su2=True``, the same potential): time reversal is kept, the spin is
+    randomized along every path (symplectic class), the leads stay clean and spin degenerate. ``single`` then
+    still holds the on-site Born formula of :func:`single_scattering`, which does not describe the SU(2) hoppings.
     """
     keys = jnp.asarray(keys)
     if keys.ndim < 1 or keys.shape[0] < 2:
         raise ValueError(f"keys must hold at least two PRNG keys (for a standard error), got shape {keys.shape}.")
     if sample.lattice.transverse_period is None or not sample.lattice.name.startswith("strip("):
         raise ValueError(f"reflection_cone needs a periodic strip (plane-wave modes), got {sample.lattice.name}.")
+    if not isinstance(su2, bool):
+        raise ValueError(f"su2 must be True or False, got {su2!r}.")
+    if su2 and not sample.spinful:
+        raise ValueError("su2=True needs a spinful sample (Sample(..., spinful=True)).")
     strength = jnp.asarray(strength, jnp.result_type(float))
 
     def one(key):
-        disorder = Disorder(potential=anderson_potential(key, sample, strength))
+        if su2:
+            disorder = draw_disorder(key, sample, strength=strength, su2=True)
+        else:
+            disorder = Disorder(potential=anderson_potential(key, sample, strength))
         s = scattering_matrix(sample, model, disorder, field_in_leads=field_in_leads)
         return s.r
 
@@ -387,6 +410,30 @@ class Enhancement(eqx.Module):
     incoming: jax.Array
 
 
+def _pooled_weights(cone: ReflectionCone, target_of_in):
+    """(n_out, n_in) 0/1 weights: outgoing mode m' is counted for incoming mode m when it is open and its k_y is
+    ``target_of_in`` (n_in,) (mod 2 pi, to 1e-6): on a spinful strip both outgoing spins of that k_y (spin summed),
+    on a spinless one the single mode. Also returns (n_in,) bool: the target exists (is an open k_y)."""
+    modes = cone.modes
+    ky_out = modes.ky_out
+    dist = jnp.where(modes.open_out[:, None],
+                     jnp.abs(jnp.angle(jnp.exp(1j * (ky_out[:, None] - target_of_in[None, :])))), jnp.inf)
+    hit = dist < 1e-6
+    return hit.astype(jnp.result_type(float)), jnp.any(hit, axis=0)
+
+
+def _pool(cone: ReflectionCone, weights, use):
+    """Per realization: sum over the incoming modes in ``use`` and the outgoing modes of ``weights`` of the
+    diffuse intensity |r_{m'm}|^2 - |<r_{m'm}>|^2. Shape (realizations,)."""
+    diffuse = cone.samples - jnp.abs(cone.coherent)[None] ** 2
+    return jnp.einsum("soi,oi->s", diffuse, weights * use[None, :])
+
+
+def _incoming(cone: ReflectionCone, min_ky, min_velocity):
+    modes = cone.modes
+    return modes.open_in & (jnp.abs(modes.ky_in) >= max(min_ky, 1e-9)) & (jnp.abs(modes.v_in) >= min_velocity)
+
+
 def enhancement(cone: ReflectionCone, *, min_ky=0.0, min_velocity=0.0) -> Enhancement:
     """The backscattering enhancement of ``cone`` pooled over the open incoming modes with |k_y| >= ``min_ky``
     (1/a; k_y != 0, where backscattering and specular coincide) and |v| >= ``min_velocity`` (t a / hbar).
@@ -398,40 +445,78 @@ def enhancement(cone: ReflectionCone, *, min_ky=0.0, min_velocity=0.0) -> Enhanc
     but also bends the paths, which makes the ladder asymmetric in k_y' (to second order in omega_c tau in the
     pooled ratio): there ``contrast`` (backscattering over its two neighbours) is the cleaner measure, 1 without a
     cone. Incoming modes whose neighbours k_y' = -k_y +- 2 pi / W are closed are left out.
+
+    Spinful strips: the intensities are summed over the outgoing spins of each k_y' and over the incoming modes
+    (both spins of each k_y: unpolarized incidence), the same pooling as for spinless modes. With spin conserved
+    ``expected`` is 2 - S/L again; with the spin randomized along every multiple-scattering path (strong spin-orbit
+    scattering, symplectic class) the spin-summed crossed term is -1/2 of the ladder minus S, so that
+    eta = 1/2 + S/(2 L) (``docs/physics.md#backscattering-cone``); ``expected`` keeps the orthogonal value.
     """
-    modes = cone.modes
-    ky_in, ky_out = modes.ky_in, modes.ky_out
-    n = ky_in.shape[0]
-    if cone.orbitals != 1:
-        raise ValueError("enhancement pools spinless modes; for a spinful cone sum cone.intensity over spins.")
-
-    def distance(target):
-        return jnp.where(modes.open_out[None, :], jnp.abs(jnp.angle(jnp.exp(1j * (ky_out[None, :] - target[:, None])))),
-                         jnp.inf)
-
-    def nearest(target):
-        return jnp.argmin(distance(target), axis=1)
-
-    def exists(target):
-        return jnp.min(distance(target), axis=1) < 1e-6
-
+    ky_in = cone.modes.ky_in
     step = 2 * jnp.pi / sample_width(cone)
-    back, spec = nearest(-ky_in), nearest(ky_in)
-    left, right = nearest(-ky_in - step), nearest(-ky_in + step)
-    use = (modes.open_in & (jnp.abs(ky_in) >= max(min_ky, 1e-9)) & (jnp.abs(modes.v_in) >= min_velocity)
-           & exists(-ky_in - step) & exists(-ky_in + step))
-    cols = jnp.arange(n)
-    coherent = jnp.abs(cone.coherent) ** 2
-
-    def pooled(rows):  # per realization: sum over the pooled incoming modes of the diffuse |r_{rows[m], m}|^2
-        return jnp.sum(jnp.where(use, cone.samples[:, rows, cols] - coherent[rows, cols], 0.0), axis=1)
-
-    a, b = pooled(back), pooled(spec)
+    back, has_back = _pooled_weights(cone, -ky_in)
+    spec, _ = _pooled_weights(cone, ky_in)
+    left, has_left = _pooled_weights(cone, -ky_in - step)
+    right, has_right = _pooled_weights(cone, -ky_in + step)
+    use = _incoming(cone, min_ky, min_velocity) & has_back & has_left & has_right
+    a, b = _pool(cone, back, use), _pool(cone, spec, use)
     factor, error = _ratio(a, b)
-    contrast, contrast_error = _ratio(a, (pooled(left) + pooled(right)) / 2)
-    share = jnp.sum(jnp.where(use, cone.single[back, cols], 0.0)) / jnp.mean(b)
+    contrast, contrast_error = _ratio(a, (_pool(cone, left, use) + _pool(cone, right, use)) / 2)
+    share = jnp.sum(cone.single * back * use[None, :]) / jnp.mean(b)
     return Enhancement(factor=factor, error=error, single_share=share, expected=2 - share, contrast=contrast,
                        contrast_error=contrast_error, incoming=use)
+
+
+class ConeProfile(eqx.Module):
+    """The crossed (Cooperon) intensity of a cone against Delta = k_y' + k_y (see :func:`cone_profile`).
+
+    Attributes:
+        delta: (K,) Delta = j 2 pi / W, j = -J..J (1/a).
+        crossed: (realizations, K) per realization: sum over the pooled incoming modes of the diffuse intensity at
+            k_y' = -k_y + Delta minus that at the mirrored direction k_y' = k_y - Delta (dimensionless, |r|^2).
+        mean, error: (K,) the mean of ``crossed`` over the realizations and its standard error.
+        incoming: (n,) bool, the incoming modes pooled (the same set at every Delta).
+    """
+
+    delta: jax.Array
+    crossed: jax.Array
+    mean: jax.Array
+    error: jax.Array
+    incoming: jax.Array
+
+
+def cone_profile(cone: ReflectionCone, *, max_delta, min_ky=0.0, min_velocity=0.0) -> ConeProfile:
+    """The crossed part of the cone as a function of Delta = k_y' + k_y, pooled over incoming modes.
+
+    For on-site (isotropic) disorder the ladder depends on |k_y'| only, so the ladder at k_y' = -k_y + Delta
+    equals the intensity at its mirror image k_y' = k_y - Delta, where the crossed term (a function of
+    |k_y + k_y'|) is read at 2 k_y - Delta and has decayed when (2 |k_y| - |Delta|) l >> 1. The difference of the
+    two diffuse intensities (coherent part |<r>|^2 removed) is the crossed term at Delta. Pooled over the open
+    incoming modes with |k_y| >= ``min_ky`` (1/a) and |v| >= ``min_velocity`` (t a / hbar) for which every
+    target and mirror direction with |Delta| <= ``max_delta`` (1/a) is open; on spinful strips summed over the
+    outgoing spins and both incoming spins (as :func:`enhancement`). Choose ``min_ky`` so that
+    (2 min_ky - max_delta) l is several units. Errors: standard error of the mean over realizations per point;
+    for a statistic of the whole curve use :func:`difftransport.stats.jackknife` over ``crossed``.
+    """
+    max_delta = float(max_delta)
+    if not math.isfinite(max_delta) or max_delta < 0:
+        raise ValueError(f"max_delta must be a finite number >= 0 (1/a), got {max_delta!r}.")
+    width = sample_width(cone)
+    step = 2 * math.pi / width
+    count = int(math.floor(max_delta / step + 1e-9))
+    ky_in = cone.modes.ky_in
+    use = _incoming(cone, min_ky, min_velocity)
+    pairs = []
+    for j in range(-count, count + 1):
+        target, has_t = _pooled_weights(cone, -ky_in + j * step)
+        mirror, has_m = _pooled_weights(cone, ky_in - j * step)
+        use = use & has_t & has_m
+        pairs.append((target, mirror))
+    crossed = jnp.stack([_pool(cone, t, use) - _pool(cone, m, use) for t, m in pairs], axis=1)
+    mean = jnp.mean(crossed, axis=0)
+    error = jnp.std(crossed, axis=0, ddof=1) / math.sqrt(crossed.shape[0])
+    delta = jnp.arange(-count, count + 1) * step
+    return ConeProfile(delta=delta, crossed=crossed, mean=mean, error=error, incoming=use)
 
 
 def sample_width(cone: ReflectionCone) -> int:
