@@ -4,8 +4,11 @@ statistics with standard errors, and a report that prints measured numbers next 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import pathlib
+import tempfile
 
 import jax
 import numpy as np
@@ -132,6 +135,30 @@ def density_of_states(entry, realizations=8, seed=123):
         values.append(np.linalg.eigvalsh(np.asarray(h)))
     sites = realizations * sample.length * sample.lattice.sites * sample.orbitals
     return float(theory.density_of_states(np.concatenate(values), model.energy, broadening=0.1, sites=sites))
+
+
+def cached(path: pathlib.Path, inputs: dict, simulate, log=print) -> dict[str, np.ndarray]:
+    """``simulate()`` (a dict of arrays), or the arrays saved at ``path`` when they were made from the same
+    ``inputs`` (a JSON-able dict of everything the numbers depend on; its hash is stored with them). The file is
+    written to a temporary name and renamed, so an interrupted run leaves either the old file or the new one."""
+    path = pathlib.Path(path)
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    if path.exists():
+        with np.load(path) as npz:
+            if "inputs_hash" in npz.files and str(npz["inputs_hash"]) == digest:
+                log(f"reusing {path} (same inputs)")
+                return {k: npz[k] for k in npz.files if k != "inputs_hash"}
+    data = simulate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, inputs_hash=digest, **data)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    return data
 
 
 class Report:

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import math
 import pathlib
@@ -63,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import difftransport as dt
-from common import ROOT, Report, pyplot
+from common import ROOT, Report, cached, pyplot
 from difftransport import theory
 from difftransport.runs import REQUIRED, ConfigError, Field, Validator, read as read_config
 from difftransport.stats import mean_stderr
@@ -177,26 +176,14 @@ def simulate(config, log=print) -> dict[str, np.ndarray]:
     return {"sigma_t": np.array(out_t), "sigma_mu": np.array(out_mu), "seconds": time.perf_counter() - start}
 
 
-def config_hash(config) -> str:
-    """Hash of what the simulation depends on (not the batch size, the analysis or the units)."""
-    inputs = {"seed": config["run"]["seed"], "realizations": config["run"]["realizations"],
-              "sample": config["sample"], "thermal": config["thermal"], "flux": config["field"]["flux"]}
-    text = json.dumps(inputs, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def simulation_inputs(config) -> dict:
+    """What the simulation depends on (not the batch size, the analysis or the units)."""
+    return {"seed": config["run"]["seed"], "realizations": config["run"]["realizations"],
+            "sample": config["sample"], "thermal": config["thermal"], "flux": config["field"]["flux"]}
 
 
 def load_or_simulate(config, out: pathlib.Path, log=print) -> dict[str, np.ndarray]:
-    path = out / "data.npz"
-    digest = config_hash(config)
-    if path.exists():
-        with np.load(path) as npz:
-            if str(npz["config_hash"]) == digest:
-                log(f"reusing {path} (same config)")
-                return {k: npz[k] for k in npz.files if k != "config_hash"}
-    data = simulate(config, log)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(path, config_hash=digest, **data)
-    return data
+    return cached(out / "data.npz", simulation_inputs(config), lambda: simulate(config, log), log)
 
 
 # ---------------------------------------------------------------------------------------------------------
