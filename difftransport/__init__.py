@@ -18,9 +18,9 @@ from ._core.lapack_guard import install as _install_lapack_guard
 _install_lapack_guard()
 
 from ._core.backscattering import (
-    backscattering_contrast, BackscatteringContrast, band_energy, ensemble_momentum_distribution,
-    momentum_distribution, momentum_grid, nearest_grid_momentum, plane_wave_packet, speckle_potential,
-    symmetric_gauge_phase
+    backscattering_contrast, BackscatteringContrast, band_energy, ensemble_momentum_distribution, ensemble_spreading,
+    momentum_distribution, momentum_grid, nearest_grid_momentum, peak_pixels, peak_profile, PeakPixels, PeakProfile,
+    plane_wave_packet, speckle_potential, symmetric_gauge_phase, width_law, WidthLaw
 )
 from ._core.build import build_hamiltonian
 from ._core.hamiltonian import DenseHopping, Hopping, Lead, SiteBlockHopping, SlicedHamiltonian
@@ -35,8 +35,8 @@ from ._core.observables import (
     OBSERVABLES, observe, open_channels, reflection, transmission, transmission_eigenvalues
 )
 from ._core.reflection import (
-    enhancement, Enhancement, lead_modes, Modes, reflection_cone, ReflectionCone, reflection_matrix, Scattering,
-    scattering_matrix, single_scattering
+    cone_profile, ConeProfile, enhancement, Enhancement, lead_modes, Modes, reflection_cone, ReflectionCone,
+    reflection_matrix, Scattering, scattering_matrix, single_scattering
 )
 from ._core.rgf import sweep
 from ._core.evolution import (
