@@ -16,10 +16,10 @@ fixed before its run and every value is reported with its deviation in standard 
   by the first and the last scatterer, while a packet's spread also holds its first and its current flight (mean
   square 2 l^2 each in 2D). Tested: s sqrt(2 X) = 1 and the exponent of s against X = -1/2 (fit of ln s on ln X
   over the same times). This comparator was derived after a first run had excluded the bare X = Delta<r^2> / 4
-  (exponent -0.57 +- 0.02, amplitude 1.13 +- 0.01); it was then fixed, and the W = 2.5 run tested it blind.
+  (exponent -0.63 +- 0.05, s sqrt(2X) 1.12 +- 0.03); it was then fixed, and the W = 2.5 run tested it blind.
 * **field** (open 64 x 64 box with hard walls, packet width 8 at the centre, measured in the symmetric gauge):
   the ring-referenced contrast (``dt.backscattering_contrast``) against the flux phi through the area X = D t; 0 at
-  the strongest flux (4 pi phi X >= 5), 1 at zero field.
+  the strongest flux (4 pi phi X ~ 4), 1 at zero field.
 * **symplectic** (64 x 64 spinful box, random SU(2) hoppings plus box disorder): the spin-summed contrast -1/2 (the
   triplet Cooperons dead, the singlet left).
 * **speckle** (96 x 96 box, speckle V0 (|E|^2 / <|E|^2> - 1) with correlation length xi): contrast 1 late.
