@@ -25,7 +25,11 @@ fixed before its run and every value is reported with its deviation in standard 
 * **speckle** (96 x 96 box, speckle V0 (|E|^2 / <|E|^2> - 1) with correlation length xi): contrast 1 late.
 * **forward** (periodic strip 8 x 1024, localization length ~29): CFS contrast absent at t = 20, of order 1 (> 0.3)
   at t = 300 ... 1000 (Karpiuk et al., PRL 109, 190601 (2012)).
-* **cone**: see ``cone`` in the config and docs/physics.md#backscattering-cone.
+* **cone** (optics; docs/physics.md#backscattering-cone): the enhancement at exact backscattering of a periodic
+  32 x 20 slab against 2 - S/L (S the Born single scattering), its removal by a flux in the slab (contrast against
+  the neighbouring directions 1), the SU(2) (symplectic) cone against 1/2 + S/2L; **cone_width**: the crossed
+  profile against k_y' + k_y at three Born l on 256-wide strips with one window of incident angles, whose
+  equivalent half width times l must be constant (ratio of the extreme l: 1 within 15%).
 
 Writes per part an npz of the reduced per-realization data (reused when the part's inputs are unchanged; written
 atomically), report.json, momentum.png (n(k, t) images), contrast.png, width.png, cone.png.
@@ -76,14 +80,17 @@ SECTIONS = {
              "realizations": Field(int, REQUIRED, minimum=8), "min_ky": Field((int, float), 0.3, minimum=0),
              "min_velocity": Field((int, float), 1.5, minimum=0),
              "slab_flux": Field((int, float), REQUIRED, **_POSITIVE, doc="flux in the slab; flux * width integer"),
-             "wide_width": Field(int, REQUIRED, minimum=16), "mean_free_paths": Field(list, REQUIRED),
-             "thickness_per_l": Field((int, float), 4.0, **_POSITIVE), "wide_realizations": Field(int, REQUIRED, minimum=8),
              "symplectic_realizations": Field(int, REQUIRED, minimum=8)},
+    "cone_width": {"width": Field(int, REQUIRED, minimum=16), "mean_free_paths": Field(list, REQUIRED),
+                   "energy": Field((int, float), -1.0), "thickness_per_l": Field((int, float), 4.0, **_POSITIVE),
+                   "realizations": Field(list, REQUIRED, doc="per mean free path (the shortest l needs the most)"),
+                   "min_ky": Field((int, float), REQUIRED, minimum=0, doc="incident |k_y| window, the same for every l"),
+                   "max_ky": Field((int, float), REQUIRED, **_POSITIVE), "min_velocity": Field((int, float), 1.0, minimum=0)},
     "forward": {"width": Field(int, REQUIRED, minimum=2), "length": Field(int, REQUIRED, minimum=16),
                 "strength": Field((int, float), REQUIRED, **_POSITIVE), "realizations": Field(int, REQUIRED, minimum=4),
                 "times": Field(list, REQUIRED), "energy_width": Field((int, float), 0.3, **_POSITIVE)},
 }
-PARTS = ("diffusive", "field", "symplectic", "speckle", "forward", "cone")
+PARTS = ("diffusive", "field", "symplectic", "speckle", "forward", "cone", "cone_width")
 K0 = (math.pi / 4, math.pi / 4)  # E = -2 sqrt(2) t, v = 2, on every box whose size is a multiple of 8
 
 
@@ -104,9 +111,14 @@ def load_config(path) -> dict:
     fluxes = config["field"]["fluxes"]
     if len(fluxes) < 2 or fluxes[0] != 0 or sorted(fluxes) != fluxes or len(set(fluxes)) != len(fluxes):
         raise v.error(("field", "fluxes"), f"= {fluxes!r} must be >= 2 increasing fluxes starting at 0")
-    paths = config["cone"]["mean_free_paths"]
+    paths = config["cone_width"]["mean_free_paths"]
     if len(paths) < 2 or sorted(paths) != paths or any(not isinstance(x, (int, float)) or x <= 0 for x in paths):
-        raise v.error(("cone", "mean_free_paths"), f"= {paths!r} must be >= 2 increasing lengths > 0")
+        raise v.error(("cone_width", "mean_free_paths"), f"= {paths!r} must be >= 2 increasing lengths > 0")
+    counts = config["cone_width"]["realizations"]
+    if len(counts) != len(paths) or any(isinstance(n, bool) or not isinstance(n, int) or n < 16 for n in counts):
+        raise v.error(("cone_width", "realizations"), f"= {counts!r} must be one integer >= 16 per mean free path")
+    if not config["cone_width"]["min_ky"] < config["cone_width"]["max_ky"]:
+        raise v.error(("cone_width", "max_ky"), "must exceed cone_width.min_ky")
     if (config["cone"]["slab_flux"] * config["cone"]["width"]) % 1:
         raise v.error(("cone", "slab_flux"), "times cone.width must be an integer (periodic strip)")
     times = config["forward"]["times"]
@@ -247,8 +259,7 @@ def born_length(sample, energy, strength):
 
 
 def simulate_cone(config, log):
-    """The enhancement (with and without a field in the slab), the cone profile at several l on a wide strip,
-    and the SU(2) (symplectic) cone; per realization only the pooled sums the analysis needs are kept."""
+    """The enhancement (with and without a field in the slab) and the SU(2) (symplectic) cone."""
     c = config["cone"]
     energy = c["energy"]
     pool = dict(min_ky=c["min_ky"], min_velocity=c["min_velocity"])
@@ -270,18 +281,30 @@ def simulate_cone(config, log):
     out.update(su2_eta=float(e.factor), su2_eta_se=float(e.error), su2_share=float(e.single_share),
                su2_contrast=float(e.contrast), su2_contrast_se=float(e.contrast_error))
     log("  cone: SU(2)")
-    probe = dt.Sample(dt.strip(c["wide_width"], boundary="periodic"), 4)
-    unit = born_length(probe, energy, 1.0)[0]  # l at W_d = 1; l ~ 1 / W_d^2
-    for i, target in enumerate(c["mean_free_paths"]):
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def simulate_cone_width(config, log):
+    """The crossed profile against Delta = k_y' + k_y at several Born l (W_d from l ~ 1/W_d^2), slab thickness
+    proportional to l, pooled over one window of incident |k_y| for every l (the cone's shape depends on the
+    angle); per realization the pooled crossed intensities."""
+    c = config["cone_width"]
+    energy, start, out = c["energy"], time.perf_counter(), {}
+    probe = dt.Sample(dt.strip(c["width"], boundary="periodic"), 4)
+    unit = born_length(probe, energy, 1.0)[0]  # l at W_d = 1
+    for i, (target, count) in enumerate(zip(c["mean_free_paths"], c["realizations"])):
         strength = math.sqrt(unit / target)
-        wide = dt.Sample(dt.strip(c["wide_width"], boundary="periodic"), int(round(c["thickness_per_l"] * target)))
+        wide = dt.Sample(dt.strip(c["width"], boundary="periodic"), int(round(c["thickness_per_l"] * target)))
         ell = born_length(wide, energy, strength)[0]
-        cone = dt.reflection_cone(part_keys(config, "cone", c["wide_realizations"], 10**6 * (i + 1)), wide,
+        cone = dt.reflection_cone(part_keys(config, "cone_width", count, 10**6 * i), wide,
                                   dt.Model(energy=energy), strength, batch=config["run"]["batch"])
-        profile = dt.cone_profile(cone, max_delta=2 / ell + 1e-9, min_ky=3.5 / ell, min_velocity=1.0)
+        profile = dt.cone_profile(cone, max_delta=2 / ell + 1e-9, min_ky=c["min_ky"], max_ky=c["max_ky"],
+                                  min_velocity=c["min_velocity"])
         out[f"wide{i}_l"], out[f"wide{i}_strength"] = ell, strength
         out[f"wide{i}_delta"], out[f"wide{i}_crossed"] = np.asarray(profile.delta), np.asarray(profile.crossed)
-        log(f"  cone: l = {ell:.2f}")
+        out[f"wide{i}_pooled"] = int(profile.incoming.sum())
+        log(f"  cone width: l = {ell:.2f}")
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -295,7 +318,7 @@ def simulate(config, out: pathlib.Path, log=print) -> dict:
         data[f"diffusive_{strength:g}"] = cached(out / f"diffusive_W{strength:g}.npz", inputs,
                                                  lambda s=strength: simulate_diffusive(config, s, log), log)
     for part, fn in (("field", simulate_field), ("symplectic", simulate_symplectic), ("speckle", simulate_speckle),
-                     ("forward", simulate_forward), ("cone", simulate_cone)):
+                     ("forward", simulate_forward), ("cone", simulate_cone), ("cone_width", simulate_cone_width)):
         inputs = {"seed": config["run"]["seed"], **config[part]}
         data[part] = cached(out / f"{part}.npz", inputs, lambda f=fn: f(config, log), log)
     return data
@@ -401,17 +424,19 @@ def analyse(config, data, out: pathlib.Path) -> Report:
                "scattering: not a valid input for this model")
     report.add("symplectic cone contrast vs neighbours", float(cd["su2_contrast"]), float(cd["su2_contrast_se"]), None,
                "< 1: a dip")
+    cw, wd = config["cone_width"], data["cone_width"]
+    seconds["cone_width"] = float(wd["seconds"])
     widths = []
-    for i in range(len(co["mean_free_paths"])):
-        ell, delta, crossed = float(cd[f"wide{i}_l"]), cd[f"wide{i}_delta"], cd[f"wide{i}_crossed"]
+    for i in range(len(cw["mean_free_paths"])):
+        ell, delta, crossed = float(wd[f"wide{i}_l"]), wd[f"wide{i}_delta"], wd[f"wide{i}_crossed"]
         value, error = jackknife(lambda rows, d=delta, x=crossed, l=ell: equivalent_width(x[rows].mean(0), d, l),
                                  np.arange(crossed.shape[0]), blocks=16)
         widths.append((ell, float(value) * ell, float(error) * ell))
-        report.add(f"cone equivalent half width x l, l={ell:.2f} (W={co['wide_width']})", widths[-1][1], widths[-1][2],
-                   None)
+        report.add(f"cone equivalent half width x l, l={ell:.2f} (W={cw['width']}, |k_y| in [{cw['min_ky']:g}, "
+                   f"{cw['max_ky']:g}], {int(wd[f'wide{i}_pooled'])} modes)", widths[-1][1], widths[-1][2], None)
     (l0, w0, e0), (l1, w1, e1) = widths[0], widths[-1]
     ratio = w1 / w0
-    report.add(f"cone width x l, l={l1:.1f} over l={l0:.1f}", ratio, ratio * math.hypot(e0 / w0, e1 / w1), 1.0,
+    report.add(f"cone width x l, l={l1:.1f} over l={l0:.1f}", ratio, abs(ratio) * math.hypot(e0 / w0, e1 / w1), 1.0,
                "width proportional to 1/l: 1 within 15%")
     report.print()
 
@@ -497,14 +522,14 @@ def analyse(config, data, out: pathlib.Path) -> Report:
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     for i, (ell, wl, _) in enumerate(widths):
-        delta, crossed = cd[f"wide{i}_delta"], cd[f"wide{i}_crossed"]
+        delta, crossed = wd[f"wide{i}_delta"], wd[f"wide{i}_crossed"]
         mean, err = crossed.mean(0), crossed.std(0, ddof=1) / math.sqrt(crossed.shape[0])
         centre = mean[np.argmin(np.abs(delta))]
-        a1.errorbar(delta, mean / centre, err / centre, fmt="o-", ms=3, label=f"l = {ell:.1f}")
-        a2.errorbar(delta * ell, mean / centre, err / centre, fmt="o-", ms=3, label=f"l = {ell:.1f}: width x l = {wl:.2f}")
+        a1.errorbar(delta, mean / centre, err / abs(centre), fmt="o-", ms=3, label=f"l = {ell:.1f}")
+        a2.errorbar(delta * ell, mean / centre, err / abs(centre), fmt="o-", ms=3, label=f"l = {ell:.1f}: width x l = {wl:.2f}")
     a1.set_xlabel("Delta = k_y' + k_y (1/a)")
     a1.set_ylabel("crossed intensity / its peak")
-    a1.set_title(f"backscattering cone, periodic strip W = {co['wide_width']}, slab {co['thickness_per_l']:g} l",
+    a1.set_title(f"backscattering cone, periodic strip W = {cw['width']}, slab {cw['thickness_per_l']:g} l",
                  fontsize=9)
     a1.legend(fontsize=8)
     a2.set_xlabel("Delta l")

@@ -68,11 +68,15 @@ length = 8
 strength = 2.0
 realizations = 16
 slab_flux = 0.0625
-wide_width = 32
+symplectic_realizations = 16
+
+[cone_width]
+width = 32
 mean_free_paths = [3.0, 6.0]
 thickness_per_l = 2.0
-wide_realizations = 16
-symplectic_realizations = 16
+realizations = [16, 16]
+min_ky = 0.9
+max_ky = 1.6
 """
 
 
@@ -95,7 +99,7 @@ def test_experiment_end_to_end_and_resumes_from_its_parts(tmp_path):
         assert math.isfinite(row["measured"]) and math.isfinite(row["stderr"]) and row["stderr"] > 0, row
     said = []
     again = module.simulate(config, out, log=said.append)
-    assert len(said) == 6 and all(line.startswith("reusing") for line in said), said
+    assert len(said) == 7 and all(line.startswith("reusing") for line in said), said
     np.testing.assert_array_equal(again["diffusive_3"]["peak"], data["diffusive_3"]["peak"])
 
 
@@ -104,6 +108,8 @@ def test_experiment_end_to_end_and_resumes_from_its_parts(tmp_path):
     (("strengths = [3.0]", "strengths = []"), "must be a non-empty list"),
     (("fluxes = [0.0, 0.0064]", "fluxes = [0.0064]"), "starting at 0"),
     (("mean_free_paths = [3.0, 6.0]", "mean_free_paths = [6.0, 3.0]"), "increasing lengths"),
+    (("max_ky = 1.6", "max_ky = 0.5"), "must exceed cone_width.min_ky"),
+    (("realizations = [16, 16]", "realizations = [16]"), "one integer >= 16 per mean free path"),
     (("slab_flux = 0.0625", "slab_flux = 0.05"), "must be an integer"),
     (("times = [20.0, 100.0]", "times = [100.0, 20.0]"), "increasing times"),
     (("[forward]", "[forwards]"), "is not a known section"),

@@ -216,6 +216,11 @@ def test_cone_errors():
     cone = reflection_cone(keys, dt.Sample(dt.strip(4, boundary="periodic"), 3), model, 1.0)
     with pytest.raises(ValueError, match="max_delta must be a finite number"):
         dt.cone_profile(cone, max_delta=-1.0)
+    # an incidence window [min_ky, max_ky] keeps exactly the open modes with |k_y| inside it
+    ky = np.abs(np.asarray(cone.modes.ky_in))
+    window = np.asarray(dt.cone_profile(cone, max_delta=0.0, min_ky=0.5, max_ky=2.0).incoming)
+    np.testing.assert_array_equal(window, np.asarray(cone.modes.open_in) & (ky >= 0.5) & (ky <= 2.0))
+    assert window.any() and not window.all()
 
 
 # ---------------------------------------------------------------------------------------------------------

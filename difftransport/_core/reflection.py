@@ -429,9 +429,10 @@ def _pool(cone: ReflectionCone, weights, use):
     return jnp.einsum("soi,oi->s", diffuse, weights * use[None, :])
 
 
-def _incoming(cone: ReflectionCone, min_ky, min_velocity):
+def _incoming(cone: ReflectionCone, min_ky, min_velocity, max_ky=math.inf):
     modes = cone.modes
-    return modes.open_in & (jnp.abs(modes.ky_in) >= max(min_ky, 1e-9)) & (jnp.abs(modes.v_in) >= min_velocity)
+    return (modes.open_in & (jnp.abs(modes.ky_in) >= max(min_ky, 1e-9)) & (jnp.abs(modes.ky_in) <= max_ky)
+            & (jnp.abs(modes.v_in) >= min_velocity))
 
 
 def enhancement(cone: ReflectionCone, *, min_ky=0.0, min_velocity=0.0) -> Enhancement:
@@ -485,17 +486,18 @@ class ConeProfile(eqx.Module):
     incoming: jax.Array
 
 
-def cone_profile(cone: ReflectionCone, *, max_delta, min_ky=0.0, min_velocity=0.0) -> ConeProfile:
+def cone_profile(cone: ReflectionCone, *, max_delta, min_ky=0.0, min_velocity=0.0, max_ky=math.inf) -> ConeProfile:
     """The crossed part of the cone as a function of Delta = k_y' + k_y, pooled over incoming modes.
 
     For on-site (isotropic) disorder the ladder depends on |k_y'| only, so the ladder at k_y' = -k_y + Delta
     equals the intensity at its mirror image k_y' = k_y - Delta, where the crossed term (a function of
     |k_y + k_y'|) is read at 2 k_y - Delta and has decayed when (2 |k_y| - |Delta|) l >> 1. The difference of the
     two diffuse intensities (coherent part |<r>|^2 removed) is the crossed term at Delta. Pooled over the open
-    incoming modes with |k_y| >= ``min_ky`` (1/a) and |v| >= ``min_velocity`` (t a / hbar) for which every
-    target and mirror direction with |Delta| <= ``max_delta`` (1/a) is open; on spinful strips summed over the
-    outgoing spins and both incoming spins (as :func:`enhancement`). Choose ``min_ky`` so that
-    (2 min_ky - max_delta) l is several units. Errors: standard error of the mean over realizations per point;
+    incoming modes with ``min_ky`` <= |k_y| <= ``max_ky`` (1/a) and |v| >= ``min_velocity`` (t a / hbar) for
+    which every target and mirror direction with |Delta| <= ``max_delta`` (1/a) is open; on spinful strips summed
+    over the outgoing spins and both incoming spins (as :func:`enhancement`). Choose ``min_ky`` so that
+    (2 min_ky - max_delta) l is several units; a window [min_ky, max_ky] fixed across samples keeps the same
+    incidence angles when comparing cones (the cone's shape depends on the angle). Errors: standard error of the mean over realizations per point;
     for a statistic of the whole curve use :func:`difftransport.stats.jackknife` over ``crossed``.
     """
     max_delta = float(max_delta)
@@ -505,7 +507,7 @@ def cone_profile(cone: ReflectionCone, *, max_delta, min_ky=0.0, min_velocity=0.
     step = 2 * math.pi / width
     count = int(math.floor(max_delta / step + 1e-9))
     ky_in = cone.modes.ky_in
-    use = _incoming(cone, min_ky, min_velocity)
+    use = _incoming(cone, min_ky, min_velocity, max_ky)
     pairs = []
     for j in range(-count, count + 1):
         target, has_t = _pooled_weights(cone, -ky_in + j * step)
