@@ -94,6 +94,10 @@ PARTS = ("diffusive", "field", "symplectic", "speckle", "forward", "cone", "cone
 K0 = (math.pi / 4, math.pi / 4)  # E = -2 sqrt(2) t, v = 2, on every box whose size is a multiple of 8
 
 
+def _numbers(values) -> bool:
+    return all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
+
+
 def load_config(path) -> dict:
     """Read and validate the TOML config (ConfigError naming the file, line and key)."""
     data, source, text = read_config(path)
@@ -109,20 +113,22 @@ def load_config(path) -> dict:
     if not strengths or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0 for w in strengths):
         raise v.error(("diffusive", "strengths"), f"= {strengths!r} must be a non-empty list of numbers > 0")
     fluxes = config["field"]["fluxes"]
-    if len(fluxes) < 2 or fluxes[0] != 0 or sorted(fluxes) != fluxes or len(set(fluxes)) != len(fluxes):
+    if (len(fluxes) < 2 or not _numbers(fluxes) or fluxes[0] != 0 or sorted(fluxes) != fluxes
+            or len(set(fluxes)) != len(fluxes)):
         raise v.error(("field", "fluxes"), f"= {fluxes!r} must be >= 2 increasing fluxes starting at 0")
     paths = config["cone_width"]["mean_free_paths"]
-    if len(paths) < 2 or sorted(paths) != paths or any(not isinstance(x, (int, float)) or x <= 0 for x in paths):
+    if len(paths) < 2 or not _numbers(paths) or sorted(paths) != paths or min(paths) <= 0:
         raise v.error(("cone_width", "mean_free_paths"), f"= {paths!r} must be >= 2 increasing lengths > 0")
     counts = config["cone_width"]["realizations"]
     if len(counts) != len(paths) or any(isinstance(n, bool) or not isinstance(n, int) or n < 16 for n in counts):
         raise v.error(("cone_width", "realizations"), f"= {counts!r} must be one integer >= 16 per mean free path")
     if not config["cone_width"]["min_ky"] < config["cone_width"]["max_ky"]:
         raise v.error(("cone_width", "max_ky"), "must exceed cone_width.min_ky")
-    if (config["cone"]["slab_flux"] * config["cone"]["width"]) % 1:
+    turns = config["cone"]["slab_flux"] * config["cone"]["width"]
+    if abs(turns - round(turns)) > 1e-9:
         raise v.error(("cone", "slab_flux"), "times cone.width must be an integer (periodic strip)")
     times = config["forward"]["times"]
-    if len(times) < 2 or sorted(times) != times or any(not isinstance(t, (int, float)) or t <= 0 for t in times):
+    if len(times) < 2 or not _numbers(times) or sorted(times) != times or min(times) <= 0:
         raise v.error(("forward", "times"), f"= {times!r} must be >= 2 increasing times > 0")
     return config
 

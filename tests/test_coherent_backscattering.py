@@ -112,6 +112,7 @@ def test_experiment_end_to_end_and_resumes_from_its_parts(tmp_path):
     (("realizations = [16, 16]", "realizations = [16]"), "one integer >= 16 per mean free path"),
     (("slab_flux = 0.0625", "slab_flux = 0.05"), "must be an integer"),
     (("times = [20.0, 100.0]", "times = [100.0, 20.0]"), "increasing times"),
+    (("times = [20.0, 100.0]", 'times = [20.0, "late"]'), "increasing times"),
     (("[forward]", "[forwards]"), "is not a known section"),
 ])
 def test_config_errors_name_the_key(tmp_path, edit, message):
