@@ -160,8 +160,8 @@ def born_time(strength: float) -> float:
 
 
 def peak_run(config, part, tag, sample, model, potential_fn, times, realizations, energy_width, radius, log):
-    """Chunks of n(k, t) reduced to the peak pixels and the running mean image (n(k, t) itself of 1024 x 17 x
-    128^2 values would not fit the disk)."""
+    """Chunks of n(k, t) reduced to the peak pixels and the running mean image (n(k, t) itself, 1024 x 17 x 128^2
+    floats or 2.3 GB, is not kept)."""
     k0 = dt.nearest_grid_momentum(sample, K0)
     chunk, chunks, total = config["run"]["chunk"], [], None
     for start in range(0, realizations, chunk):
