@@ -35,8 +35,8 @@ from ._core.observables import (
     OBSERVABLES, observe, open_channels, reflection, transmission, transmission_eigenvalues
 )
 from ._core.reflection import (
-    cone_profile, ConeProfile, enhancement, Enhancement, lead_modes, Modes, reflection_cone, ReflectionCone,
-    reflection_matrix, Scattering, scattering_matrix, single_scattering
+    cone_profile, ConeProfile, enhancement, Enhancement, Extinction, extinction_lengths, lead_modes, Modes,
+    reflection_cone, ReflectionCone, reflection_matrix, Scattering, scattering_matrix, single_scattering
 )
 from ._core.rgf import sweep
 from ._core.evolution import (

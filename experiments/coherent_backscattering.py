@@ -41,6 +41,7 @@ import math
 import pathlib
 import time
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,11 +87,18 @@ SECTIONS = {
                    "realizations": Field(list, REQUIRED, doc="per mean free path (the shortest l needs the most)"),
                    "min_ky": Field((int, float), REQUIRED, minimum=0, doc="incident |k_y| window, the same for every l"),
                    "max_ky": Field((int, float), REQUIRED, **_POSITIVE), "min_velocity": Field((int, float), 1.0, minimum=0)},
+    "cone_check": {"width": Field(int, REQUIRED, minimum=8), "strengths": Field(list, REQUIRED),
+                   "lengths": Field(list, REQUIRED, doc="slab length per strength"),
+                   "realizations": Field(list, REQUIRED, doc="per strength"),
+                   "extinction_realizations": Field(int, REQUIRED, minimum=32,
+                                                    doc="coherent transmission at 0.4, 0.8, 1.2 x the slab length"),
+                   "energy": Field((int, float), -1.0), "min_ky": Field((int, float), 0.3, minimum=0),
+                   "min_velocity": Field((int, float), 1.5, minimum=0)},
     "forward": {"width": Field(int, REQUIRED, minimum=2), "length": Field(int, REQUIRED, minimum=16),
                 "strength": Field((int, float), REQUIRED, **_POSITIVE), "realizations": Field(int, REQUIRED, minimum=4),
                 "times": Field(list, REQUIRED), "energy_width": Field((int, float), 0.3, **_POSITIVE)},
 }
-PARTS = ("diffusive", "field", "symplectic", "speckle", "forward", "cone", "cone_width")
+PARTS = ("diffusive", "field", "symplectic", "speckle", "forward", "cone", "cone_width", "cone_check")
 K0 = (math.pi / 4, math.pi / 4)  # E = -2 sqrt(2) t, v = 2, on every box whose size is a multiple of 8
 
 
@@ -124,6 +132,14 @@ def load_config(path) -> dict:
         raise v.error(("cone_width", "realizations"), f"= {counts!r} must be one integer >= 16 per mean free path")
     if not config["cone_width"]["min_ky"] < config["cone_width"]["max_ky"]:
         raise v.error(("cone_width", "max_ky"), "must exceed cone_width.min_ky")
+    check = config["cone_check"]
+    if not check["strengths"] or not _numbers(check["strengths"]) or min(check["strengths"]) <= 0:
+        raise v.error(("cone_check", "strengths"), f"= {check['strengths']!r} must be a non-empty list of numbers > 0")
+    for key, low in (("lengths", 5), ("realizations", 16)):
+        values = check[key]
+        if len(values) != len(check["strengths"]) or any(
+                isinstance(n, bool) or not isinstance(n, int) or n < low for n in values):
+            raise v.error(("cone_check", key), f"= {values!r} must be one integer >= {low} per strength")
     turns = config["cone"]["slab_flux"] * config["cone"]["width"]
     if abs(turns - round(turns)) > 1e-9:
         raise v.error(("cone", "slab_flux"), "times cone.width must be an integer (periodic strip)")
@@ -315,6 +331,43 @@ def simulate_cone_width(config, log):
     return out
 
 
+def extinction_slabs(length: int) -> tuple[int, ...]:
+    """Slab lengths of the extinction fit for a slab of ``length`` slices: 0.4, 0.8 and 1.2 times it."""
+    return tuple(max(2, round(f * length)) for f in (0.4, 0.8, 1.2))
+
+
+def simulate_cone_check(config, log):
+    """Fresh realizations: per strength the enhancement of a slab and, from independent realizations, the measured
+    extinction lengths of its modes (dt.extinction_lengths); the single-scattering shares with the measured and with
+    the Born attenuation, and the first with every l moved by one standard error (the comparator's error)."""
+    c = config["cone_check"]
+    start, out = time.perf_counter(), {}
+    model = dt.Model(energy=c["energy"])
+    pool = dict(min_ky=c["min_ky"], min_velocity=c["min_velocity"])
+    for i, (strength, length, count) in enumerate(zip(c["strengths"], c["lengths"], c["realizations"])):
+        sample = dt.Sample(dt.strip(c["width"], boundary="periodic"), length)
+        ext = dt.extinction_lengths(part_keys(config, "cone_check", c["extinction_realizations"], 10**6 * i + 5 * 10**5),
+                                    sample, model, strength, lengths=extinction_slabs(length),
+                                    batch=config["run"]["batch"])
+        cone = dt.reflection_cone(part_keys(config, "cone_check", count, 10**6 * i), sample, model, strength,
+                                  batch=config["run"]["batch"], extinction=ext.length)
+        e = dt.enhancement(cone, **pool)
+
+        def share(extinction):
+            single = dt.single_scattering(cone.modes, sample, strength**2 / 12, extinction=extinction)[0]
+            return float(dt.enhancement(eqx.tree_at(lambda x: x.single, cone, single), **pool).single_share)
+
+        out[f"check{i}_eta"], out[f"check{i}_eta_se"] = float(e.factor), float(e.error)
+        out[f"check{i}_share"], out[f"check{i}_share_born"] = float(e.single_share), share(None)
+        out[f"check{i}_share_se"] = abs(share(ext.length + ext.error) - share(ext.length - ext.error)) / 2
+        use = np.asarray(e.incoming)
+        out[f"check{i}_ratio"] = float(np.mean(np.asarray(ext.length)[use] / np.asarray(ext.born)[use]))
+        out[f"check{i}_pooled"] = int(use.sum())
+        log(f"  cone check: W_d = {strength:g}")
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
 def simulate(config, out: pathlib.Path, log=print) -> dict:
     """Every part, each cached in out/<part>.npz under the hash of its inputs."""
     data = {}
@@ -324,7 +377,8 @@ def simulate(config, out: pathlib.Path, log=print) -> dict:
         data[f"diffusive_{strength:g}"] = cached(out / f"diffusive_W{strength:g}.npz", inputs,
                                                  lambda s=strength: simulate_diffusive(config, s, log), log)
     for part, fn in (("field", simulate_field), ("symplectic", simulate_symplectic), ("speckle", simulate_speckle),
-                     ("forward", simulate_forward), ("cone", simulate_cone), ("cone_width", simulate_cone_width)):
+                     ("forward", simulate_forward), ("cone", simulate_cone), ("cone_width", simulate_cone_width),
+                     ("cone_check", simulate_cone_check)):
         inputs = {"seed": config["run"]["seed"], **config[part]}
         data[part] = cached(out / f"{part}.npz", inputs, lambda f=fn: f(config, log), log)
     return data
@@ -430,6 +484,17 @@ def analyse(config, data, out: pathlib.Path) -> Report:
                "scattering: not a valid input for this model")
     report.add("symplectic cone contrast vs neighbours", float(cd["su2_contrast"]), float(cd["su2_contrast_se"]), None,
                "< 1: a dip")
+    ck, kd = config["cone_check"], data["cone_check"]
+    seconds["cone_check"] = float(kd["seconds"])
+    for i, (strength, length) in enumerate(zip(ck["strengths"], ck["lengths"])):
+        eta, eta_se = float(kd[f"check{i}_eta"]), float(kd[f"check{i}_eta_se"])
+        share, share_se, born = (float(kd[f"check{i}_share"]), float(kd[f"check{i}_share_se"]),
+                                 float(kd[f"check{i}_share_born"]))
+        tag = f"(W={ck['width']}, L={length}, W_d={strength:g}, fresh realizations)"
+        report.add(f"cone eta vs 2 - S/L, S with the measured extinction {tag}", eta, math.hypot(eta_se, share_se),
+                   2 - share, f"S/L = {share:.4f} +- {share_se:.4f} (l / l_Born = {float(kd[f'check{i}_ratio']):.3f}); "
+                   f"eta alone +- {eta_se:.4f}; within 3%")
+        report.add(f"cone eta vs 2 - S/L, Born S {tag}", eta, eta_se, 2 - born, "the comparator of the first run")
     cw, wd = config["cone_width"], data["cone_width"]
     seconds["cone_width"] = float(wd["seconds"])
     widths = []

@@ -77,6 +77,13 @@ thickness_per_l = 2.0
 realizations = [16, 16]
 min_ky = 0.9
 max_ky = 1.6
+
+[cone_check]
+width = 16
+strengths = [2.0]
+lengths = [8]
+realizations = [16]
+extinction_realizations = 32
 """
 
 
@@ -99,7 +106,7 @@ def test_experiment_end_to_end_and_resumes_from_its_parts(tmp_path):
         assert math.isfinite(row["measured"]) and math.isfinite(row["stderr"]) and row["stderr"] > 0, row
     said = []
     again = module.simulate(config, out, log=said.append)
-    assert len(said) == 7 and all(line.startswith("reusing") for line in said), said
+    assert len(said) == 8 and all(line.startswith("reusing") for line in said), said
     np.testing.assert_array_equal(again["diffusive_3"]["peak"], data["diffusive_3"]["peak"])
 
 
@@ -111,6 +118,8 @@ def test_experiment_end_to_end_and_resumes_from_its_parts(tmp_path):
     (("max_ky = 1.6", "max_ky = 0.5"), "must exceed cone_width.min_ky"),
     (("realizations = [16, 16]", "realizations = [16]"), "one integer >= 16 per mean free path"),
     (("slab_flux = 0.0625", "slab_flux = 0.05"), "must be an integer"),
+    (("lengths = [8]", "lengths = [8, 16]"), "one integer >= 5 per strength"),
+    (("strengths = [2.0]", "strengths = [-2.0]"), "non-empty list of numbers > 0"),
     (("times = [20.0, 100.0]", "times = [100.0, 20.0]"), "increasing times"),
     (("times = [20.0, 100.0]", 'times = [20.0, "late"]'), "increasing times"),
     (("[forward]", "[forwards]"), "is not a known section"),

@@ -53,6 +53,7 @@ from .linalg import dag as _dag
 from .model import Disorder, Model, anderson_potential, draw_disorder
 from .observables import _first_blocks, _lead_self_energies, map_realizations
 from .rgf import sweep
+from .stats import jackknife
 
 # Weights of the Hermitian form that splits a group of degenerate modes: the current form J (velocities up to
 # ~4t), plus _LABEL times the labelling operator B = sin(k_y) + _SPIN sigma_z. The irrational-looking values keep
@@ -302,7 +303,7 @@ class ReflectionCone(eqx.Module):
     orbitals: int = eqx.field(static=True, default=1)
 
 
-def single_scattering(modes: Modes, sample: Sample, variance):
+def single_scattering(modes: Modes, sample: Sample, variance, *, extinction=None):
     """(S, S_bare), each (n, n) [out, in]: the single-scattering part of <|r_{m'm}|^2> for white-noise on-site
     disorder of variance ``variance`` (box strength W_d: W_d^2 / 12) on a periodic strip of W sites and L slices.
 
@@ -315,16 +316,38 @@ def single_scattering(modes: Modes, sample: Sample, variance):
 
     (Akkermans & Montambaux, ch. 8: the single-scattering contribution that the crossed term lacks at exact
     backscattering). Valid to leading order in sigma^2 (Born approximation for the attenuation). Spinful strips
-    (plane waves times spinors chi): the potential conserves spin, so each entry carries |chi_m'^+ chi_m|^2."""
+    (plane waves times spinors chi): the potential conserves spin, so each entry carries |chi_m'^+ chi_m|^2.
+
+    ``extinction``: optional (n,) intensity extinction lengths l_m (a) of the incoming modes, measured (e.g.
+    :func:`extinction_lengths`, NaN for closed modes); each leg is then attenuated by exp(-x / l) with the measured
+    l of its mode (an outgoing mode takes the l of the incoming mode with the same k_y and spin: the average slab is
+    symmetric under x -> -x), in place of the Born rate x / (tau |v|). The vertex stays sigma^2 (first order)."""
     w, length = sample.lattice.sites, sample.length
     v_in = jnp.where(modes.open_in, jnp.abs(modes.v_in), jnp.inf)
     v_out = jnp.where(modes.open_out, jnp.abs(modes.v_out), jnp.inf)
     rate = 2 * variance / (w * sample.orbitals) * jnp.sum(jnp.where(modes.open_in, 1 / v_in, 0.0))  # 1/tau
     x = jnp.arange(length, dtype=jnp.result_type(float))
-    decay = rate * (1 / v_out[:, None] + 1 / v_in[None, :])
+    if extinction is None:
+        decay = rate * (1 / v_out[:, None] + 1 / v_in[None, :])
+    else:
+        decay = _extinction_rates(modes, extinction)
     attenuation = jnp.sum(jnp.exp(-x[None, None, :] * decay[..., None]), axis=-1)
     prefactor = variance / (w * v_out[:, None] * v_in[None, :]) * _spinor_overlap(modes, sample)
     return prefactor * attenuation, prefactor * length
+
+
+def _extinction_rates(modes: Modes, extinction):
+    """(n_out, n_in) 1/l_out + 1/l_in from the incoming modes' extinction lengths (n,); an outgoing mode takes the
+    length of the incoming mode with the same k_y and spin (NaN lengths of closed modes never enter an open pair)."""
+    extinction = jnp.asarray(extinction, jnp.result_type(float))
+    if extinction.shape != modes.v_in.shape:
+        raise ValueError(f"extinction must hold one length per mode, shape {modes.v_in.shape}, got "
+                         f"{extinction.shape}.")
+    inv_in = jnp.where(modes.open_in, 1 / extinction, 0.0)
+    same = (jnp.abs(jnp.angle(jnp.exp(1j * (modes.ky_out[:, None] - modes.ky_in[None, :])))) < 1e-6) \
+        & (jnp.abs(modes.spin_out[:, None] - modes.spin_in[None, :]) < 1e-6) & modes.open_in[None, :]
+    inv_out = jnp.sum(jnp.where(same, inv_in[None, :], 0.0), axis=1) / jnp.maximum(jnp.sum(same, axis=1), 1)
+    return inv_out[:, None] + inv_in[None, :]
 
 
 def _spinor_overlap(modes: Modes, sample: Sample):
@@ -338,7 +361,7 @@ def _spinor_overlap(modes: Modes, sample: Sample):
 
 
 def reflection_cone(keys, sample: Sample, model: Model, strength, *, batch: int = 32,
-                    field_in_leads: bool = False, su2: bool = False) -> ReflectionCone:
+                    field_in_leads: bool = False, su2: bool = False, extinction=None) -> ReflectionCone:
     """Angle-resolved reflection <|r_{m'm}|^2> of a slab with box disorder (V uniform in [-W_d/2, W_d/2],
     ``strength`` W_d, realization r drawn from ``keys[r]`` by :func:`difftransport.anderson_potential`), averaged
     over the realizations (vmapped ``batch`` at a time), with standard errors and the single-scattering part
@@ -354,6 +377,9 @@ def reflection_cone(keys, sample: Sample, model: Model, strength, *, batch: int 
     (:func:`difftransport.draw_disorder` with ``su2=True``, the same potential): time reversal is kept, the spin is
     randomized along every path (symplectic class), the leads stay clean and spin degenerate. ``single`` then
     still holds the on-site Born formula of :func:`single_scattering`, which does not describe the SU(2) hoppings.
+
+    ``extinction``: optional measured extinction lengths per mode (:func:`extinction_lengths`, its ``length``),
+    passed to :func:`single_scattering` for ``single`` (``born`` stays the bare first-order term).
     """
     keys = jnp.asarray(keys)
     if keys.ndim < 1 or keys.shape[0] < 2:
@@ -381,9 +407,81 @@ def reflection_cone(keys, sample: Sample, model: Model, strength, *, batch: int 
     error = jnp.std(intensities, axis=0, ddof=1) / math.sqrt(count)
     coherent = jnp.mean(amplitudes, axis=0)
     modes = scattering_matrix(sample, model, None, field_in_leads=field_in_leads).modes
-    single, born = single_scattering(modes, sample, strength**2 / 12)
+    single, born = single_scattering(modes, sample, strength**2 / 12, extinction=extinction)
     return ReflectionCone(intensity=mean, error=error, coherent=coherent, single=single, born=born, modes=modes,
                           samples=intensities, realizations=count, orbitals=sample.orbitals)
+
+
+class Extinction(eqx.Module):
+    """Extinction of the coherent (disorder-averaged) wave in a slab, per incoming mode (see
+    :func:`extinction_lengths`).
+
+    Attributes:
+        length: (n,) intensity extinction length l_m (a): |<t_mm(L)>|^2 ~ exp(-L / l_m); NaN for closed modes.
+        error: (n,) its standard error (delete-a-block jackknife over the realizations, the lengths jointly).
+        born: (n,) the Born value tau |v_m| (1/tau as in :func:`single_scattering`), for comparison.
+        transmission: (lengths, n) |<t_mm(L)>|^2 at each slab length.
+        lengths: the slab lengths (slices).
+    """
+
+    length: jax.Array
+    error: jax.Array
+    born: jax.Array
+    transmission: jax.Array
+    lengths: tuple = eqx.field(static=True)
+
+
+def extinction_lengths(keys, sample: Sample, model: Model, strength, *, lengths, batch: int = 32,
+                       blocks: int = 16) -> Extinction:
+    """Measured extinction lengths of the lead modes in a box-disordered slab (strength W_d, realizations from
+    ``keys`` as in :func:`reflection_cone`): the coherent transmission <t_mm(L)> of mode m decays as
+    exp(-L / (2 l_m)) once the interfaces are passed, so l_m = -1/slope of ln |<t_mm(L)>|^2 against the slab
+    length L over ``lengths`` (at least two, >= 2 slices each; the lattice, spin and field of ``sample``, its
+    length ignored), fitted by least squares per mode. The intercept absorbs the two interfaces. Errors by
+    :func:`difftransport.stats.jackknife` (``blocks``) over the realizations, which every length shares (keys[r]
+    draws realization r at each length).
+
+    This is the exact extinction of the averaged medium (all orders in the disorder, the real part of the
+    self-energy included), the input that :func:`single_scattering` (``extinction=``) uses in place of the Born
+    rate: at W_d = 2, E = -1 on a 32-wide periodic strip the measured l is about 12% shorter than the Born tau |v|.
+    """
+    keys = jnp.asarray(keys)
+    if keys.ndim < 1 or keys.shape[0] < 2 * blocks:
+        raise ValueError(f"keys must hold at least 2 * blocks = {2 * blocks} PRNG keys, got shape {keys.shape}.")
+    lengths = tuple(lengths)
+    if len(lengths) < 2 or len(set(lengths)) != len(lengths) or not all(
+            isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 2 for n in lengths):
+        raise ValueError(f"lengths must be >= 2 distinct integers >= 2 (slices), got {lengths!r}.")
+    strength = jnp.asarray(strength, jnp.result_type(float))
+    diagonals = []
+    for n in lengths:
+        slab = dataclasses.replace(sample, length=int(n))
+
+        def one(key, slab=slab):
+            s = scattering_matrix(slab, model, Disorder(potential=anderson_potential(key, slab, strength)),
+                                  field_in_leads=False)
+            return jnp.diagonal(s.t)
+
+        diagonals.append(np.asarray(jax.jit(lambda k: map_realizations(one, k, batch=batch))(keys)))
+    samples = np.stack(diagonals, axis=1)  # (realizations, lengths, n)
+    modes = scattering_matrix(sample, model, None, field_in_leads=False).modes
+    open_ = np.asarray(modes.open_in)
+    x = np.asarray(lengths, float)
+    x = x - x.mean()
+
+    def fit(rows):
+        log = np.log(np.abs(rows[:, :, open_].mean(axis=0)) ** 2)  # (lengths, open modes)
+        length = np.full(open_.shape, np.nan)
+        length[open_] = -1 / (x @ (log - log.mean(axis=0)) / (x @ x))
+        return length
+
+    length, error = jackknife(fit, samples, blocks=blocks)
+    v = np.where(open_, np.abs(np.asarray(modes.v_in)), np.inf)
+    rate = 2 * float(strength) ** 2 / 12 / sample.slice_size * np.sum(np.where(open_, 1 / v, 0.0))
+    born = np.where(open_, v / rate, np.nan)
+    transmission = np.abs(samples.mean(axis=0)) ** 2
+    return Extinction(length=jnp.asarray(length), error=jnp.asarray(error), born=jnp.asarray(born),
+                      transmission=jnp.asarray(transmission), lengths=lengths)
 
 
 class Enhancement(eqx.Module):
