@@ -107,6 +107,15 @@ def checked_model(sample: Sample, model: Model) -> Model:
     tau = model.tau_phi
     if tau is not None:
         tau = eqx.error_if(tau, jnp.isnan(tau) | (tau <= 0), "model.tau_phi must be positive (inf for coherent), got NaN or <= 0.")
+    if fields["flux"] is not None and sample.field_region == "sample":
+        c_max = max(float(np.max(np.abs(c), initial=0.0)) for c in _transverse_coefficients(sample))
+        limit = _MAX_FLUX_WINDING / max(c_max, 1e-300)
+        fields["flux"] = eqx.error_if(
+            fields["flux"], jnp.abs(fields["flux"]) > limit,
+            f"model.flux must satisfy |flux| <= {limit:.3g} on this sample: the transverse-gauge phases lose "
+            f"precision beyond |flux| * {c_max:.3g} = {_MAX_FLUX_WINDING:g}.",
+        )
+        return Model(**fields, tau_phi=tau)
     if fields["flux"] is not None:
         fields["flux"] = _reduced_flux(sample.lattice, fields["flux"])
     period = sample.lattice.flux_period
@@ -179,6 +188,39 @@ def _bond_geometry(lat: Lattice, index, vectors):
     return vec[:, 0], y1 + y2, vec[:, :2] / norm[:, None]
 
 
+def _clip_mean(a, b, x0, x1):
+    """Mean of clip(x, x0, x1) over the segment x in [a, b] (arrays; a == b allowed)."""
+    def antiderivative(x):
+        inside = np.clip(x, x0, x1)
+        return x0 * x + 0.5 * (inside - x0) ** 2 + (x1 - x0) * np.maximum(x - x1, 0.0)
+
+    same = np.abs(b - a) < 1e-12
+    width = np.where(same, 1.0, b - a)
+    return np.where(same, np.clip(a, x0, x1), (antiderivative(b) - antiderivative(a)) / width)
+
+
+def _transverse_coefficients(sample: Sample):
+    """Static coefficients c of the transverse-gauge phases exp(2 pi i flux c), c = dy <clip(x, X0, X1) - X0>
+    over the straight bond (exact: A_y is piecewise linear in x), for ``field_region='sample'``: (intra (L, B_a),
+    inter (L - 1, B_e), right-lead intra (B_a,), right-lead inter (B_e,)); the left lead has c = 0."""
+    lat = sample.lattice
+    x0, x1 = sample.field_bounds()
+    xs = lat.position_array()[:, 0]
+
+    def coefficients(bonds, vectors, slices):
+        if not bonds:
+            return np.zeros((len(slices), 0)), np.zeros(0)
+        idx = np.asarray(bonds, dtype=int).reshape(-1, 2)
+        vec = np.asarray(vectors, dtype=float).reshape(-1, 3)
+        start = slices[:, None] * lat.period + xs[idx[:, 0]][None, :]
+        mean = _clip_mean(start, start + vec[None, :, 0], x0, x1)
+        return vec[None, :, 1] * (mean - x0), vec[:, 1] * (x1 - x0)
+
+    intra, right_intra = coefficients(lat.intra_bonds, lat.intra_vectors, np.arange(sample.length))
+    inter, right_inter = coefficients(lat.inter_bonds, lat.inter_vectors, np.arange(sample.inter_slices))
+    return intra, inter, right_intra, right_inter
+
+
 def _bond_values(model: Model, sample: Sample, index, vectors, rotations=None):
     """Hopping blocks H[j, i] (..., B, s, s) for the bonds (i -> j): (-t R + i alpha (d x sigma)_z) times the
     Peierls phase exp(-2 pi i flux dx (y1 + y2) / 2). ``rotations`` (..., B, 2, 2) replaces R = 1."""
@@ -244,6 +286,8 @@ def prepare(sample: Sample, model: Model, disorder: Disorder | None = None) -> t
     carry the run-time checks (an unused check is compiled away)."""
     disorder = check_inputs(sample, model, disorder)
     model = checked_model(sample, model)
+    if sample.field_region == "sample" and model.flux is not None:
+        return _transverse_hamiltonian(sample, model, disorder), model
     lat = sample.lattice
     m, s = lat.sites, sample.orbitals
 
@@ -276,3 +320,45 @@ def prepare(sample: Sample, model: Model, disorder: Disorder | None = None) -> t
         base_bonds=lat.intra_bonds if bond_values is None else (),
     )
     return ham, model
+
+
+def _transverse_hamiltonian(sample: Sample, model: Model, disorder: Disorder) -> SlicedHamiltonian:
+    """``field_region='sample'``: per-slice bond values with the transverse-gauge phases (Sample docstring), a
+    field-free left lead and a right lead with the constant A_y = B (X1 - X0)."""
+    lat = sample.lattice
+    m, s = lat.sites, sample.orbitals
+    plain = Model(energy=model.energy, hopping=model.hopping, rashba=model.rashba)  # bonds without the field
+    intra_c, inter_c, right_intra_c, right_inter_c = _transverse_coefficients(sample)
+
+    def phases(c):
+        return jnp.exp(2j * math.pi * model.flux * jnp.asarray(c))[..., None, None]
+
+    clean_intra = _bond_values(plain, sample, lat.intra_bonds, lat.intra_vectors) if lat.intra_bonds else None
+    clean_inter = _bond_values(plain, sample, lat.inter_bonds, lat.inter_vectors)
+    dtype = clean_inter.dtype
+    factor = lead_factor(lat.inter_bonds, m, s)
+
+    def lead(c_intra, c_inter):
+        cell = (jnp.zeros((m * s, m * s), dtype) if clean_intra is None
+                else scatter_bonds(clean_intra * phases(c_intra), lat.intra_bonds, m))
+        return Lead(cell=cell, hop=scatter_hop(clean_inter * phases(c_inter), lat.inter_bonds, m), factor=factor)
+
+    if disorder.su2_intra is None:
+        intra = None if clean_intra is None else jnp.broadcast_to(clean_intra, (sample.length, *clean_intra.shape))
+        inter = jnp.broadcast_to(clean_inter, (sample.inter_slices, *clean_inter.shape))
+    else:
+        intra = _bond_values(plain, sample, lat.intra_bonds, lat.intra_vectors, disorder.su2_intra)
+        inter = _bond_values(plain, sample, lat.inter_bonds, lat.inter_vectors, disorder.su2_inter)
+    bond_values = None if intra is None else intra * phases(intra_c)
+    inter = inter * phases(inter_c)
+    if lat.site_diagonal_hopping:
+        order = np.argsort([i for i, _ in lat.inter_bonds])
+        hops = SiteBlockHopping(inter[:, order])
+    else:
+        hops = DenseHopping(jax.vmap(lambda v: scatter_hop(v, lat.inter_bonds, m))(inter))
+    return SlicedHamiltonian(
+        base=jnp.zeros((m * s, m * s), dtype), site=_site_blocks(model, sample, disorder).astype(dtype), hops=hops,
+        lead=lead(np.zeros_like(right_intra_c), np.zeros_like(right_inter_c)),
+        right_lead=lead(right_intra_c, right_inter_c),
+        bond_values=bond_values, bond_index=lat.intra_bonds if bond_values is not None else (),
+    )

@@ -117,7 +117,9 @@ class SlicedHamiltonian(eqx.Module):
             sample, whose hops[L-1] = H[0, L-1] closes it).
         bond_values: optional (L, B, s, s) per-slice intra-slice bond values (random-hopping models), placed
             at ``bond_index`` (static (B, 2) pairs (i, j): H[j, i] = value, H[i, j] = value^dagger).
-        lead: the clean lead (both sides); None for a periodic sample.
+        lead: the clean lead (both sides, or the left one if ``right_lead`` is given); None for a periodic sample.
+        right_lead: a distinct right lead (same structure and hopping pattern, other values: a field's vector
+            potential in it), or None when both leads are ``lead``.
         base_bonds: static (i, j) site pairs outside which ``base`` vanishes (its site-diagonal blocks are zero
             too), so that solvers may apply it as a stencil; empty if unknown (then ``base`` is dense).
     """
@@ -129,6 +131,7 @@ class SlicedHamiltonian(eqx.Module):
     bond_values: jax.Array | None = None
     bond_index: tuple[tuple[int, int], ...] = eqx.field(static=True, default=())
     base_bonds: tuple[tuple[int, int], ...] = eqx.field(static=True, default=())
+    right_lead: Lead | None = None
 
     @classmethod
     def from_dense(cls, onsite, hops, lead_cell, lead_hop) -> SlicedHamiltonian:
@@ -181,10 +184,13 @@ class SlicedHamiltonian(eqx.Module):
         mirrored too (its hopping daggered), so the left lead of the result is the original right lead."""
         hops = jax.tree.map(lambda x: x[::-1], self.hops).dagger()  # dagger acts on the last two axes
         bonds = None if self.bond_values is None else self.bond_values[::-1]
-        lead = Lead(cell=self.lead.cell, hop=_dag(self.lead.hop), factor=_mirror(self.lead.factor))
+        def mirrored(lead):
+            return None if lead is None else Lead(cell=lead.cell, hop=_dag(lead.hop), factor=_mirror(lead.factor))
+
+        left, right = (self.lead, None) if self.right_lead is None else (self.right_lead, self.lead)
         return SlicedHamiltonian(
-            base=self.base, site=self.site[::-1], hops=hops, lead=lead, bond_values=bonds,
-            bond_index=self.bond_index, base_bonds=self.base_bonds,
+            base=self.base, site=self.site[::-1], hops=hops, lead=mirrored(left), bond_values=bonds,
+            bond_index=self.bond_index, base_bonds=self.base_bonds, right_lead=mirrored(right),
         )
 
 

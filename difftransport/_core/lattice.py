@@ -304,12 +304,20 @@ class Sample(eqx.Module):
     With ``periodic=True`` the sample is closed along x instead (a ring, cylinder or torus without leads, for
     the time evolution; transport solvers refuse it): slice ``length - 1`` is bonded to slice 0 by the
     lattice's inter-cell bonds (needs length >= 3).
+
+    ``field_region`` says where a magnetic field (``Model.flux``) is: ``"everywhere"`` (default; Landau gauge
+    A = -B y x, the leads included, so a periodic transverse boundary needs flux * period an integer) or
+    ``"sample"``: only between the last site of slice 0 and the first site of slice ``length - 1`` (along x), in
+    the transverse gauge A = B (clip(x, X0, X1) - X0) y. The left lead is then field free and the right lead
+    carries the constant A_y = B (X1 - X0), on a cylinder an Aharonov-Bohm flux B (X1 - X0) C through it (C the
+    circumference); any flux is consistent with a periodic boundary (``docs/physics.md#field-in-the-sample``).
     """
 
     lattice: Lattice = eqx.field(static=True)
     length: int = eqx.field(static=True)
     spinful: bool = eqx.field(static=True, default=False)
     periodic: bool = eqx.field(static=True, default=False)
+    field_region: str = eqx.field(static=True, default="everywhere")
 
     def __check_init__(self):
         if not isinstance(self.lattice, Lattice):
@@ -320,6 +328,22 @@ class Sample(eqx.Module):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         if self.periodic and self.length < 3:
             raise ValueError(f"a periodic sample needs length >= 3 (two distinct neighbours), got {self.length}.")
+        if self.field_region not in ("everywhere", "sample"):
+            raise ValueError(f"field_region must be 'everywhere' or 'sample', got {self.field_region!r}.")
+        if self.field_region == "sample":
+            if self.periodic:
+                raise ValueError("field_region='sample' needs leads (a periodic sample has none): use 'everywhere'.")
+            if self.field_bounds()[1] <= self.field_bounds()[0]:
+                raise ValueError(
+                    f"field_region='sample' needs the first site of slice length - 1 beyond the last site of slice 0 "
+                    f"along x; length {self.length} is too short for {self.lattice.name}."
+                )
+
+    def field_bounds(self) -> tuple[float, float]:
+        """(X0, X1): the x-range of a field with ``field_region='sample'``: the largest x of slice 0 and the
+        smallest x of slice ``length - 1``."""
+        x = self.lattice.position_array()[:, 0]
+        return float(x.max()), float((self.length - 1) * self.lattice.period + x.min())
 
     @property
     def inter_slices(self) -> int:

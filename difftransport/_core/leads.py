@@ -290,3 +290,19 @@ def lead_self_energies(energy, cell, hop, factor: HopFactor) -> LeadSelfEnergies
     left, right, n_open, shift = _lead_sigmas(energy, cell, hop, factor)
     return LeadSelfEnergies(left=left, right=right, open_channels=jax.lax.stop_gradient(n_open),
                             energy=energy + jax.lax.stop_gradient(shift))
+
+
+def distinct_lead_self_energies(energy, left, right) -> LeadSelfEnergies:
+    """Self-energies of two different clean leads, ``left`` and ``right`` each a (cell, hop, factor) triple of the
+    same size and hopping pattern (e.g. the right lead carrying a vector potential): Sigma_L from ``left``,
+    Sigma_R from ``right``, ``open_channels`` of the left lead. Where either lead is at a subband edge, both are
+    evaluated at the shifted energy (:func:`lead_self_energies`), so that the sample is solved at one energy."""
+    energy = jnp.asarray(energy)
+    sigma_left, _, n_open, shift_left = _lead_sigmas(energy, *left)
+    _, sigma_right, _, shift_right = _lead_sigmas(energy, *right)
+    shift = jnp.maximum(shift_left, shift_right)
+    sigma_left = jax.lax.cond(shift_left < shift, lambda: _lead_sigmas(energy + shift, *left)[0], lambda: sigma_left)
+    sigma_right = jax.lax.cond(shift_right < shift, lambda: _lead_sigmas(energy + shift, *right)[1],
+                               lambda: sigma_right)
+    return LeadSelfEnergies(left=sigma_left, right=sigma_right, open_channels=jax.lax.stop_gradient(n_open),
+                            energy=energy + jax.lax.stop_gradient(shift))

@@ -30,7 +30,7 @@ from .build import prepare
 from .buttiker import buttiker_currents_rgf
 from .hamiltonian import SlicedHamiltonian
 from .lattice import Sample
-from .leads import LeadSelfEnergies, lead_self_energies
+from .leads import distinct_lead_self_energies, LeadSelfEnergies, lead_self_energies
 from .linalg import dag as _dag
 from .model import Disorder, Model, draw_disorder
 from .rgf import sweep
@@ -74,6 +74,9 @@ def _left_to_right(sol: _Solution):
 def _lead_self_energies(ham: SlicedHamiltonian, energy) -> LeadSelfEnergies:
     if ham.lead is None:
         raise ValueError("sample is periodic along x (closed, no leads): transport needs Sample(..., periodic=False).")
+    if ham.right_lead is not None:
+        return distinct_lead_self_energies(energy, (ham.lead.cell, ham.lead.hop, ham.lead.factor),
+                                           (ham.right_lead.cell, ham.right_lead.hop, ham.right_lead.factor))
     return lead_self_energies(energy, ham.lead.cell, ham.lead.hop, ham.lead.factor)
 
 

@@ -195,6 +195,9 @@ def lead_modes(energy, cell, hop, *, shift=None, spin=None) -> Modes:
 
 
 def _check(sample: Sample, field_in_leads):
+    if sample.field_region != "everywhere":
+        raise ValueError("reflection needs identical leads (one mode basis): use Sample(..., field_region="
+                         "'everywhere') and field_in_leads=False for a field in the slab only.")
     if not isinstance(field_in_leads, bool):
         raise ValueError(f"field_in_leads must be True or False, got {field_in_leads!r}.")
     if sample.periodic:

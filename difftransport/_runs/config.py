@@ -77,6 +77,8 @@ SAMPLE = {
     "n": Field(int, None, minimum=1, doc="zigzag chains or armchair dimer lines (ribbons)"),
     "boundary": Field(str, "hardwall", allowed=("hardwall", "periodic")),
     "spinful": Field(bool, False),
+    "field_region": Field(str, "everywhere", allowed=("everywhere", "sample"),
+                          doc="where model.flux acts: everywhere (Landau gauge, leads too) or the sample only"),
 }
 MODEL = {
     "energy": Field((int, float), doc="Fermi energy (units of t)"),
@@ -330,6 +332,8 @@ def result_relevant(config: dict) -> dict:
         for key in ("correlation_length", "density", "short_range_density", "short_range_strength"):
             if key in entry.get("disorder", {}) and entry["disorder"][key] == DISORDER[key].default:
                 entry["disorder"].pop(key)
+        if entry.get("sample", {}).get("field_region") == SAMPLE["field_region"].default:
+            entry["sample"].pop("field_region")  # likewise for the field region
     return relevant
 
 

@@ -39,7 +39,8 @@ def make_sample(spec: dict) -> lat.Sample:
         lattice = lat.zigzag_ribbon(spec["n"], boundary=spec["boundary"])
     else:
         lattice = lat.armchair_ribbon(spec["n"], boundary=spec["boundary"])
-    return lat.Sample(lattice, spec["length"], spinful=spec["spinful"])
+    return lat.Sample(lattice, spec["length"], spinful=spec["spinful"],
+                      field_region=spec.get("field_region", "everywhere"))
 
 
 def grid_shape(entry: dict) -> tuple[int, ...]:

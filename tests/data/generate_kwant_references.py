@@ -45,6 +45,14 @@ Files:
   makes the inter-cell hopping singular (Kwant 3.36, difftransport then gave G = 0 and now refuses it), no
   regular one has been compared, so difftransport refuses a field on the armchair cylinder and the armchair file
   is at b = 0.
+- field_in_sample.npz: spinless cylinders with a field in the sample only (difftransport's
+  ``Sample(..., field_region="sample")``): a square cylinder (W = 8 sites around, ``square_V[r, x, y]``) and a
+  zigzag honeycomb cylinder (N = 6, C = 3 sqrt(3), ``zigzag_V[r, site]`` in the order of ``zigzag_pos``). The field
+  b fills X0 < x < X1, X0 the largest x of the first cell, X1 the smallest x of the last, in the transverse gauge
+  A = b (clip(x, X0, X1) - X0) y: the bond from r1 to r2 carries -t exp(2 pi i b dy <clip(x) - X0>) (mean over the
+  straight bond), the seam bonds to the physical neighbour across y = C. The left lead is field free, the right
+  lead carries the constant A_y = b (X1 - X0) (an Aharonov-Bohm flux b (X1 - X0) C through it); b C is not an
+  integer. ``*_G[r, energy, b]``.
 """
 
 import json
@@ -274,8 +282,95 @@ def periodic_honeycomb(ribbon, N, Lx, Wd, masses, seed, energies, bs, realizatio
                 masses=np.asarray(masses), G=G)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# A field in the sample only (field_region="sample"), on cylinders: transverse gauge A = b (clip(x, X0, X1) - X0) y
+
+
+def clip_mean(a, b, x0, x1):
+    """Mean of clip(x, x0, x1) over the straight segment from x = a to x = b."""
+    if abs(b - a) < 1e-12:
+        return min(max(a, x0), x1)
+    F = lambda x: x0 * x + 0.5 * (min(max(x, x0), x1) - x0) ** 2 + (x1 - x0) * max(x - x1, 0.0)
+    return (F(b) - F(a)) / (b - a)
+
+
+def transverse_hop(r1, r2, b, x0, x1):
+    """H[r2, r1] = -t exp(2 pi i b dy <clip(x, X0, X1) - X0>) over the bond from r1 to r2 (physical neighbour)."""
+    (xa, ya), (xb, yb) = np.asarray(r1, float)[:2], np.asarray(r2, float)[:2]
+    return -T * np.exp(2j * np.pi * b * (yb - ya) * (clip_mean(xa, xb, x0, x1) - x0))
+
+
+def sample_field_system(kind, N, Lx, b, V, index=None):
+    """Spinless cylinder (kind "square": W = N sites around; "zigzag": honeycomb, C = N sqrt(3)/2) with a field b
+    between X0 (the largest x of the first cell) and X1 (the smallest x of the last cell): the left lead field
+    free, the right lead with the constant A_y = b (X1 - X0) (its own Builder), the seam bonds to the physical
+    neighbour across y = C."""
+    if kind == "square":
+        lat, period, C = kwant.lattice.square(1, norbs=1), 1.0, float(N)
+        shape = lambda pos: -0.5 < pos[0] < Lx - 0.5 and -0.5 < pos[1] < N - 0.5
+        lead_shape = lambda pos: -0.5 < pos[1] < N - 0.5
+        neighbour = 1.0
+        onsite_value = lambda site: V[int(round(site.pos[0])), int(round(site.pos[1]))]
+    else:
+        lat, shape, lead_shape, period = honeycomb("zigzag", N, Lx, norbs=1)
+        C, neighbour = circumference("zigzag", N), CC
+        key = lambda site: (round(float(site.pos[0]), 6), round(float(site.pos[1]), 6))
+        onsite_value = lambda site: V[index[key(site)]]
+    syst = kwant.Builder()
+    syst[lat.shape(shape, (0, 0))] = onsite_value
+    xs = sorted(site.pos[0] for site in syst.sites())
+    x0 = max(x for x in xs if x < xs[0] + period - 1e-9)
+    x1 = min(x for x in xs if x > xs[-1] - period + 1e-9)
+
+    def bonds(builder, sites, value):
+        """Every bond among ``sites`` and across the seam, H[w, u] = value(r_u, r_w physical)."""
+        for u in sites:
+            for w in sites:
+                for shift in (0.0, C, -C):
+                    target = w.pos + np.array([0.0, shift])
+                    if abs(np.linalg.norm(target - u.pos) - neighbour) < 1e-6 and (shift != 0 or u != w):
+                        builder[w, u] = value(u.pos, target)
+
+    bonds(syst, list(syst.sites()), lambda r1, r2: transverse_hop(r1, r2, b, x0, x1))
+    leads = []
+    for direction, a_y in ((-1, 0.0), (1, b * (x1 - x0))):
+        lead = kwant.Builder(kwant.TranslationalSymmetry((direction * period, 0)))
+        lead[lat.shape(lead_shape, (0, 0))] = 0.0
+        window = kwant.Builder()  # three cells, every bond mapped into the lead's unit cell
+        window[lat.shape(lambda pos: -1.5 * period < pos[0] < 1.5 * period and lead_shape(pos), (0, 0))] = 0
+        constant = lambda r1, r2, a=a_y: -T * np.exp(2j * np.pi * a * (r2[1] - r1[1]))
+        bonds(lead, list(window.sites()), constant)
+        leads.append(lead)
+    syst.attach_lead(leads[0])
+    syst.attach_lead(leads[1])
+    return syst.finalized()
+
+
+def field_in_sample(seed=108, realizations=2):
+    cases = {"square": (8, 10, 1.5, [-1.05, 0.13], [0.0, 0.0071, 0.0456]),
+             "zigzag": (6, 12, 0.8, [0.13, 0.41, 1.07], [0.0, 0.0123, 0.047])}
+    rng = np.random.default_rng(seed)
+    out, meta = {}, dict(spinless=True, t=T, seed=seed, axes=["realization", "energy", "b"], cases={},
+                         note="conventions: generate_kwant_references.py docstring (field_in_sample)")
+    for kind, (N, Lx, Wd, energies, bs) in cases.items():
+        if kind == "square":
+            V, index, pos = rng.uniform(-Wd / 2, Wd / 2, size=(realizations, Lx, N)), None, None
+        else:
+            pos, _, index = ribbon_sites("zigzag", N, Lx)
+            V = rng.uniform(-Wd / 2, Wd / 2, size=(realizations, len(pos)))
+        G = np.array([[transmissions(sample_field_system(kind, N, Lx, b, V[r], index), energies) for b in bs]
+                      for r in range(realizations)]).transpose(0, 2, 1)
+        meta["cases"][kind] = dict(N=N, Lx=Lx, Wd=Wd)
+        out.update({f"{kind}_V": V, f"{kind}_energies": np.asarray(energies), f"{kind}_bs": np.asarray(bs),
+                    f"{kind}_G": G})
+        if pos is not None:
+            out[f"{kind}_pos"] = pos
+    return dict(meta=json.dumps(meta), **out)
+
+
 FILES = {
     "su2_strip.npz": su2_strip,
+    "field_in_sample.npz": field_in_sample,
     # A cylinder in a field has no edges: its leads conduct only inside the (Hofstadter) Landau bands, so the
     # energies are picked inside bands of the fluxes: (-2.31: 3/8), (-1.05: 1/8, 1/4), (0.13: all of them);
     # (-2.4: -1/3), (0.2: 1/6 with alpha, -1/3), (0.54: 1/6 without alpha, -1/3).

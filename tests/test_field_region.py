@@ -1,0 +1,91 @@
+"""A magnetic field in the sample only (``Sample(..., field_region="sample")``, transverse gauge, distinct right
+lead): exact gauge equivalences, derivatives, errors. Kwant references: tests/test_reference.py."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import difftransport as dt
+from difftransport._core.reflection import scattering_matrix
+
+
+def _disorder(sample, seed):
+    return dt.Disorder(potential=dt.anderson_potential(jax.random.key(seed), sample, 1.5))
+
+
+@pytest.mark.parametrize("boundary, width, length, flux, energy", [
+    ("hardwall", 6, 5, 0.07, -0.7), ("hardwall", 9, 12, 0.013, 0.9),
+    ("periodic", 8, 6, 0.125, -0.6), ("periodic", 6, 9, 1 / 3, -0.6),  # flux * W an integer
+])
+def test_same_field_as_the_landau_gauge_with_clean_leads(boundary, width, length, flux, energy):
+    """The same field B between the first and the last slice, in another gauge: the Landau gauge A = -B y x in the
+    sample with field-free leads (``scattering_matrix(..., field_in_leads=False)``, consistent on a cylinder only
+    for flux W an integer, where the right lead's Aharonov-Bohm flux flux (L - 1) W is an integer too). The
+    conductances agree to 1e-12."""
+    lattice = dt.strip(width, boundary=boundary)
+    sample = dt.Sample(lattice, length)
+    disorder = _disorder(sample, 3)
+    model = dt.Model(energy=energy, flux=flux)
+    landau = float(jnp.sum(jnp.abs(scattering_matrix(sample, model, disorder, field_in_leads=False).t) ** 2))
+    transverse = float(dt.conductance(dt.Sample(lattice, length, field_region="sample"), model, disorder))
+    assert abs(transverse - landau) <= 1e-12
+    assert abs(transverse - float(dt.conductance(sample, dt.Model(energy=energy), disorder))) > 1e-3  # field matters
+
+
+def test_methods_agree_and_the_flux_derivative_is_the_finite_difference():
+    """RGF and transfer sweeps agree with distinct leads; dG/dflux at a flux with flux C not an integer equals the
+    central finite difference (step 1e-6) to 1e-6 relative."""
+    sample = dt.Sample(dt.strip(8, boundary="periodic"), 10, field_region="sample")
+    disorder = _disorder(sample, 4)
+    g = lambda f, method="rgf": dt.conductance(sample, dt.Model(energy=-0.6, flux=f), disorder, method=method)
+    assert abs(float(g(0.0071)) - float(g(0.0071, "transfer"))) <= 1e-10
+    grad = float(jax.grad(g)(0.0071))
+    fd = (float(g(0.0071 + 1e-6)) - float(g(0.0071 - 1e-6))) / 2e-6
+    assert abs(grad - fd) <= 1e-6 * abs(grad) and abs(grad) > 1.0
+
+
+def test_zero_flux_is_the_field_free_sample():
+    sample = dt.Sample(dt.zigzag_ribbon(6, boundary="periodic"), 8)
+    disorder = _disorder(sample, 5)
+    plain = float(dt.conductance(sample, dt.Model(energy=0.4), disorder))
+    region = float(dt.conductance(dt.Sample(sample.lattice, 8, field_region="sample"), dt.Model(energy=0.4, flux=0.0),
+                                  disorder))
+    assert abs(plain - region) <= 1e-12
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="field_region must be 'everywhere' or 'sample'"):
+        dt.Sample(dt.strip(4), 3, field_region="leads")
+    with pytest.raises(ValueError, match="needs leads"):
+        dt.Sample(dt.strip(4, boundary="periodic"), 4, periodic=True, field_region="sample")
+    with pytest.raises(ValueError, match="too short"):
+        dt.Sample(dt.strip(4), 1, field_region="sample")
+    with pytest.raises(ValueError, match="reflection needs identical leads"):
+        scattering_matrix(dt.Sample(dt.strip(4), 3, field_region="sample"), dt.Model(energy=-1.0, flux=0.1))
+    assert dt.Sample(dt.strip(4), 5, field_region="sample").field_bounds() == (0.0, 4.0)
+
+
+def test_config_key_reaches_the_sample_and_keeps_older_hashes():
+    """``[ensembles.NAME.sample] field_region``: default "everywhere" (dropped from the result hash, so runs stored
+    before the key existed still resume), "sample" builds the sample-only field, anything else is a named error."""
+    from difftransport._runs import config as _config
+    from difftransport._runs.ensemble import make_sample
+
+    base = {"run": {"seed": 1, "realizations": 2}, "ensembles": {"a": {
+        "observables": ["conductance"], "sample": {"lattice": "strip", "width": 8, "length": 6, "boundary": "periodic"},
+        "model": {"energy": -0.6, "flux": 0.0071}, "disorder": {"strength": 1.0}}}}
+    normalized = _config.validate(base)
+    assert normalized["ensembles"]["a"]["sample"]["field_region"] == "everywhere"
+    older = {**normalized, "ensembles": {"a": {**normalized["ensembles"]["a"], "sample": {
+        k: v for k, v in normalized["ensembles"]["a"]["sample"].items() if k != "field_region"}}}}
+    assert _config.config_hash(older) == _config.config_hash(normalized)
+    region = {**base, "ensembles": {"a": {**base["ensembles"]["a"],
+                                          "sample": {**base["ensembles"]["a"]["sample"], "field_region": "sample"}}}}
+    checked = _config.validate(region)
+    assert _config.config_hash(checked) != _config.config_hash(normalized)
+    assert make_sample(checked["ensembles"]["a"]["sample"]).field_region == "sample"
+    bad = {**base, "ensembles": {"a": {**base["ensembles"]["a"],
+                                       "sample": {**base["ensembles"]["a"]["sample"], "field_region": "leads"}}}}
+    with pytest.raises(_config.ConfigError, match="field_region"):
+        _config.validate(bad)
