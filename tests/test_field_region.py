@@ -89,3 +89,29 @@ def test_config_key_reaches_the_sample_and_keeps_older_hashes():
                                        "sample": {**base["ensembles"]["a"]["sample"], "field_region": "leads"}}}}
     with pytest.raises(_config.ConfigError, match="field_region"):
         _config.validate(bad)
+
+
+def test_twist_is_a_boundary_condition():
+    """``Model.twist``: an Aharonov-Bohm flux through the cylinder. An integer twist is a gauge transformation
+    (the same G to 1e-12); twist 1/2 on a clean square cylinder of even W moves the transverse momenta 2 pi m / W
+    to 2 pi (m + 1/2) / W, which changes the number of open channels (the clean G) as counted directly; the
+    transverse-gauge field composes with it; lattices without a periodic boundary refuse it."""
+    width, energy = 8, -1.1
+    sample = dt.Sample(dt.strip(width, boundary="periodic"), 6)
+    disorder = _disorder(sample, 6)
+    g = lambda **kw: float(dt.conductance(sample, dt.Model(energy=energy, **kw), disorder))
+    assert abs(g(twist=1.0) - g()) <= 1e-12 and abs(g(twist=0.3) - g()) > 1e-3
+
+    def channels(shift):
+        ky = 2 * np.pi * (np.arange(width) + shift) / width
+        return int(np.sum(np.abs(energy + 2 * np.cos(ky)) < 2))  # open when |E - eps_y| < 2 t
+
+    for shift in (0.0, 0.5):
+        clean = float(dt.conductance(sample, dt.Model(energy=energy, twist=shift)))
+        assert abs(clean - channels(shift)) <= 1e-9
+    assert channels(0.0) != channels(0.5)
+    region = dt.Sample(sample.lattice, 6, field_region="sample")
+    both = float(dt.conductance(region, dt.Model(energy=energy, flux=0.01, twist=0.25), disorder))
+    assert abs(both - float(dt.conductance(region, dt.Model(energy=energy, flux=0.01), disorder))) > 1e-4
+    with pytest.raises(ValueError, match="model.twist needs a periodic transverse boundary"):
+        dt.conductance(dt.Sample(dt.strip(4), 3), dt.Model(energy=0.0, twist=0.5))

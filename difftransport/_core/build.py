@@ -43,7 +43,7 @@ def check_inputs(sample: Sample, model: Model, disorder: Disorder | None) -> Dis
         disorder = Disorder()
     if not isinstance(disorder, Disorder):
         raise ValueError(f"disorder must be a difftransport Disorder or None, got {type(disorder).__name__}.")
-    for name in ("energy", "hopping", "flux", "rashba", "exchange", "tau_phi", "mass"):
+    for name in ("energy", "hopping", "flux", "rashba", "exchange", "tau_phi", "mass", "twist"):
         value = getattr(model, name)
         if value is not None and jnp.shape(value) != ():
             raise ValueError(
@@ -58,6 +58,9 @@ def check_inputs(sample: Sample, model: Model, disorder: Disorder | None) -> Dis
         raise ValueError(
             f"{', '.join(spin_terms)} act on spin, but the sample is spinless; use Sample(..., spinful=True)."
         )
+    if model.twist is not None and sample.lattice.transverse_period is None:
+        raise ValueError(f"model.twist needs a periodic transverse boundary (a cylinder); {sample.lattice.name} "
+                         "has none.")
     if model.mass is not None and len(set(sample.lattice.sublattice)) < 2:
         raise ValueError(f"model.mass needs a lattice with two sublattices; {sample.lattice.name} has one.")
     for name in ("potential", "moments"):
@@ -102,7 +105,7 @@ def checked_model(sample: Sample, model: Model) -> Model:
             value, ~jnp.isfinite(value), f"model.{name} is not finite (NaN or inf)."
         )
 
-    fields = {n: finite(n) for n in ("energy", "hopping", "flux", "rashba", "exchange", "mass")}
+    fields = {n: finite(n) for n in ("energy", "hopping", "flux", "rashba", "exchange", "mass", "twist")}
     fields["hopping"] = eqx.error_if(fields["hopping"], fields["hopping"] == 0, "model.hopping is zero: leads carry no current.")
     tau = model.tau_phi
     if tau is not None:
@@ -238,6 +241,9 @@ def _bond_values(model: Model, sample: Sample, index, vectors, rotations=None):
     if model.flux is not None:
         phase = jnp.exp(-2j * math.pi * model.flux * jnp.asarray(dx * ysum / 2))
         values = values * phase[:, None, None]
+    if model.twist is not None:
+        dy = np.asarray(vectors, dtype=float).reshape(-1, 3)[:, 1] / sample.lattice.transverse_period
+        values = values * jnp.exp(2j * math.pi * model.twist * jnp.asarray(dy))[:, None, None]
     return values
 
 
@@ -327,7 +333,7 @@ def _transverse_hamiltonian(sample: Sample, model: Model, disorder: Disorder) ->
     field-free left lead and a right lead with the constant A_y = B (X1 - X0)."""
     lat = sample.lattice
     m, s = lat.sites, sample.orbitals
-    plain = Model(energy=model.energy, hopping=model.hopping, rashba=model.rashba)  # bonds without the field
+    plain = Model(energy=model.energy, hopping=model.hopping, rashba=model.rashba, twist=model.twist)  # no field
     intra_c, inter_c, right_intra_c, right_inter_c = _transverse_coefficients(sample)
 
     def phases(c):

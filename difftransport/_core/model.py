@@ -47,6 +47,11 @@ class Model(eqx.Module):
         tau_phi: phase-coherence time; every sample site gets the absorption -i eta, eta = hbar / (2 tau_phi)
             (``docs/physics.md``, dephasing). ``jnp.inf`` means coherent.
         mass: staggered sublattice potential, +mass on sublattice A and -mass on B (sample only).
+        twist: Aharonov-Bohm flux through a cylinder (periodic transverse boundary of circumference C), in flux
+            quanta h/e: every bond carries an extra exp(2 pi i twist dy / C) (dy its physical extent along y), in
+            the sample and in the leads, a twisted boundary condition psi(y + C) = e^{2 pi i twist} psi(y) in
+            another gauge. Curl-free (no field on the surface); averaging over a uniform twist in [0, 1) averages
+            over boundary conditions (``docs/physics.md#field-in-the-sample``). Periodic lattices only.
 
     Checks. At construction (``ValueError``): every parameter is a real number or array (not complex, not a
     str), and ``energy`` and ``hopping`` are not None. When traced by a solver (``ValueError``): parameters are
@@ -73,6 +78,7 @@ class Model(eqx.Module):
     exchange: Float[Array, ""] | None = eqx.field(converter=_parameter("exchange"), default=None)
     tau_phi: Float[Array, ""] | None = eqx.field(converter=_parameter("tau_phi"), default=None)
     mass: Float[Array, ""] | None = eqx.field(converter=_parameter("mass"), default=None)
+    twist: Float[Array, ""] | None = eqx.field(converter=_parameter("twist"), default=None)
 
     @property
     def absorption(self):

@@ -352,6 +352,8 @@ def _check(sample, model, strength, distribution, su2, rtol, chunk, warmup, qr_e
     check_inputs(sample, model, None)  # types, scalar parameters, spin terms on spinless samples, mass
     if sample.periodic:
         raise ValueError("the transfer matrix needs an open sample (periodic=False): it grows the bar slice by slice.")
+    if sample.field_region != "everywhere":
+        raise ValueError("the transfer matrix grows the bar slice by slice: it needs field_region='everywhere'.")
     if su2 and not sample.spinful:
         raise ValueError("su2=True needs a spinful sample (Sample(..., spinful=True)).")
     if distribution not in _DISTRIBUTIONS:
