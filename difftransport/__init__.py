@@ -53,7 +53,8 @@ from ._core.inference import (
     MicroscopicParameters, realization_conductances
 )
 from ._core.scaling import (
-    beta_one_loop, BetaFit, finite_difference_beta, fit_beta, fit_scaling, ScalingFit, ScalingModel
+    beta_one_loop, BetaFit, dephasing_slopes, DephasingSlopes, finite_difference_beta, fit_beta, fit_scaling,
+    ScalingFit, ScalingModel
 )
 from ._core.tmm import localization_length, lyapunov_exponents, LyapunovSpectrum
 from ._core.thermal import (

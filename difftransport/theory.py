@@ -39,6 +39,7 @@ from ._core.theory import (
     wire_correction,
     wire_field_length,
     wire_magnetoconductance,
+    wl_dephasing_slope,
 )
 
 __all__ = [
@@ -78,4 +79,5 @@ __all__ = [
     "wire_correction",
     "wire_field_length",
     "wire_magnetoconductance",
+    "wl_dephasing_slope",
 ]

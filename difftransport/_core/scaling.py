@@ -37,8 +37,8 @@ import optimistix as optx
 from jaxtyping import Array, Float
 
 from .lattice import Sample
-from .model import Model
-from .observables import ensemble_conductances
+from .model import Disorder, Model, anderson_potential
+from .observables import conductance, ensemble_conductances, map_realizations, open_channels
 from .stats import Estimate, chi2_pvalue, confidence_z, gauss_newton_covariance
 from .theory import diffusive_cutoff, intrinsic_conductance, lattice_wl_correction
 
@@ -417,6 +417,79 @@ def finite_size_one_loop(lengths, channels, mean_log_g, *, symmetry: str, period
                 size, size, periodic=periodic, extrapolation=z0, cutoff=diffusive_cutoff(z0)))
     g_mid = np.exp(0.5 * (mean_log_g[:, 1:] + mean_log_g[:, :-1]))
     return np.diff(correction, axis=1) / np.diff(np.log(np.asarray(lengths, float))) / g_mid
+
+
+class DephasingSlopes(eqx.Module):
+    """Derivatives of the conductance with respect to ln tau_phi, per realization and field (see
+    :func:`dephasing_slopes`). Arrays (realizations, fields); conductances in e^2/h.
+
+    Attributes:
+        fluxes: (fields,) the fluxes per plaquette (h/e).
+        g, slope: the Buttiker-probe conductance and dg / d ln tau_phi.
+        g_contact, slope_contact: the contact-corrected g_c = 1 / (1/g - 1/N) and dg_c / d ln tau_phi =
+            (g_c / g)^2 dg / d ln tau_phi (N = ``channels``; NaN where g >= N).
+        channels: (fields,) N, the open channels of each lead at each field.
+    """
+
+    fluxes: jax.Array
+    g: jax.Array
+    slope: jax.Array
+    g_contact: jax.Array
+    slope_contact: jax.Array
+    channels: jax.Array
+
+    def subtracted(self, field: int, *, contact: bool = True):
+        """(mean, standard error) over the realizations of slope(B = 0) - slope(fluxes[field]): the Cooperon's
+        ln tau_phi derivative with the momentum-relaxation (Drude) part of the probes removed. Needs
+        ``fluxes[0] == 0``."""
+        if float(self.fluxes[0]) != 0.0 or not 0 < field < self.fluxes.shape[0]:
+            raise ValueError(f"subtracted needs fluxes[0] = 0 and 0 < field < {self.fluxes.shape[0]}, got field "
+                             f"{field!r} with fluxes {np.asarray(self.fluxes).tolist()}.")
+        slope = self.slope_contact if contact else self.slope
+        d = np.asarray(slope[:, 0] - slope[:, field])
+        return float(np.mean(d)), float(np.std(d, ddof=1) / math.sqrt(d.shape[0]))
+
+
+def dephasing_slopes(keys, sample: Sample, model: Model, strength, *, fluxes, batch: int = 1) -> DephasingSlopes:
+    """d g / d ln tau_phi by reverse-mode differentiation through the Buttiker-probe solve (a probe on every site,
+    ``conductance(..., dephasing="buttiker")``), per realization (box disorder ``strength`` drawn from
+    ``keys[r]`` by :func:`difftransport.anderson_potential`) and per flux of ``fluxes`` (common random numbers:
+    one realization at every field), at ``model.tau_phi``.
+
+    The probes relax momentum as well as phase (1/tau_tot = 1/tau + 1/tau_phi), so the raw derivative holds the
+    Drude term ~ sigma tau / tau_phi besides the Cooperon's -(1/2 pi) (2D orthogonal, one loop). A field whose
+    magnetic length is below L_phi but with omega_c tau << 1 kills the Cooperon's dependence on tau_phi and
+    leaves the Drude term nearly unchanged (to order (omega_c tau)^2), so :meth:`DephasingSlopes.subtracted`
+    isolates the Cooperon. Its one-loop value for the sample: :func:`difftransport.theory.wl_dephasing_slope`.
+    docs/physics.md#beta-function (the derivative route). Pure JAX per realization (vmapped over fields, mapped
+    over realizations ``batch`` at a time)."""
+    if model.tau_phi is None:
+        raise ValueError("dephasing_slopes needs model.tau_phi (the probes' dephasing time).")
+    keys = jnp.asarray(keys)
+    if keys.ndim < 1 or keys.shape[0] < 2:
+        raise ValueError(f"keys must hold at least two PRNG keys (for a standard error), got shape {keys.shape}.")
+    fluxes = jnp.asarray(fluxes, jnp.result_type(float))
+    if fluxes.ndim != 1 or fluxes.shape[0] < 1:
+        raise ValueError(f"fluxes must be a non-empty 1D list of fluxes, got shape {fluxes.shape}.")
+    strength = jnp.asarray(strength, jnp.result_type(float))
+
+    def one(key):
+        disorder = Disorder(potential=anderson_potential(key, sample, strength))
+
+        def g(log_tau, flux):
+            m = eqx.tree_at(lambda x: (x.tau_phi, x.flux), model, (jnp.exp(log_tau), flux),
+                            is_leaf=lambda x: x is None)
+            return conductance(sample, m, disorder, dephasing="buttiker")
+
+        return jax.vmap(lambda f: jnp.stack(jax.value_and_grad(g)(jnp.log(model.tau_phi), f)))(fluxes)
+
+    out = jax.jit(lambda k: map_realizations(one, k, batch=batch))(keys)
+    g, slope = out[..., 0], out[..., 1]
+    channels = jax.vmap(lambda f: open_channels(sample, Model(energy=model.energy, hopping=model.hopping, flux=f,
+                                                              rashba=model.rashba)))(fluxes)
+    g_contact = intrinsic_conductance(g, channels[None, :])
+    return DephasingSlopes(fluxes=fluxes, g=g, slope=slope, g_contact=g_contact,
+                           slope_contact=(g_contact / g) ** 2 * slope, channels=channels)
 
 
 def one_loop_amplitude(beta, stderr, one_loop, use) -> dict:

@@ -394,6 +394,21 @@ def lattice_wl_correction(length: int, width: int, *, height: int | None = None,
     return _cooperon_trace(length, width, height, periodic, flux, mass, z0)
 
 
+def wl_dephasing_slope(length: int, width: int, *, diffusion, tau_phi, flux=0.0, extrapolation=0.5, cutoff=None,
+                       periodic: bool = False):
+    """d delta G / d ln tau_phi of :func:`lattice_wl_correction` (e^2/h, spinless orthogonal, one loop) with
+    L_phi = sqrt(diffusion tau_phi): the Cooperon's part of the dephasing slope of a two-terminal sample, the
+    comparator of :func:`difftransport.scaling` ``dephasing_slopes`` (contact-corrected conductances). In the
+    bulk (L >> L_phi >> l) it is -1/(2 pi) at zero field and -(1/2 pi) x psi'(1/2 + x), x = 1/(8 pi L_phi^2
+    flux), in a field, so the zero-field slope minus the slope in a field is -(1/2 pi)[1 - x psi'(1/2 + x)]."""
+    def correction(log_tau):
+        l_phi = jnp.sqrt(_positive("diffusion", _float(diffusion)) * jnp.exp(log_tau))
+        return lattice_wl_correction(length, width, flux=flux, l_phi=l_phi, extrapolation=extrapolation,
+                                     cutoff=cutoff, periodic=periodic)
+
+    return jax.grad(correction)(jnp.log(_positive("tau_phi", _float(tau_phi))))
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _cooperon_trace(length, width, height, periodic, flux, mass, z0):
     """-(2/L^2) Tr of the inverse lattice Cooperon operator (block-tridiagonal in slices, O(L (W H)^3)): the degree
