@@ -115,3 +115,24 @@ def test_twist_is_a_boundary_condition():
     assert abs(both - float(dt.conductance(region, dt.Model(energy=energy, flux=0.01), disorder))) > 1e-4
     with pytest.raises(ValueError, match="model.twist needs a periodic transverse boundary"):
         dt.conductance(dt.Sample(dt.strip(4), 3), dt.Model(energy=0.0, twist=0.5))
+
+
+def test_right_lead_subband_edge_shifts_both_leads():
+    """At a subband edge of the twisted right lead only (a square cylinder: its transverse energies are
+    -2 cos(2 pi (m +- Phi) / W), Phi = flux (X1 - X0) W, edges 2 above them), both leads and the sample are solved at
+    E + 1e-7 t: G(E) equals G(E + 1e-7) exactly, is finite, and is right-continuous: a channel opening at the edge
+    moves G as sqrt(E - E_edge), so G(E + 1e-8) lies closer to G(E) than G(E + 1e-6) does, which lies within 1e-2.
+    (A first bound of 1e-3 at 1e-6 ignored that square root: the difference is 2.1e-3.)"""
+    import math
+
+    width, length, flux = 8, 6, 0.01
+    sample = dt.Sample(dt.strip(width, boundary="periodic"), length, field_region="sample")
+    x0, x1 = sample.field_bounds()
+    twist = flux * (x1 - x0) * width
+    energy = -2 * math.cos(2 * math.pi * (1 + twist) / width) + 2.0
+    assert abs(energy - (-2 * math.cos(2 * math.pi / width) + 2.0)) > 0.1  # not an edge of the left lead
+    disorder = _disorder(sample, 1)
+    g = lambda e: float(dt.conductance(sample, dt.Model(energy=e, flux=flux), disorder))
+    at = g(energy)
+    assert math.isfinite(at) and at == g(energy + 1e-7)
+    assert abs(g(energy + 1e-8) - at) < abs(g(energy + 1e-6) - at) < 1e-2
