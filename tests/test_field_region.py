@@ -109,6 +109,7 @@ def test_twist_is_a_boundary_condition():
     for shift in (0.0, 0.5):
         clean = float(dt.conductance(sample, dt.Model(energy=energy, twist=shift)))
         assert abs(clean - channels(shift)) <= 1e-9
+        assert int(dt.open_channels(sample, dt.Model(energy=energy, twist=shift))) == channels(shift)
     assert channels(0.0) != channels(0.5)
     region = dt.Sample(sample.lattice, 6, field_region="sample")
     both = float(dt.conductance(region, dt.Model(energy=energy, flux=0.01, twist=0.25), disorder))

@@ -339,9 +339,11 @@ def fano_factor(sample: Sample, model: Model, disorder: Disorder | None = None):
 
 @eqx.filter_jit
 def open_channels(sample: Sample, model: Model):
-    """Number of open channels (right-moving propagating modes) in each lead at ``model.energy``. Only the
-    lead parameters (energy, hopping, flux, rashba) matter; sample-only terms are ignored."""
-    lead_model = Model(energy=model.energy, hopping=model.hopping, flux=model.flux, rashba=model.rashba)
+    """Number of open channels (right-moving propagating modes) in each lead at ``model.energy`` (the left lead
+    where they differ, ``field_region="sample"``). Only the lead parameters (energy, hopping, flux, rashba, twist)
+    matter; sample-only terms are ignored."""
+    lead_model = Model(energy=model.energy, hopping=model.hopping, flux=model.flux, rashba=model.rashba,
+                       twist=model.twist)
     ham, model = prepare(sample, lead_model, None)
     return _lead_self_energies(ham, model.energy).open_channels
 

@@ -485,8 +485,8 @@ def dephasing_slopes(keys, sample: Sample, model: Model, strength, *, fluxes, ba
 
     out = jax.jit(lambda k: map_realizations(one, k, batch=batch))(keys)
     g, slope = out[..., 0], out[..., 1]
-    channels = jax.vmap(lambda f: open_channels(sample, Model(energy=model.energy, hopping=model.hopping, flux=f,
-                                                              rashba=model.rashba)))(fluxes)
+    channels = jax.vmap(lambda f: open_channels(sample, eqx.tree_at(lambda x: x.flux, model, f,
+                                                                    is_leaf=lambda x: x is None)))(fluxes)
     g_contact = intrinsic_conductance(g, channels[None, :])
     return DephasingSlopes(fluxes=fluxes, g=g, slope=slope, g_contact=g_contact,
                            slope_contact=(g_contact / g) ** 2 * slope, channels=channels)
