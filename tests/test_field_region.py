@@ -137,3 +137,38 @@ def test_right_lead_subband_edge_shifts_both_leads():
     at = g(energy)
     assert math.isfinite(at) and at == g(energy + 1e-7)
     assert abs(g(energy + 1e-8) - at) < abs(g(energy + 1e-6) - at) < 1e-2
+
+
+def test_random_twist_in_ensembles():
+    """``[ensembles.NAME.disorder] random_twist = true``: realization r gets the twist uniform(fold_in(key_r,
+    tag)) in [0, 1), the same at every grid point; its conductances equal a direct computation with that twist
+    (1e-12); the key is refused on a hard-wall sample and, at its default, dropped from the result hash."""
+    from difftransport._runs import config as _config
+    from difftransport._runs.ensemble import make_sample, realization_function, realization_twist
+
+    entry = {"observables": ["conductance"], "sample": {"lattice": "strip", "width": 6, "length": 5,
+                                                         "boundary": "periodic", "field_region": "sample"},
+             "model": {"energy": -0.7}, "grid": {"flux": [0.0, 0.013]},
+             "disorder": {"strength": 1.0, "random_twist": True}}
+    config = _config.validate({"run": {"seed": 9, "realizations": 2}, "ensembles": {"a": entry}})
+    normalized = config["ensembles"]["a"]
+    f = realization_function(normalized, 9)
+    sample = make_sample(normalized["sample"])
+    twists = []
+    for index in range(2):
+        key = jax.random.fold_in(jax.random.key(9), index)
+        twist = float(realization_twist(key))
+        twists.append(twist)
+        disorder = dt.draw_disorder(key, sample, strength=1.0)
+        for i, flux in enumerate([0.0, 0.013]):
+            direct = float(dt.conductance(sample, dt.Model(energy=-0.7, flux=flux, twist=twist), disorder))
+            assert abs(float(f(index)["conductance"][i]) - direct) <= 1e-12
+    assert all(0 <= t < 1 for t in twists) and twists[0] != twists[1]
+    hardwall = {**entry, "sample": {**entry["sample"], "boundary": "hardwall"}}
+    with pytest.raises(_config.ConfigError, match="random_twist"):
+        _config.validate({"run": {"seed": 9, "realizations": 2}, "ensembles": {"a": hardwall}})
+    plain = {**entry, "disorder": {"strength": 1.0}}
+    a = _config.validate({"run": {"seed": 9, "realizations": 2}, "ensembles": {"a": plain}})
+    b = _config.validate({"run": {"seed": 9, "realizations": 2},
+                          "ensembles": {"a": {**plain, "disorder": {"strength": 1.0, "random_twist": False}}}})
+    assert _config.config_hash(a) == _config.config_hash(b) != _config.config_hash(config)

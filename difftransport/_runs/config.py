@@ -104,6 +104,8 @@ DISORDER = {
     "short_range_strength": Field((int, float), 0.0, check=lambda v: math.isfinite(v) and v >= 0,
                                   doc="a finite number >= 0: box width of the short-range scatterers' amplitudes "
                                       "(not scaled by strength)"),
+    "random_twist": Field(bool, False, doc="an Aharonov-Bohm twist through the cylinder drawn uniformly in [0, 1) "
+                                           "per realization (periodic boundary; averages over boundary conditions)"),
 }
 PLOT = {
     "x": Field(str, None, doc="grid axis on the horizontal axis (default: the first)"),
@@ -248,6 +250,8 @@ def _cross_checks(v: Validator, path, e: dict) -> None:
                       f"= {str(disorder['moments']).lower()}: magnetic impurities need both model.exchange and disorder.moments = true")
     if "mass" in terms and sample["lattice"] not in ("zigzag_ribbon", "armchair_ribbon"):
         raise v.error(path + ("model", "mass"), f"needs a honeycomb lattice, not {sample['lattice']!r}")
+    if disorder["random_twist"] and sample["boundary"] != "periodic":
+        raise v.error(path + ("disorder", "random_twist"), "= true needs sample.boundary = 'periodic' (a cylinder)")
     if e["dephasing"] == "buttiker" and "tau_phi" not in terms:
         raise v.error(path + ("dephasing",), "= 'buttiker' needs model.tau_phi (or a tau_phi grid)")
     if e["method"] == "transfer":
@@ -329,7 +333,7 @@ def result_relevant(config: dict) -> dict:
         entry.pop("method", None)  # the sweeps agree to ~1e-11
         # Disorder terms at their defaults change no number: dropping them keeps the hash of runs stored before
         # the terms existed, so those runs still resume.
-        for key in ("correlation_length", "density", "short_range_density", "short_range_strength"):
+        for key in ("correlation_length", "density", "short_range_density", "short_range_strength", "random_twist"):
             if key in entry.get("disorder", {}) and entry["disorder"][key] == DISORDER[key].default:
                 entry["disorder"].pop(key)
         if entry.get("sample", {}).get("field_region") == SAMPLE["field_region"].default:

@@ -56,6 +56,15 @@ def grid_points(entry: dict) -> dict[str, np.ndarray]:
     return {name: m.ravel() for name, m in zip(entry["grid"], mesh)}
 
 
+_TAG_TWIST = 0x7A157  # the twist's stream: fold_in(realization key, _TAG_TWIST), apart from the disorder's
+
+
+def realization_twist(key):
+    """The Aharonov-Bohm twist (flux quanta, uniform in [0, 1)) of the realization with key ``key``, for
+    ``disorder.random_twist = true`` (``Model.twist``)."""
+    return jax.random.uniform(jax.random.fold_in(key, _TAG_TWIST), dtype=jnp.result_type(float))
+
+
 def realization_function(entry: dict, seed: int) -> Callable:
     """f(index) -> {observable: (*grid_shape, *observable_shape)} for one realization (pure, jittable)."""
     sample = make_sample(entry["sample"])
@@ -73,9 +82,12 @@ def realization_function(entry: dict, seed: int) -> Callable:
 
     smooth = {"correlation_length": dis.get("correlation_length", 0.0), "density": dis.get("density", 1.0)}
     short_density = dis.get("short_range_density", 0.0)
+    random_twist = dis.get("random_twist", False)
 
-    def at_point(unit: Disorder, short, values: dict):
+    def at_point(unit: Disorder, short, values: dict, twist=None):
         params = {**base, **{k: v for k, v in values.items() if k != "strength"}}
+        if twist is not None:
+            params["twist"] = twist
         strength = values.get("strength", dis["strength"])
         potential = strength * unit.potential
         if short is not None:
@@ -93,10 +105,11 @@ def realization_function(entry: dict, seed: int) -> Callable:
         short = None
         if short_density > 0:
             short = short_range_potential(key, sample, dis.get("short_range_strength", 0.0), density=short_density)
+        twist = realization_twist(key) if random_twist else None
         if not points:
-            return at_point(unit, short, {})
+            return at_point(unit, short, {}, twist)
         values = {k: jnp.asarray(v) for k, v in points.items()}
-        out = jax.vmap(lambda vals: at_point(unit, short, vals))(values)
+        out = jax.vmap(lambda vals: at_point(unit, short, vals, twist))(values)
         return {k: v.reshape(shape + v.shape[1:]) for k, v in out.items()}
 
     return one
