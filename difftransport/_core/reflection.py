@@ -328,15 +328,20 @@ def single_scattering(modes: Modes, sample: Sample, variance, *, extinction=None
     w, length = sample.lattice.sites, sample.length
     v_in = jnp.where(modes.open_in, jnp.abs(modes.v_in), jnp.inf)
     v_out = jnp.where(modes.open_out, jnp.abs(modes.v_out), jnp.inf)
-    rate = 2 * variance / (w * sample.orbitals) * jnp.sum(jnp.where(modes.open_in, 1 / v_in, 0.0))  # 1/tau
     x = jnp.arange(length, dtype=jnp.result_type(float))
     if extinction is None:
-        decay = rate * (1 / v_out[:, None] + 1 / v_in[None, :])
+        decay = _born_rate(modes, sample, variance) * (1 / v_out[:, None] + 1 / v_in[None, :])
     else:
         decay = _extinction_rates(modes, extinction)
     attenuation = jnp.sum(jnp.exp(-x[None, None, :] * decay[..., None]), axis=-1)
     prefactor = variance / (w * v_out[:, None] * v_in[None, :]) * _spinor_overlap(modes, sample)
     return prefactor * attenuation, prefactor * length
+
+
+def _born_rate(modes: Modes, sample: Sample, variance):
+    """The Born scattering rate 1/tau = 2 |Im Sigma| = (2 variance / (W s)) sum_open 1/|v| (s orbitals per site)."""
+    v_in = jnp.where(modes.open_in, jnp.abs(modes.v_in), jnp.inf)
+    return 2 * variance / sample.slice_size * jnp.sum(jnp.where(modes.open_in, 1 / v_in, 0.0))
 
 
 def _extinction_rates(modes: Modes, extinction):
@@ -479,9 +484,8 @@ def extinction_lengths(keys, sample: Sample, model: Model, strength, *, lengths,
         return length
 
     length, error = jackknife(fit, samples, blocks=blocks)
-    v = np.where(open_, np.abs(np.asarray(modes.v_in)), np.inf)
-    rate = 2 * float(strength) ** 2 / 12 / sample.slice_size * np.sum(np.where(open_, 1 / v, 0.0))
-    born = np.where(open_, v / rate, np.nan)
+    rate = float(_born_rate(modes, sample, strength**2 / 12))
+    born = np.where(open_, np.abs(np.asarray(modes.v_in)) / rate, np.nan)
     transmission = np.abs(samples.mean(axis=0)) ** 2
     return Extinction(length=jnp.asarray(length), error=jnp.asarray(error), born=jnp.asarray(born),
                       transmission=jnp.asarray(transmission), lengths=lengths)
