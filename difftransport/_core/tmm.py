@@ -61,7 +61,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from .build import _bond_values, _site_blocks, check_inputs, checked_model
-from .hamiltonian import lead_factor, scatter_bonds, scatter_hop
+from .hamiltonian import lead_factor, scatter_bonds, scatter_hop, site_apply, stencil_apply
 from .lattice import Sample
 from .model import _DISTRIBUTIONS, Disorder, Model, _real_array, anderson_potential, su2_rotations
 from .stats import Estimate
@@ -160,12 +160,28 @@ def _is_complex(model: Model, su2: bool) -> bool:
     return su2 or model.flux is not None or model.rashba is not None
 
 
-def _sites_apply(blocks, x):
-    """Site-diagonal blocks (m, s, s) times x (m, s, k), as broadcasts that XLA fuses (a batched dot of 2 x 2
-    blocks is much slower on CPU)."""
-    if blocks.shape[-1] == 1:
-        return blocks[..., :1] * x
-    return jnp.sum(blocks[..., :, :, None] * x[..., None, :, :], axis=-2)
+def _bond_stencil(bonds, sites: int):
+    """Static row structure of the intra-slice hopping for ``stencil_apply``: (cols, bond, dagger, mask),
+    each (m, z). Row j holds bond (i, j) as (i, value) and row i holds it as (j, value^dagger), the entries of
+    ``scatter_bonds``; rows are padded to the largest coordination z with masked entries."""
+    rows = [[] for _ in range(sites)]
+    for b, (i, j) in enumerate(bonds):
+        rows[j].append((i, b, False))
+        rows[i].append((j, b, True))
+    z = max(1, max(len(r) for r in rows))
+    pad = [r + [(k, 0, False)] * (z - len(r)) for k, r in enumerate(rows)]
+    cols, bond, dagger = (np.array([[e[c] for e in r] for r in pad]) for c in range(3))
+    mask = np.array([[1.0] * len(r) + [0.0] * (z - len(r)) for r in rows])
+    return cols.astype(np.int32), bond.astype(np.int32), dagger, mask
+
+
+def _stencil_blocks(structure, values):
+    """Coefficient blocks (m, z, s, s) of the intra-slice hopping from bond values (B, s, s)."""
+    _, bond, dagger, mask = structure
+    if values.shape[0] == 0:
+        return jnp.zeros(bond.shape + values.shape[1:], values.dtype)
+    picked = jnp.where(dagger[:, :, None, None], jnp.conj(jnp.swapaxes(values, -1, -2))[bond], values[bond])
+    return picked * mask[:, :, None, None].astype(picked.real.dtype)
 
 
 def _block_inverse_dagger(blocks):
@@ -210,10 +226,11 @@ def _run(params, *, key, rtol, resume: TransferState | None, cfg: _Config):
         blocks and (V_s^+)^-1 in the transfer form, (n, n) in the Green's-function form)."""
         intra = cast(_bond_values(model, sample, lat.intra_bonds, lat.intra_vectors, rotations[0]))
         inter = cast(_bond_values(model, sample, lat.inter_bonds, lat.inter_vectors, rotations[1]))
-        h = scatter_bonds(intra, lat.intra_bonds, m)
         if cfg.transfer:
-            return h, inter[order], _block_inverse_dagger(inter[order])
-        return h, scatter_hop(inter, lat.inter_bonds, m)
+            return _stencil_blocks(stencil, intra), inter[order], _block_inverse_dagger(inter[order])
+        return scatter_bonds(intra, lat.intra_bonds, m), scatter_hop(inter, lat.inter_bonds, m)
+
+    stencil = _bond_stencil(lat.intra_bonds, m)
 
     clean = hoppings()
 
@@ -229,9 +246,6 @@ def _run(params, *, key, rtol, resume: TransferState | None, cfg: _Config):
         intra, inter = su2_rotations(key, Sample(lat, q + 1, spinful=True), first_slice=start)
         return onsite, jax.vmap(lambda a, b: hoppings((a, b)))(intra[:q], inter)
 
-    def sites_apply(v, x):  # site-diagonal V (m, s, s) times x (n, k)
-        return _sites_apply(v, x.reshape(m, s, -1)).reshape(x.shape)
-
     def step(carry, data):
         """Transfer form: (x, y) = (psi_s, psi_{s-1}) -> (psi_{s+1}, psi_s). Green's-function form: (x, y) =
         (X_{s-1}, g_{s-1}) -> (X_s, g_s)."""
@@ -239,8 +253,8 @@ def _run(params, *, key, rtol, resume: TransferState | None, cfg: _Config):
         onsite, hops = data
         h, v, *v_inv = clean if hops is None else hops
         if cfg.transfer:
-            z = onsite[:, None] * x - h @ x - sites_apply(v_prev, y)
-            return (sites_apply(v_inv[0], z), x, v), None
+            z = onsite[:, None] * x - stencil_apply(stencil[0], h, x) - site_apply(v_prev, y)
+            return (site_apply(v_inv[0], z), x, v), None
         g = jnp.linalg.inv(jnp.diag(onsite) - h - v_prev @ y @ jnp.conj(v_prev.T))
         return (g @ (v_prev @ x), g, v), None
 

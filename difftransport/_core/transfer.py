@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .hamiltonian import SiteBlockHopping, SlicedHamiltonian
+from .hamiltonian import SiteBlockHopping, SlicedHamiltonian, site_apply, stencil_apply
 from .rgf import _cmatmul, _dag, checkpointed_scan, inverse
 
 EVERY = 8  # slices between renormalizations of the basis (accuracy ~1e-11 on the square lattice)
@@ -73,11 +73,7 @@ def _h_apply(ham, stencil, site, bonds, x):
     """H_s x for one slice: the clean bonds as a stencil (or a dense product), the site blocks, the bond values."""
     if stencil is None or bonds is not None:
         return _cmatmul(ham.block(site, bonds), x)
-    nbr, coef = stencil
-    m, z, s, _ = coef.shape
-    gathered = x.reshape(m, s, -1)[nbr]  # (m, z, s, k)
-    clean = jnp.einsum("izab,izbk->iak", coef, gathered).reshape(x.shape)
-    return clean + SiteBlockHopping(site).apply(x)
+    return stencil_apply(*stencil, x) + site_apply(site, x)
 
 
 def transfer_sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last, every: int = EVERY):
@@ -100,7 +96,7 @@ def transfer_sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last, ever
         x_s, y_next, last = carry
         site_s, bonds_s, v_inv_s, v_dag_s = x
         rhs = energy * x_s - _h_apply(ham, stencil, site_s, bonds_s, x_s) - y_next
-        return (SiteBlockHopping(v_inv_s).apply(rhs), SiteBlockHopping(v_dag_s).apply(x_s), last), None
+        return (site_apply(v_inv_s, rhs), site_apply(v_dag_s, x_s), last), None
 
     def renormalize(carry):
         x_s, y_next, last = carry
