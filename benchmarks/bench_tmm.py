@@ -34,20 +34,10 @@ import numpy as np
 
 import difftransport as dt
 
-from bench_rgf import cpu_model
+from bench_rgf import _best_call, cpu_model
 
 QR_EVERY = 16
 W_C = 16.5
-
-
-def _best(f, repeat=2):
-    jax.block_until_ready(f())
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        jax.block_until_ready(f())
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _spectrum(width, slices, chunk, strength, key=1):
@@ -61,7 +51,7 @@ def ours(width, slices, batch):
     one = jax.jit(lambda w: _spectrum(width, slices, slices // 2, w).exponents)
     many = jax.jit(jax.vmap(lambda w: _spectrum(width, slices, slices // 2, w).exponents))
     strengths = jnp.linspace(16.0, 17.0, batch)
-    return slices / _best(lambda: one(W_C)), batch * slices / _best(lambda: many(strengths))
+    return slices / _best_call(lambda: one(W_C), 2), batch * slices / _best_call(lambda: many(strengths), 2)
 
 
 def numpy_loop(width, slices, strength=W_C):
