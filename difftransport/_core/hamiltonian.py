@@ -38,7 +38,7 @@ def site_apply(blocks, x):
 def stencil_apply(neighbours, coef, x):
     """(H x)[i] = sum_z coef[i, z] x[neighbours[i, z]] for a sparse slice Hamiltonian: ``neighbours`` (m, z) static
     integers, ``coef`` (m, z, s, s) blocks (zero where a row is padded), x (m s, k). One gather per neighbour slot,
-    written out like :func:`site_apply`; on CPU 2.5-8x faster than the equivalent einsum over gathered blocks
+    written out like :func:`site_apply`; on CPU 2.4-5.3x faster than the equivalent einsum over gathered blocks
     and far cheaper than the dense (m s)^2 k product for n >= 32 (docs/benchmarks.md#the-stencils)."""
     m, z, s, _ = coef.shape
     neighbours = np.asarray(neighbours)
