@@ -14,7 +14,9 @@ An orthonormal 2n x n frame is multiplied by the T_s and re-orthogonalized by a 
 ``qr_every`` slices; the logs of |diag R| accumulate to the n positive Lyapunov exponents
 gamma_1 >= ... >= gamma_n > 0 (Benettin et al., Meccanica 15, 9 (1980); MacKinnon & Kramer, Z. Phys. B 53,
 1 (1983); Kramer & MacKinnon, Rep. Prog. Phys. 56, 1469 (1993)). The other n exponents are -gamma_i (current
-conservation).
+conservation). Inside a statistics batch the frame is renormalized by LU instead (X = P^T L U, the frame becomes
+P^T L and log |U_ii| accumulate), at a quarter of the flops; the batch closes with a QR, which makes its sums those
+of QR renormalizations throughout, to rounding (docs/physics.md#renormalizing-by-lu).
 
 Green's-function form, for any V_s (honeycomb ribbons: only some sites bond to the next cell, so V_s has rank
 r < n and no inverse). The left-connected Green's function g_s of slices 0..s and its block G_{s0},
@@ -63,6 +65,7 @@ from jaxtyping import Array, Bool, Float, Int
 from .build import _bond_values, _site_blocks, check_inputs, checked_model
 from .hamiltonian import lead_factor, scatter_bonds, scatter_hop, site_apply, stencil_apply
 from .lattice import Sample
+from .linalg import lu_basis
 from .model import _DISTRIBUTIONS, Disorder, Model, _real_array, anderson_potential, su2_rotations
 from .stats import Estimate
 
@@ -184,6 +187,11 @@ def _stencil_blocks(structure, values):
     return picked * mask[:, :, None, None].astype(picked.real.dtype)
 
 
+def _qr(x):
+    """(Q, R) of the reduced QR decomposition of a tall x."""
+    return jnp.linalg.qr(x)
+
+
 def _block_inverse_dagger(blocks):
     """(V^+)^{-1} for site-diagonal V (m, s, s)."""
     dag = jnp.conj(jnp.swapaxes(blocks, -1, -2))
@@ -258,12 +266,13 @@ def _run(params, *, key, rtol, resume: TransferState | None, cfg: _Config):
         g = jnp.linalg.inv(jnp.diag(onsite) - h - v_prev @ y @ jnp.conj(v_prev.T))
         return (g @ (v_prev @ x), g, v), None
 
-    def group(carry, start):
-        """``qr_every`` steps, then QR: returns the exponents' sums over the group (k,)."""
+    def group(carry, start, factor=_qr):
+        """``qr_every`` steps, then a renormalization of the frame by ``factor`` (QR, or LU in the transfer form):
+        returns the exponents' sums over the group (k,)."""
         (x, y, v), _ = jax.lax.scan(step, carry, slice_data(start))
         if cfg.transfer:
-            qm, r = jnp.linalg.qr(jnp.concatenate([x, y]))
-            return (qm[:n], qm[n:], v), jnp.log(jnp.abs(jnp.diagonal(r)))
+            basis, upper = factor(jnp.concatenate([x, y]))
+            return (basis[:n], basis[n:], v), jnp.log(jnp.abs(jnp.diagonal(upper)))
         x, r = jnp.linalg.qr(x)  # G_{s1} decays as exp(-gamma s): slowest (gamma_r) first
         return (x, y, v), -jnp.log(jnp.abs(jnp.diagonal(r)))[::-1]
 
@@ -271,10 +280,13 @@ def _run(params, *, key, rtol, resume: TransferState | None, cfg: _Config):
         k = state.mean.shape[-1]
         starts = state.next_slice + q * jnp.arange(slices // q, dtype=state.next_slice.dtype)
         carry = (state.frame[:, :k], state.frame[:, k:], state.previous_hop)
-        (x, y, v), logs = jax.lax.scan(group, carry, starts)
+        # LU renormalizations inside, one QR at the end: the frame is orthonormal again, and the sums over these
+        # slices are those of QR renormalizations throughout, to rounding (the LU frames' volumes telescope)
+        carry, logs = jax.lax.scan(lambda c, s: group(c, s, lu_basis), carry, starts[:-1])
+        (x, y, v), last = group(carry, starts[-1])
         new = (jnp.concatenate([x, y], axis=1), v, state.next_slice + slices)
         return eqx.tree_at(lambda t: (t.frame, t.previous_hop, t.next_slice), state, new), \
-            jnp.sum(logs, axis=0) / slices
+            (jnp.sum(logs, axis=0) + last) / slices
 
     def batch(state: TransferState) -> TransferState:
         state, estimate = advance(state, cfg.chunk)
@@ -451,8 +463,9 @@ def lyapunov_exponents(
             ``sample.length``.
         chunk: slices per statistics batch (a multiple of ``qr_every``); should be many localization lengths.
         warmup: slices discarded at the start (a multiple of ``qr_every``; ignored with ``resume``).
-        qr_every: slices between QR re-orthogonalizations. exp((gamma_1 - gamma_n) qr_every) must stay well
-            below 1e16 (8 is safe for 3D Anderson bars at W ~ 16; larger for weak disorder).
+        qr_every: slices between renormalizations of the frame. exp((gamma_1 - gamma_n) qr_every) must stay
+            far below 1e16: on periodic 3D Anderson bars at W = 16.5 (gamma_1 - gamma_n ~ 1.5), 12 leaves 5e-7 in
+            gamma_n at M = 14 but 16 already 2e-4 (docs/benchmarks.md#transfer-matrix-lyapunov-exponents).
         min_batches: batches needed before ``rtol`` can stop the run (>= 2).
         resume: a previous result for the same sample, model and key, to continue the same realization
             (e.g. with a smaller ``rtol`` and larger ``sample.length``). Not differentiable.

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .hamiltonian import SiteBlockHopping, SlicedHamiltonian, site_apply, stencil_apply
+from .linalg import lu_basis
 from .rgf import _cmatmul, _dag, checkpointed_scan, inverse
 
 EVERY = 8  # slices between renormalizations of the basis (accuracy ~1e-11 on the square lattice)
@@ -103,10 +104,9 @@ def transfer_sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last, ever
 
     def renormalize(carry):
         x_s, y_next, last = carry
-        lu, _, perm = jax.lax.linalg.lu(x_s)  # X_s[perm] = L U
-        upper, lower = jnp.triu(lu), jnp.tril(lu, -1) + eye
+        basis, upper = lu_basis(x_s)  # X_s = P^T L U, and X_s U^-1 = P^T L
         both = jax.scipy.linalg.solve_triangular(upper, jnp.concatenate([y_next, last]).T, trans="T").T
-        return lower[jnp.argsort(perm)], both[:n], both[n:]  # the basis times U^-1: X_s U^-1 = P^T L
+        return basis, both[:n], both[n:]
 
     def block(carry, xs):
         carry = jax.lax.scan(step, carry, xs)[0]
