@@ -4,15 +4,16 @@ plain numpy loop of the same algorithm, and the projected cost of a Slevin-Ohtsu
     python benchmarks/bench_tmm.py [--widths 4 6 8 10 12 14] [--slices 4096] [--batch 4] [--points 91]
 
 Both codes iterate the 3D Anderson model (E = 0, hopping 1, box disorder, periodic transverse boundaries) in the
-transfer form and re-orthogonalize a 2n x n frame by Householder QR every 16 slices (``qr_every = 16``, the
-project's FSS setting). Per width, measured in one run:
+transfer form and renormalize a 2n x n frame every 12 slices (``qr_every = 12``, the project's FSS setting; at 16 the
+smallest exponent of M = 14 bars is already off by ~2e-4, docs/benchmarks.md): the textbook loop by Householder QR,
+ours by LU (the basis P^T L) with a QR closing each statistics batch. Per width, measured in one run:
 
 - ours, one run: ``lyapunov_exponents`` (jit, W = 16.5) over ``--slices`` slices;
 - ours, batched: ``--batch`` disorder strengths W = 16 ... 17 vmapped into one kernel (slices/s summed);
 - numpy: the textbook loop, psi_{s+1} = (E - eps_s) psi_s - H_perp psi_s - psi_{s-1} with H_perp a dense n x n
-  matrix (numpy's BLAS product) and ``numpy.linalg.qr``, the same slices and QR interval.
+  matrix (numpy's BLAS product) and ``numpy.linalg.qr``, the same slices and renormalization interval.
 
-Precision: a run of 256 statistics batches of 1024 slices at W = 16.5 gives the relative standard error eps of
+Precision: a run of 256 statistics batches of 1152 slices at W = 16.5 gives the relative standard error eps of
 gamma_M (batch means) after N slices; eps scales as N^-1/2, so N_0.1% = N (eps / 0.001)^2 slices give Lambda
 to 0.1%. Projected cost of ``--points`` points, each to 0.1%, spread evenly over the measured widths (the anchor
 data set: 91 points, M <= 14, 85 core-hours): sum over widths of (points per width) N_0.1% / (slices per
@@ -36,7 +37,7 @@ import difftransport as dt
 
 from bench_rgf import _best_call, cpu_model
 
-QR_EVERY = 16
+QR_EVERY = 12
 W_C = 16.5
 
 
@@ -75,7 +76,7 @@ def numpy_loop(width, slices, strength=W_C):
     return slices / (time.perf_counter() - start)
 
 
-def slices_for_permille(width, batches=256, chunk=1024):
+def slices_for_permille(width, batches=256, chunk=1152):
     """Slices for a 0.1% relative error of gamma_M at W = 16.5, from a run of ``batches`` x ``chunk`` slices."""
     spec = _spectrum(width, batches * chunk, chunk, W_C, key=7)
     eps = float(spec.relative_error)
@@ -85,7 +86,7 @@ def slices_for_permille(width, batches=256, chunk=1024):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", type=int, nargs="+", default=[4, 6, 8, 10, 12, 14])
-    parser.add_argument("--slices", type=int, default=4096)
+    parser.add_argument("--slices", type=int, default=6144)  # a multiple of 2 qr_every
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--points", type=int, default=91)
     args = parser.parse_args()
@@ -104,7 +105,7 @@ def main():
         total_ours += per_width * needed / (best / cores)
         total_numpy += per_width * needed / (reference / cores)
         print(f"{width:3d} {width * width:4d} {single:11.0f} {batched:10.0f} {reference:9.0f} {best / reference:9.1f}x"
-              f" {eps:8.4f}@{256}k {needed:9.2e}", flush=True)
+              f" {eps:8.4f}@{256 * 1152 // 1000}k {needed:9.2e}", flush=True)
     print(f"projected core-hours for {args.points} points to 0.1% (evenly over M = {args.widths}): "
           f"ours {total_ours / 3600:.1f}, numpy loop {total_numpy / 3600:.1f}; anchor 85")
 
