@@ -4,7 +4,7 @@ conductance difference on identical potentials.
 
     bash benchmarks/kwant_env.sh                 # once: builds .kwant-venv (Kwant is never our dependency)
     python benchmarks/bench_kwant.py [--cases strip32 bar8] [--batch N] [--repeat 3] [--kwant-realizations N]
-                                     [--method rgf|transfer]
+                                     [--method rgf|transfer|auto]
 
 Systems (all at E = 1, box disorder of width W_dis = 2, hopping t = 1, hard walls, clean leads of the same
 cross-section): spinless strips W x L = 32 x 128, 64 x 256, 128 x 512; a spinful strip with Rashba
@@ -160,7 +160,8 @@ def main():
     parser.add_argument("--kwant-python", type=pathlib.Path, default=KWANT_PYTHON,
                         help="interpreter with Kwant (default: .kwant-venv/bin/python)")
     parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the rows to this file")
-    parser.add_argument("--method", choices=("rgf", "transfer"), default="rgf", help="difftransport's sweep")
+    parser.add_argument("--method", choices=("rgf", "transfer", "auto"), default="rgf",
+                        help="difftransport's sweep (auto: the transfer sweep wherever it applies, RGF elsewhere)")
     args = parser.parse_args()
 
     kwant = kwant_version(args.kwant_python)

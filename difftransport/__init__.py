@@ -1,8 +1,9 @@
 """difftransport: differentiable quantum transport in disordered conductors, in JAX.
 
 Importing the package switches JAX to 64-bit floats (``jax_enable_x64``); every result is float64/complex128.
-On jaxlib 0.9 - 0.11.1 it also reroutes batched CPU LAPACK calls around a deadlock in those versions
-(``_core/lapack_guard.py``).
+On jaxlib 0.9 - 0.11.1 it also reroutes batched CPU LAPACK calls around a deadlock in those versions, and it runs the
+OpenBLAS under jaxlib's CPU LAPACK kernels on one thread (``DIFFTRANSPORT_BLAS_THREADS`` or a user's
+``OPENBLAS_NUM_THREADS`` overrides), so that it does not contend with XLA's own threads (``_core/lapack_guard.py``).
 
 Conventions: physics objects are positional, knobs keyword-only. A function that draws random numbers takes its PRNG
 key (or keys) first, as ``jax.random`` does (``draw_disorder(key, sample, ...)``, ``lattice_ensemble(keys, sample,
@@ -13,9 +14,10 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from ._core.lapack_guard import install as _install_lapack_guard
+from ._core.lapack_guard import install as _install_lapack_guard, limit_blas_threads as _limit_blas_threads
 
 _install_lapack_guard()
+_limit_blas_threads()
 
 from ._core.backscattering import (
     backscattering_contrast, BackscatteringContrast, band_energy, ensemble_momentum_distribution, ensemble_spreading,

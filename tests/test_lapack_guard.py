@@ -51,3 +51,17 @@ def test_guarded_batched_linear_algebra_is_exact(rng):
     batched = jax.grad(lambda m: jax.vmap(loss)(m).sum())(jnp.asarray(x[0]))
     single = np.stack([jax.grad(loss)(jnp.asarray(m)) for m in x[0]])
     np.testing.assert_allclose(batched, single, atol=1e-12)
+
+
+@pytest.mark.skipif(not _lapack_guard.lapack_blas_libraries(), reason="scipy has no bundled OpenBLAS here")
+@pytest.mark.parametrize("env, threads", [({}, 1), ({"DIFFTRANSPORT_BLAS_THREADS": "2"}, 2), ({"OPENBLAS_NUM_THREADS": "2"}, 2)])
+def test_lapack_blas_threads(env, threads):
+    """Importing the package runs jaxlib's LAPACK (scipy's OpenBLAS) on one thread unless the user says otherwise
+    (docs/benchmarks.md#blas-threads: threaded OpenBLAS inside XLA's threads cost 1.3-3.6x)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("DIFFTRANSPORT_BLAS_THREADS", "OPENBLAS_NUM_THREADS")}
+    code = "import difftransport; from difftransport._core import lapack_guard as g; print(g.blas_threads())"
+    result = subprocess.run([sys.executable, "-c", code], env=dict(base, PYTHONPATH=str(ROOT), **env),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    counts = eval(result.stdout.strip())
+    assert counts and all(c == threads for c in counts), counts

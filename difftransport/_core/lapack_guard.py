@@ -15,6 +15,9 @@ transformation keeps working. Set ``DIFFTRANSPORT_LAPACK_GUARD=0`` to disable it
 
 from __future__ import annotations
 
+import ctypes
+import glob
+import importlib.util
 import math
 import os
 
@@ -73,3 +76,62 @@ def install() -> list[str]:
         mlir.register_lowering(prim, rule, platform="cpu", inline=original.inline)
         patched.append(name)
     return patched
+
+
+def lapack_blas_libraries() -> list[str]:
+    """Paths of the OpenBLAS libraries bundled with scipy (``scipy.libs``), whose LAPACK jaxlib's CPU kernels call."""
+    spec = importlib.util.find_spec("scipy")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    root = os.path.dirname(os.path.abspath(list(spec.submodule_search_locations)[0]))
+    return sorted(glob.glob(os.path.join(root, "scipy.libs", "*openblas*.so*")))
+
+
+def _thread_functions(path: str, name: str):
+    lib = ctypes.CDLL(path)
+    for prefix in ("scipy_openblas", "openblas"):
+        fn = getattr(lib, f"{prefix}_{name}", None)
+        if fn is not None:
+            return fn
+    return None
+
+
+def blas_threads() -> list[int]:
+    """Threads of each library of :func:`lapack_blas_libraries` (for tests and reports)."""
+    counts = []
+    for path in lapack_blas_libraries():
+        fn = _thread_functions(path, "get_num_threads")
+        if fn is not None:
+            fn.restype = ctypes.c_int
+            counts.append(int(fn()))
+    return counts
+
+
+def limit_blas_threads() -> int | None:
+    """Run the LAPACK that jaxlib's CPU kernels call on one thread (or ``DIFFTRANSPORT_BLAS_THREADS``).
+
+    XLA already spreads work over the cores (its thread pool, the batched kernels, parallel runs); an OpenBLAS that
+    also starts threads inside each call of an n <= 256 factorization contends with it. Measured on 2 cores
+    (docs/benchmarks.md#blas-threads): the transfer sweep on a 64 x 256 strip 15.3 -> 11.6 ms per realization, a
+    14 x 14 Lyapunov run 6.0k -> 7.4k slices/s and two of them in parallel threads 6.0k -> 21.7k. Only scipy's
+    bundled OpenBLAS is touched (numpy's is not). A user's ``OPENBLAS_NUM_THREADS`` is respected. Returns the
+    thread count set, or None when nothing was changed.
+    """
+    wanted = os.environ.get("DIFFTRANSPORT_BLAS_THREADS")
+    if wanted is None:
+        if "OPENBLAS_NUM_THREADS" in os.environ:
+            return None
+        wanted = "1"
+    threads = int(wanted)
+    if threads <= 0:
+        return None
+    done = None
+    for path in lapack_blas_libraries():
+        try:
+            fn = _thread_functions(path, "set_num_threads")
+        except OSError:
+            continue
+        if fn is not None:
+            fn(ctypes.c_int(threads))
+            done = threads
+    return done
