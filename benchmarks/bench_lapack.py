@@ -28,9 +28,8 @@ def child(batch, repeat):
 
     import difftransport as dt
     from bench_rgf import time_conductance
-    from difftransport._core import lapack_guard
 
-    rows = {"blas_threads": lapack_guard.blas_threads()}
+    rows = {"blas_threads": os.environ.get("DIFFTRANSPORT_BLAS_THREADS")}  # applied at import (tests/test_lapack_guard.py)
     for name, (width, length, spinful) in CASES.items():
         sample = dt.Sample(dt.strip(width), length, spinful=spinful)
         model = dt.Model(energy=1.0, rashba=0.2) if spinful else dt.Model(energy=1.0)
@@ -78,7 +77,7 @@ def main():
         for k in keys:
             dg = max(abs(a - b) for a, b in zip(rows[k]["g"], first[k]["g"]))
             cells.append(f"{rows[k]['ms']:8.2f} ({dg:.0e})")
-        print(f"{label:32s}" + "".join(f"{c:>19s}" for c in cells) + f"   openblas threads {rows['blas_threads']}")
+        print(f"{label:32s}" + "".join(f"{c:>19s}" for c in cells) + f"   DIFFTRANSPORT_BLAS_THREADS={rows['blas_threads']}")
 
 
 if __name__ == "__main__":
