@@ -57,7 +57,7 @@ def test_guarded_batched_linear_algebra_is_exact(rng):
 @pytest.mark.parametrize("env, threads", [({}, 1), ({"DIFFTRANSPORT_BLAS_THREADS": "2"}, 2), ({"OPENBLAS_NUM_THREADS": "2"}, 2)])
 def test_lapack_blas_threads(env, threads):
     """Importing the package runs jaxlib's LAPACK (scipy's OpenBLAS) on one thread unless the user says otherwise
-    (docs/benchmarks.md#blas-threads: threaded OpenBLAS inside XLA's threads cost 1.3-3.6x)."""
+    (docs/benchmarks.md#openblas-threads: threaded OpenBLAS inside XLA's threads cost 1.3-3.6x)."""
     base = {k: v for k, v in os.environ.items() if k not in ("DIFFTRANSPORT_BLAS_THREADS", "OPENBLAS_NUM_THREADS")}
     code = "import difftransport; from difftransport._core import lapack_guard as g; print(g.blas_threads())"
     result = subprocess.run([sys.executable, "-c", code], env=dict(base, PYTHONPATH=str(ROOT), **env),

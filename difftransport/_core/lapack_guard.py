@@ -112,7 +112,7 @@ def limit_blas_threads() -> int | None:
 
     XLA already spreads work over the cores (its thread pool, the batched kernels, parallel runs); an OpenBLAS that
     also starts threads inside each call of an n <= 256 factorization contends with it. Measured on 2 cores
-    (docs/benchmarks.md#blas-threads): the transfer sweep on a 64 x 256 strip 15.3 -> 11.6 ms per realization, a
+    (docs/benchmarks.md#openblas-threads): the transfer sweep on a 64 x 256 strip 15.3 -> 11.6 ms per realization, a
     14 x 14 Lyapunov run 6.0k -> 7.4k slices/s and two of them in parallel threads 6.0k -> 21.7k. Only scipy's
     bundled OpenBLAS is touched (numpy's is not). A user's ``OPENBLAS_NUM_THREADS`` is respected. Returns the
     thread count set, or None when nothing was changed.
