@@ -122,7 +122,10 @@ def limit_blas_threads() -> int | None:
         if "OPENBLAS_NUM_THREADS" in os.environ:
             return None
         wanted = "1"
-    threads = int(wanted)
+    try:
+        threads = int(wanted)
+    except ValueError:
+        raise ValueError(f"DIFFTRANSPORT_BLAS_THREADS must be a whole number of threads, got {wanted!r}.") from None
     if threads <= 0:
         return None
     done = None

@@ -187,11 +187,6 @@ def _stencil_blocks(structure, values):
     return picked * mask[:, :, None, None].astype(picked.real.dtype)
 
 
-def _qr(x):
-    """(Q, R) of the reduced QR decomposition of a tall x."""
-    return jnp.linalg.qr(x)
-
-
 def _block_inverse_dagger(blocks):
     """(V^+)^{-1} for site-diagonal V (m, s, s)."""
     dag = jnp.conj(jnp.swapaxes(blocks, -1, -2))
@@ -266,7 +261,7 @@ def _run(params, *, key, rtol, resume: TransferState | None, cfg: _Config):
         g = jnp.linalg.inv(jnp.diag(onsite) - h - v_prev @ y @ jnp.conj(v_prev.T))
         return (g @ (v_prev @ x), g, v), None
 
-    def group(carry, start, factor=_qr):
+    def group(carry, start, factor=jnp.linalg.qr):
         """``qr_every`` steps, then a renormalization of the frame by ``factor`` (QR, or LU in the transfer form):
         returns the exponents' sums over the group (k,)."""
         (x, y, v), _ = jax.lax.scan(step, carry, slice_data(start))
