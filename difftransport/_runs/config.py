@@ -341,10 +341,15 @@ def result_relevant(config: dict) -> dict:
     return relevant
 
 
+def digest(relevant: dict) -> str:
+    """SHA-256 (hex) of a JSON-serializable dict, independent of key order: the one hash of stored results."""
+    blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def config_hash(config: dict) -> str:
     """SHA-256 of :func:`result_relevant`: equal hashes mean the stored results can be reused."""
-    blob = json.dumps(result_relevant(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return digest(result_relevant(config))
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:

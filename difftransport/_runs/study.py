@@ -4,11 +4,9 @@ value and what is allowed; the normalized config has every default written out. 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 
-from .config import DISORDER, SAMPLE, Field, Validator, _toml_value, read
+from .config import DISORDER, SAMPLE, Field, Validator, _toml_value, digest, read
 
 
 def _numbers(v, low=0.0, strict=True, whole=False):
@@ -169,6 +167,5 @@ def result_relevant(config: dict) -> dict:
 
 def config_hash(config: dict) -> str:
     """SHA-256 (hex) of :func:`result_relevant`: equal hashes mean stored data can be reused."""
-    blob = json.dumps(result_relevant(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return digest(result_relevant(config))
 
