@@ -1,12 +1,16 @@
 """``difftransport scale CONFIG.toml [--out DIR] [--refit] [--wait]``: run a scaling study and write figures and a JSON.
 
-Two kinds of study (``[study] kind``):
+Three kinds of study (``[study] kind``):
 
 * ``"fss"``: transfer-matrix reduced localization lengths Lambda(W, M) = lambda_M / M for every width M and
   disorder W, refined in stages (each stage continues the same realizations to a smaller target error), a
   Slevin-Ohtsuki finite-size-scaling fit after every stage and for every largest width, a data collapse.
 * ``"beta"``: conductance ensembles of square (2D) or cubic (3D) samples, <ln g> against L for many W, and
   the scaling function beta(ln g) fitted under single-parameter scaling, against the one-loop asymptote.
+* ``"dephasing"``: beta from derivatives (docs/physics.md#beta-function): on L x L squares with a Buttiker probe
+  on every site, dg/d ln tau_phi of every realization by reverse-mode differentiation, at zero field and at the
+  fields of ``dephasing.fluxes`` (common random numbers), and beta_phi = 2 <slope(0) - slope(B)> / <g> per
+  (W, tau_phi) with jackknife errors, against the one-loop beta at <g>.
 
 The config is validated by the engine of ``difftransport run`` (``_runs/study.py``): unknown keys, wrong types
 and out-of-range values are errors naming the file, line, key and value, and every default is written out in
@@ -21,11 +25,13 @@ Outputs in ``--out`` (default ``out/<config name>``)::
                                                  L x L (x L) samples at strength index i, and their seconds
     OUT/data/<hash>/s{stage}-M{M}-W{i}.npz       fss: the transfer-matrix run (width M, strength index i) as
                                                  it stood after that stage, with everything needed to continue
+    OUT/data/<hash>/W{i}-T{j}-r{first}-{end}.npz  dephasing: g and dg/d ln tau_phi (realizations, fields) at
+                                                 strength index i and tau_phi index j, and their seconds
     OUT/<figure>.png, OUT/<figure>.json          the figure; data, fits, timings and "config_hash"
     OUT/config.toml, OUT/config.json             the config of that JSON, and {"hash", "config"}
 
 ``<hash>`` is the first 16 hex digits of the SHA-256 of the result-relevant part of the config ([system]
-and [ensemble] or [tmm], all but ``workers``): a config that differs in anything that changes the numbers
+and [ensemble], [tmm] or [dephasing], all but ``workers`` and ``one_loop``): a config that differs in anything that changes the numbers
 stores its data in another folder, so old and new data never mix, and the old data stay where they are.
 Each file is written to a temporary name and renamed (``_store.atomic_savez``), as soon as it is computed:
 an interrupted run (a failing fit, Ctrl-C, ``kill -9``) loses at most the chunks in flight, and rerunning
@@ -610,6 +616,173 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
     plt.close(fig)
 
 
+@functools.lru_cache(maxsize=8)
+def _dephasing_runner(system_items: tuple, length: int, field_region: str, fluxes: tuple, seed: int, chunk: int,
+                      devices: tuple):
+    """The ChunkRunner of a dephasing study: ``runner(indices, strength_index, strength, log_tau)`` gives
+    {"g", "slope"} (indices, fields) (``_core.scaling.study_dephasing_slopes``). Cached like
+    :func:`_conductance_runner` (W and ln tau_phi are traced: one compilation per study)."""
+    from .._core.scaling import study_dephasing_slopes
+    from .._runs.ensemble import ChunkRunner
+
+    system = dict(system_items)
+    sample, model = _dephasing_sample(system, length, field_region), _model(system)
+
+    def batched(indices, strength_index, strength, log_tau):
+        return study_dephasing_slopes(sample, model, seed, indices, strength_index, strength, log_tau,
+                                      fluxes=fluxes, distribution=system["distribution"], su2=system["su2"])
+
+    return ChunkRunner(batched, None, list(devices), chunk, arguments=3)
+
+
+def _dephasing_sample(system: dict, length: int, field_region: str):
+    from .._runs.ensemble import make_sample
+
+    return make_sample({"lattice": "strip", "width": length, "length": length, "boundary": system["boundary"],
+                        "spinful": system["spinful"], "field_region": field_region})
+
+
+def _dephasing_ensembles(c: dict, store: pathlib.Path, *, quiet: bool = False) -> dict:
+    """g and dg/d ln tau_phi of every realization at every (strength, tau_phi, flux) of a dephasing study, as
+    arrays (strengths, taus, realizations, fields), with the leads' open channels (fields,) and the seconds spent.
+    Chunks of ``dephasing.chunk`` realizations run through the ``ChunkRunner`` and are stored as soon as they are
+    computed; a stored chunk is read instead. The same realizations (keys of ``_core.scaling.study_keys``) serve
+    every tau_phi and field: common random numbers."""
+    import jax
+
+    from .._core.scaling import _channels, _fluxes
+
+    system, d = c["system"], c["dephasing"]
+    L, n, strengths, taus, fluxes = d["length"], d["realizations"], d["strengths"], d["tau_phi"], d["fluxes"]
+    spans = [(k, min(k + d["chunk"], n)) for k in range(0, n, d["chunk"])]
+
+    def path(i, j, span):
+        return store / f"W{i:03d}-T{j:03d}-r{span[0]:07d}-{span[1]:07d}.npz"
+
+    tasks = [(i, w, j, tau, span) for i, w in enumerate(strengths) for j, tau in enumerate(taus) for span in spans]
+    todo = [task for task in tasks if not path(task[0], task[2], task[4]).exists()]
+    _log(f"  {len(tasks) - len(todo)} of {len(tasks)} chunks stored in {store}"
+         + (f"; computing {len(todo)}" if todo else ""))
+    runner = _dephasing_runner(tuple(sorted(system.items())), L, d["field_region"], tuple(fluxes), d["seed"],
+                               d["chunk"], tuple(jax.local_devices())) if todo else None
+    from .._runs.store import atomic_savez
+
+    for i, w, j, tau, span in _progress(todo, len(todo), "dephasing slopes", quiet, "chunk"):
+        begin = time.perf_counter()
+        shards = runner(np.arange(*span), np.int32(i), np.float64(w), np.float64(np.log(tau)))
+        g = np.concatenate([arrays["g"] for _, arrays in shards])
+        slope = np.concatenate([arrays["slope"] for _, arrays in shards])
+        atomic_savez(path(i, j, span), g=g, slope=slope, strength=np.float64(w), tau_phi=np.float64(tau),
+                     seconds=np.float64(time.perf_counter() - begin))
+    shape = (len(strengths), len(taus), n, len(fluxes))
+    g, slope, seconds = np.zeros(shape), np.zeros(shape), 0.0
+    for i, w, j, tau, span in tasks:
+        with _open_stored(path(i, j, span)) as stored:
+            values = {k: stored[k] for k in ("g", "slope", "strength", "tau_phi", "seconds")}
+        expected = (span[1] - span[0], len(fluxes))
+        if (values["g"].shape != expected or values["slope"].shape != expected or float(values["strength"]) != w
+                or float(values["tau_phi"]) != tau):
+            raise StoredDataError(f"{path(i, j, span)}: stored chunk holds {values['g'].shape} values for W = "
+                                  f"{float(values['strength'])}, tau_phi = {float(values['tau_phi'])}; expected "
+                                  f"{expected} for W = {w}, tau_phi = {tau}; delete the file to recompute it.")
+        g[i, j, span[0]:span[1]], slope[i, j, span[0]:span[1]] = values["g"], values["slope"]
+        seconds += float(values["seconds"])
+    sample, model = _dephasing_sample(system, L, d["field_region"]), _model(system)
+    channels = np.asarray(_channels(sample, model, _fluxes(fluxes)))
+    return {"g": g, "slope": slope, "channels": channels, "seconds": seconds}
+
+
+def run_dephasing(c: dict, out: pathlib.Path, stem: str, data: dict) -> dict:
+    """The table and figure of a dephasing study: per (W, tau_phi) the mean g, the raw zero-field slope and, per
+    field, the subtracted slope and beta_phi = 2 <slope(0) - slope(B)> / <g> (``DephasingSlopes.beta``), each
+    with its standard error, and the one-loop beta at the mean g with the deviation in standard errors."""
+    from .._core.scaling import DephasingSlopes, beta_one_loop
+    from .._core.stats import mean_stderr
+
+    d = c["dephasing"]
+    contact, symmetry = d["contact_correction"], d["one_loop"]
+    rows = []
+    for i, w in enumerate(d["strengths"]):
+        for j, tau in enumerate(d["tau_phi"]):
+            s = DephasingSlopes.from_values(d["fluxes"], data["g"][i, j], data["slope"][i, j], data["channels"])
+            g0 = np.asarray(s.g_contact if contact else s.g)[:, 0]
+            raw = np.asarray(s.slope_contact if contact else s.slope)[:, 0]
+            (g_mean, g_se), (raw_mean, raw_se) = (tuple(float(x) for x in mean_stderr(a)) for a in (g0, raw))
+            row = {"strength": w, "tau_phi": tau, "g": g_mean, "g_stderr": g_se, "finite": bool(np.all(np.isfinite(g0))),
+                   "slope_raw": raw_mean, "slope_raw_stderr": raw_se, "beta_raw": s.beta(None, contact=contact),
+                   "fields": []}
+            one_loop = float(beta_one_loop(g_mean, symmetry)) if symmetry != "none" and g_mean > 0 else None
+            row["one_loop"] = one_loop
+            for k, flux in enumerate(d["fluxes"][1:], start=1):
+                beta, se = s.beta(k, contact=contact)
+                entry = {"flux": flux, "subtracted": s.subtracted(k, contact=contact), "beta": beta, "beta_stderr": se}
+                if one_loop is not None:
+                    entry.update(ratio_to_one_loop=beta / one_loop, z=(beta - one_loop) / se)
+                row["fields"].append(entry)
+            rows.append(row)
+    summary = {"kind": "dephasing", "title": c["study"]["title"], "seconds": data["seconds"],
+               "data": {"length": d["length"], "strengths": d["strengths"], "tau_phi": d["tau_phi"],
+                        "fluxes": d["fluxes"], "realizations": d["realizations"],
+                        "open_channels": np.asarray(data["channels"]).tolist(), "contact_correction": contact,
+                        "one_loop": symmetry, "table": rows}}
+    _plot_dephasing(c, rows, out / f"{stem}.png")
+    return summary
+
+
+def _plot_dephasing(c, rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .._core.scaling import beta_one_loop
+
+    d = c["dephasing"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
+    ax = axes[0]
+    markers = "osD^v<>"
+    taus = d["tau_phi"]
+    colors = plt.cm.viridis(np.linspace(0, 0.85, len(taus)))
+    for row in rows:
+        if not row["finite"] or row["g"] <= 0:
+            continue
+        col = colors[taus.index(row["tau_phi"])]
+        x = np.log(row["g"])
+        ax.errorbar(x, row["beta_raw"][0], yerr=row["beta_raw"][1], fmt="x", color=col, alpha=0.5, capsize=1.5)
+        for k, f in enumerate(row["fields"]):
+            ax.errorbar(x + 0.01 * k, f["beta"], yerr=f["beta_stderr"], fmt=markers[k % len(markers)], ms=4,
+                        color=col, capsize=2)
+    finite = [r["g"] for r in rows if r["finite"] and r["g"] > 0]
+    if d["one_loop"] != "none" and finite:
+        gg = np.exp(np.linspace(np.log(min(finite)) - 0.2, np.log(max(finite)) + 0.2, 100))
+        ax.plot(np.log(gg), np.asarray(beta_one_loop(gg, d["one_loop"])), "k--", lw=1, label=f"one loop ({d['one_loop']})")
+    for j, tau in enumerate(taus):
+        ax.plot([], [], "s", color=colors[j], label=rf"$\tau_\varphi$ = {tau:g}")
+    for k, flux in enumerate(d["fluxes"][1:]):
+        ax.plot([], [], markers[k % len(markers)], color="0.3", label=f"subtracted at flux {flux:g}")
+    ax.plot([], [], "x", color="0.3", label="raw (Drude term included)")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel(r"$\ln g$  ($g$ in $e^2/h$" + (", contacts removed)" if d["contact_correction"] else ")"))
+    ax.set_ylabel(r"$\beta_\varphi = 2\,d\ln g / d\ln \tau_\varphi$")
+    ax.set_title(f"{c['study']['title']}: {d['length']} x {d['length']}, {d['realizations']} realizations",
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    strengths = d["strengths"]
+    wcol = plt.cm.plasma(np.linspace(0, 0.85, len(strengths)))
+    for i, w in enumerate(strengths):
+        sel = [r for r in rows if r["strength"] == w]
+        ax.errorbar([r["tau_phi"] for r in sel], [r["g"] for r in sel], yerr=[r["g_stderr"] for r in sel], fmt="o-",
+                    ms=3.5, color=wcol[i], capsize=2, label=f"W = {w:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel(r"$\tau_\varphi$ ($\hbar/t$)")
+    ax.set_ylabel(r"$\langle g\rangle$ at zero field")
+    ax.set_title("the conductance the slopes belong to", fontsize=9)
+    ax.legend(fontsize=7)
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Entry points
 
@@ -685,6 +858,8 @@ def _locked_main(args, config: dict, out: pathlib.Path) -> int:
     try:
         if kind == "fss":
             summary = run_fss(config, out, stem, store, quiet=args.quiet)
+        elif kind == "dephasing":
+            data = _dephasing_ensembles(config, store, quiet=args.quiet)
         else:
             data = _beta_ensembles(config, store, compute=not args.refit, quiet=args.quiet)
     except StoredDataError as err:
@@ -695,10 +870,13 @@ def _locked_main(args, config: dict, out: pathlib.Path) -> int:
                        if kind == "fss" else ("ensemble chunks", "rerunning the same command"))
         return _error(f"the {kind} study stopped ({_one_line(err)}); the {what} computed so far are stored in "
                       f"{store}, and {rerun} reuses them.")
-    if kind == "beta":
+    if kind != "fss":
         try:
-            summary = run_beta(config, out, stem, data)
+            summary = (run_beta if kind == "beta" else run_dephasing)(config, out, stem, data)
         except Exception as err:  # noqa: BLE001
+            if kind == "dephasing":
+                return _error(f"the table or figure failed ({_one_line(err)}); the slopes are stored in {store}, "
+                              "and rerunning the same command recomputes none of them.")
             return _error(f"the fit or figure failed ({_one_line(err)}); the ensembles are stored in {store}: "
                           f"change [fit] in {args.config} and rerun with --refit (nothing is recomputed).")
     summary["config_hash"] = digest

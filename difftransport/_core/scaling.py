@@ -37,9 +37,9 @@ import optimistix as optx
 from jaxtyping import Array, Float
 
 from .lattice import Sample
-from .model import Disorder, Model, anderson_potential
+from .model import Disorder, Model, draw_disorder
 from .observables import conductance, ensemble_conductances, map_realizations, open_channels
-from .stats import Estimate, chi2_pvalue, confidence_z, gauss_newton_covariance
+from .stats import Estimate, chi2_pvalue, confidence_z, gauss_newton_covariance, jackknife, mean_stderr
 from .theory import diffusive_cutoff, intrinsic_conductance, lattice_wl_correction
 
 
@@ -373,8 +373,7 @@ def beta_conductances(sample: Sample, model: Model, seed: int, indices, strength
     disorder from fold_in(fold_in(fold_in(key(seed), L), strength_index), j), so it depends on nothing else
     (not on the chunk, the device or the other realizations). Jittable; ``strength_index`` and ``strength``
     may be traced (one compilation per L)."""
-    base = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), sample.length), strength_index)
-    keys = jax.vmap(lambda j: jax.random.fold_in(base, j))(jnp.asarray(indices))
+    keys = study_keys(seed, sample.length, strength_index, indices)
     return ensemble_conductances(keys, sample, model, strength=strength, distribution=distribution, su2=su2,
                                  batch=keys.shape[0])
 
@@ -438,22 +437,68 @@ class DephasingSlopes(eqx.Module):
     slope_contact: jax.Array
     channels: jax.Array
 
+    @classmethod
+    def from_values(cls, fluxes, g, slope, channels) -> "DephasingSlopes":
+        """From g and dg/d ln tau_phi (realizations, fields) and the open channels (fields,): adds the
+        contact-corrected pair."""
+        g, slope, channels = (jnp.asarray(a, float) for a in (g, slope, channels))
+        g_contact = intrinsic_conductance(g, channels[None, :])
+        return cls(fluxes=jnp.asarray(fluxes, float), g=g, slope=slope, g_contact=g_contact,
+                   slope_contact=(g_contact / g) ** 2 * slope, channels=channels)
+
+    def _field(self, field: int) -> None:
+        if float(self.fluxes[0]) != 0.0 or not 0 < field < self.fluxes.shape[0]:
+            raise ValueError(f"subtracted needs fluxes[0] = 0 and 0 < field < {self.fluxes.shape[0]}, got field "
+                             f"{field!r} with fluxes {np.asarray(self.fluxes).tolist()}.")
+
     def subtracted(self, field: int, *, contact: bool = True):
         """(mean, standard error) over the realizations of slope(B = 0) - slope(fluxes[field]): the Cooperon's
         ln tau_phi derivative with the momentum-relaxation (Drude) part of the probes removed. Needs
         ``fluxes[0] == 0``."""
-        if float(self.fluxes[0]) != 0.0 or not 0 < field < self.fluxes.shape[0]:
-            raise ValueError(f"subtracted needs fluxes[0] = 0 and 0 < field < {self.fluxes.shape[0]}, got field "
-                             f"{field!r} with fluxes {np.asarray(self.fluxes).tolist()}.")
+        self._field(field)
         slope = self.slope_contact if contact else self.slope
-        d = np.asarray(slope[:, 0] - slope[:, field])
-        return float(np.mean(d)), float(np.std(d, ddof=1) / math.sqrt(d.shape[0]))
+        mean, stderr = mean_stderr(np.asarray(slope[:, 0] - slope[:, field]))
+        return float(mean), float(stderr)
+
+    def beta(self, field: int | None, *, contact: bool = True, blocks: int = 32):
+        """(beta_phi, standard error) in 2D: d ln g / d ln L_phi = 2 <dg/d ln tau_phi> / <g> at zero field
+        (L_phi = sqrt(D tau_phi)), with the slope subtracted at ``fluxes[field]`` (:meth:`subtracted`; None: the
+        raw zero-field slope, Drude term included). The error is a delete-a-block jackknife over the
+        realizations (:func:`difftransport.stats.jackknife`, ``blocks`` blocks), so the correlation of the
+        slope with g in the ratio is kept. docs/physics.md#beta-function."""
+        if field is not None:
+            self._field(field)
+        g = np.asarray(self.g_contact if contact else self.g)[:, 0]
+        slope = np.asarray(self.slope_contact if contact else self.slope)
+        d = slope[:, 0] - (slope[:, field] if field is not None else 0.0)
+        value, error = jackknife(lambda rows: 2 * rows[:, 0].mean() / rows[:, 1].mean(), np.stack([d, g], 1),
+                                 blocks=blocks)
+        return float(value), float(error)
 
 
-def dephasing_slopes(keys, sample: Sample, model: Model, strength, *, fluxes, batch: int = 1) -> DephasingSlopes:
+def _slopes(sample: Sample, model: Model, disorder: Disorder, log_tau, fluxes):
+    """(fields, 2): the Buttiker-probe g and dg/d ln tau_phi (reverse mode) of one realization at every flux."""
+
+    def g(lt, flux):
+        m = eqx.tree_at(lambda x: (x.tau_phi, x.flux), model, (jnp.exp(lt), flux), is_leaf=lambda x: x is None)
+        return conductance(sample, m, disorder, dephasing="buttiker")
+
+    return jax.vmap(lambda f: jnp.stack(jax.value_and_grad(g)(log_tau, f)))(fluxes)
+
+
+def _fluxes(fluxes):
+    fluxes = jnp.asarray(fluxes, jnp.result_type(float))
+    if fluxes.ndim != 1 or fluxes.shape[0] < 1:
+        raise ValueError(f"fluxes must be a non-empty 1D list of fluxes, got shape {fluxes.shape}.")
+    return fluxes
+
+
+def dephasing_slopes(keys, sample: Sample, model: Model, strength, *, fluxes, batch: int = 1,
+                     distribution: str = "box", su2: bool = False) -> DephasingSlopes:
     """d g / d ln tau_phi by reverse-mode differentiation through the Buttiker-probe solve (a probe on every site,
-    ``conductance(..., dephasing="buttiker")``), per realization (box disorder ``strength`` drawn from
-    ``keys[r]`` by :func:`difftransport.anderson_potential`) and per flux of ``fluxes`` (common random numbers:
+    ``conductance(..., dephasing="buttiker")``), per realization (``draw_disorder(keys[r], sample,
+    strength=strength, distribution=distribution, su2=su2)``; box disorder by default, the Anderson potential
+    of :func:`difftransport.anderson_potential`) and per flux of ``fluxes`` (common random numbers:
     one realization at every field), at ``model.tau_phi``.
 
     The probes relax momentum as well as phase (1/tau_tot = 1/tau + 1/tau_phi), so the raw derivative holds the
@@ -468,28 +513,48 @@ def dephasing_slopes(keys, sample: Sample, model: Model, strength, *, fluxes, ba
     keys = jnp.asarray(keys)
     if keys.ndim < 1 or keys.shape[0] < 2:
         raise ValueError(f"keys must hold at least two PRNG keys (for a standard error), got shape {keys.shape}.")
-    fluxes = jnp.asarray(fluxes, jnp.result_type(float))
-    if fluxes.ndim != 1 or fluxes.shape[0] < 1:
-        raise ValueError(f"fluxes must be a non-empty 1D list of fluxes, got shape {fluxes.shape}.")
+    fluxes = _fluxes(fluxes)
     strength = jnp.asarray(strength, jnp.result_type(float))
+    log_tau = jnp.log(jnp.asarray(model.tau_phi, float))
 
     def one(key):
-        disorder = Disorder(potential=anderson_potential(key, sample, strength))
-
-        def g(log_tau, flux):
-            m = eqx.tree_at(lambda x: (x.tau_phi, x.flux), model, (jnp.exp(log_tau), flux),
-                            is_leaf=lambda x: x is None)
-            return conductance(sample, m, disorder, dephasing="buttiker")
-
-        return jax.vmap(lambda f: jnp.stack(jax.value_and_grad(g)(jnp.log(model.tau_phi), f)))(fluxes)
+        disorder = draw_disorder(key, sample, strength=strength, distribution=distribution, su2=su2)
+        return _slopes(sample, model, disorder, log_tau, fluxes)
 
     out = jax.jit(lambda k: map_realizations(one, k, batch=batch))(keys)
-    g, slope = out[..., 0], out[..., 1]
-    channels = jax.vmap(lambda f: open_channels(sample, eqx.tree_at(lambda x: x.flux, model, f,
-                                                                    is_leaf=lambda x: x is None)))(fluxes)
-    g_contact = intrinsic_conductance(g, channels[None, :])
-    return DephasingSlopes(fluxes=fluxes, g=g, slope=slope, g_contact=g_contact,
-                           slope_contact=(g_contact / g) ** 2 * slope, channels=channels)
+    return DephasingSlopes.from_values(fluxes, out[..., 0], out[..., 1], _channels(sample, model, fluxes))
+
+
+def _channels(sample: Sample, model: Model, fluxes):
+    """(fields,) open channels of the leads at each flux."""
+    return jax.vmap(lambda f: open_channels(sample, eqx.tree_at(lambda x: x.flux, model, f,
+                                                                is_leaf=lambda x: x is None)))(fluxes)
+
+
+def study_keys(seed: int, length: int, strength_index, indices):
+    """PRNG keys of realizations ``indices`` of a scaling study's L x L (x L) samples at its
+    ``strength_index``-th disorder strength: fold_in(fold_in(fold_in(key(seed), L), strength_index), j), so a
+    realization depends on nothing else (not on the chunk, the device or the other realizations), and a beta
+    study and a dephasing study with the same seed and L see the same disorder."""
+    base = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), length), strength_index)
+    return jax.vmap(lambda j: jax.random.fold_in(base, j))(jnp.asarray(indices))
+
+
+def study_dephasing_slopes(sample: Sample, model: Model, seed: int, indices, strength_index, strength, log_tau, *,
+                           fluxes, distribution: str = "box", su2: bool = False) -> dict:
+    """{"g", "slope"}, each (len(indices), fields): the Buttiker-probe conductance and dg/d ln tau_phi at
+    tau_phi = exp(``log_tau``) of realizations ``indices`` (keys of :func:`study_keys`), at every flux of
+    ``fluxes`` (``model.flux`` is replaced). Jittable; ``strength_index``, ``strength`` and ``log_tau`` may be
+    traced (one compilation per sample)."""
+    fluxes = _fluxes(fluxes)
+    keys = study_keys(seed, sample.length, strength_index, indices)
+
+    def one(key):
+        disorder = draw_disorder(key, sample, strength=strength, distribution=distribution, su2=su2)
+        return _slopes(sample, model, disorder, log_tau, fluxes)
+
+    out = jax.vmap(one)(keys)
+    return {"g": out[..., 0], "slope": out[..., 1]}
 
 
 def one_loop_amplitude(beta, stderr, one_loop, use) -> dict:

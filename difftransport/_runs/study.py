@@ -21,7 +21,7 @@ def _increasing(v):
 
 _FINITE = Field((int, float), check=math.isfinite, doc="a finite number")
 STUDY = {
-    "kind": Field(str, allowed=("fss", "beta")),
+    "kind": Field(str, allowed=("fss", "beta", "dephasing")),
     "title": Field(str, check=lambda v: len(v) > 0, doc="a non-empty string"),
     "figure": Field(str, check=lambda v: len(v) > 0 and all(c.isalnum() or c in "_-" for c in v),
                     doc="a file stem of letters, digits, '_' and '-'"),
@@ -86,17 +86,37 @@ BETA_FIT = {
     "min_strength": Field((int, float), 0.0, minimum=0, doc="weaker disorder is left out of the fit"),
     "min_length": Field(int, 1, minimum=1, doc="shorter samples are left out of the fit"),
 }
+DEPHASING = {
+    "length": Field(int, minimum=3, doc="an integer >= 3 (L: L x L samples, dimension 2)"),
+    "strengths": ENSEMBLE["strengths"],
+    "tau_phi": Field(list, check=lambda v: _numbers(v) and _increasing(v),
+                     doc="increasing positive dephasing times tau_phi of the Buttiker probes (units of hbar/t)"),
+    "fluxes": Field(list, check=lambda v: len(v) >= 2 and v[0] == 0 and _numbers(v[1:]) and _increasing(v),
+                    doc="0 first, then increasing positive fluxes per plaquette (h/e) at which the slope is "
+                        "subtracted"),
+    "field_region": Field(str, "sample", allowed=("everywhere", "sample"),
+                          doc="where the subtraction field acts: the sample only (the leads keep their channels) "
+                              "or everywhere"),
+    "realizations": Field(int, minimum=2),
+    "chunk": Field(int, 16, minimum=1, doc="realizations per stored chunk and vmapped batch"),
+    "seed": Field(int, 0, minimum=0),
+    "contact_correction": ENSEMBLE["contact_correction"],
+    "one_loop": Field(str, "orthogonal", allowed=("orthogonal", "symplectic", "unitary", "none"),
+                      doc="the one-loop beta drawn and compared with"),
+}
 SCHEMAS = {
     "fss": {"study": STUDY, "system": SYSTEM, "tmm": TMM, "fit": FSS_FIT},
     "beta": {"study": STUDY, "system": SYSTEM, "ensemble": ENSEMBLE, "fit": BETA_FIT},
+    "dephasing": {"study": STUDY, "system": SYSTEM, "dephasing": DEPHASING},
 }
+SECTIONS = {"fss": "tmm", "beta": "ensemble", "dephasing": "dephasing"}  # the section that determines the numbers
 
 
 def validate(data: dict, source: str = "<config>", text: str = "") -> dict:
     """Validate a parsed study config and return its normalized form (every default written out)."""
     v = Validator(source, text)
     if not isinstance(data.get("study"), dict) or "kind" not in data["study"]:
-        raise v.error(("study", "kind"), "is missing (required: one of ['fss', 'beta'])")
+        raise v.error(("study", "kind"), f"is missing (required: one of {list(SCHEMAS)})")
     kind = v.value(data["study"]["kind"], STUDY["kind"], ("study", "kind"))
     schema = SCHEMAS[kind]
     for section in data:
@@ -108,9 +128,13 @@ def validate(data: dict, source: str = "<config>", text: str = "") -> dict:
 
 
 def _cross_checks(v: Validator, c: dict, kind: str) -> None:
-    system, f = c["system"], c["fit"]
+    system = c["system"]
     if system["su2"] and not system["spinful"]:
         raise v.error(("system", "su2"), "= true needs system.spinful = true")
+    if kind == "dephasing":
+        _dephasing_checks(v, c)
+        return
+    f = c["fit"]
     sizes = c["tmm"]["widths"] if kind == "fss" else c["ensemble"]["lengths"]
     name = ("tmm", "widths") if kind == "fss" else ("ensemble", "lengths")
     if system["boundary"] == "periodic" and sizes[0] < 3:
@@ -143,6 +167,20 @@ def _cross_checks(v: Validator, c: dict, kind: str) -> None:
                       f"integer; fails for L = {bad}")
 
 
+def _dephasing_checks(v: Validator, c: dict) -> None:
+    system, d = c["system"], c["dephasing"]
+    if system["dimension"] != 2:
+        raise v.error(("system", "dimension"), f"= {system['dimension']}: a dephasing study needs dimension 2 (in 3D "
+                      "g = sigma L_phi needs L_phi itself, not only its logarithmic derivative)")
+    if system["flux"] != 0:
+        raise v.error(("system", "flux"), f"= {system['flux']}: a dephasing study takes its fields from "
+                      "dephasing.fluxes (set system.flux = 0)")
+    bad = [f for f in d["fluxes"] if abs(f * d["length"] - round(f * d["length"])) > 1e-9]
+    if system["boundary"] == "periodic" and bad:
+        raise v.error(("dephasing", "fluxes"), f"= {d['fluxes']} with periodic boundaries needs flux * L to be an "
+                      f"integer (L = {d['length']}); fails for {bad}")
+
+
 def load(path) -> dict:
     """Read, :func:`validate` and normalize a study config file; ConfigError naming the file and the line."""
     return validate(*read(path))
@@ -158,11 +196,12 @@ def dumps(config: dict) -> str:
 
 def result_relevant(config: dict) -> dict:
     """The part of a normalized study config that determines its numbers: its kind, [system] and [ensemble]
-    (beta) or [tmm] (fss), without ``workers`` (how many runs go in parallel changes no number)."""
+    (beta), [tmm] (fss) or [dephasing], without ``workers`` (how many runs go in parallel changes no number) and
+    the dephasing study's ``one_loop`` (what it is compared with)."""
     kind = config["study"]["kind"]
-    section = "ensemble" if kind == "beta" else "tmm"
+    section = SECTIONS[kind]
     return {"kind": kind, "system": dict(config["system"]),
-            section: {k: v for k, v in config[section].items() if k != "workers"}}
+            section: {k: v for k, v in config[section].items() if k not in ("workers", "one_loop")}}
 
 
 def config_hash(config: dict) -> str:

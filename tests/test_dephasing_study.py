@@ -1,0 +1,93 @@
+"""``difftransport scale`` with ``kind = "dephasing"`` (issue: beta by automatic differentiation): the slopes
+dg/d ln tau_phi it stores are the library's ``dephasing_slopes`` on the study's realizations, the table's beta_phi
+is ``DephasingSlopes.beta`` of them, a rerun after losing a chunk reproduces the JSON bit for bit, and configs the
+study cannot honour are one-line errors."""
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+import difftransport as dt
+from difftransport._core.scaling import DephasingSlopes, study_keys
+from difftransport._runs import study as _study
+from test_scale_resume import _main, _write
+
+SEED, LENGTH, TAU, FLUXES, REALIZATIONS = 3, 5, 8.0, [0.0, 0.05], 4
+
+
+def _config(**dephasing):
+    config = {
+        "study": {"kind": "dephasing", "title": "tiny", "figure": "tiny_dephasing"},
+        "system": {"dimension": 2, "boundary": "hardwall", "spinful": False, "su2": False, "energy": -1.0,
+                   "hopping": 1.0, "flux": 0.0, "distribution": "box"},
+        "dephasing": {"length": LENGTH, "strengths": [2.0], "tau_phi": [TAU], "fluxes": FLUXES,
+                      "realizations": REALIZATIONS, "chunk": 2, "seed": SEED},
+    }
+    config["dephasing"].update(dephasing)
+    return config
+
+
+def test_dephasing_study_stores_the_library_slopes_and_resumes_bit_identically(tmp_path):
+    path, out = _write(tmp_path / "study.toml", _config()), tmp_path / "out"
+    assert _main(path, out, "--quiet") == 0
+    summary = json.loads((out / "tiny_dephasing.json").read_text())
+    store = out / "data" / _study.config_hash(_study.validate(_config()))[:16]
+    chunks = sorted(store.glob("W*.npz"))
+    assert [c.name for c in chunks] == ["W000-T000-r0000000-0000002.npz", "W000-T000-r0000002-0000004.npz"]
+    g = np.concatenate([np.load(c)["g"] for c in chunks])
+    slope = np.concatenate([np.load(c)["slope"] for c in chunks])
+
+    # The same realizations through the library's own estimator (its own jit and batching).
+    sample = dt.Sample(dt.strip(LENGTH), LENGTH, field_region="sample")
+    keys = study_keys(SEED, LENGTH, 0, np.arange(REALIZATIONS))
+    ref = dt.dephasing_slopes(keys, sample, dt.Model(energy=-1.0, tau_phi=TAU), 2.0, fluxes=FLUXES, batch=4)
+    np.testing.assert_allclose(g, np.asarray(ref.g), rtol=1e-12)
+    np.testing.assert_allclose(slope, np.asarray(ref.slope), rtol=1e-10)
+
+    (row,) = summary["data"]["table"]
+    s = DephasingSlopes.from_values(FLUXES, g, slope, summary["data"]["open_channels"])
+    assert row["beta_raw"] == list(s.beta(None))
+    beta, se = s.beta(1)
+    assert (row["fields"][0]["beta"], row["fields"][0]["beta_stderr"]) == (beta, se)
+    gc = np.asarray(s.g_contact)[:, 0]
+    d = np.asarray(s.slope_contact[:, 0] - s.slope_contact[:, 1])
+    assert abs(beta - 2 * d.mean() / gc.mean()) <= 1e-12 * abs(beta)
+    one_loop = -1 / (math.pi * gc.mean())
+    assert row["one_loop"] == pytest.approx(one_loop, rel=1e-12)
+    assert row["fields"][0]["z"] == pytest.approx((beta - one_loop) / se, rel=1e-12)
+
+    chunks[1].unlink()
+    assert _main(path, out, "--quiet") == 0
+    again = json.loads((out / "tiny_dephasing.json").read_text())
+    assert again["data"] == summary["data"]
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        ({"system": {"dimension": 3}}, "system.dimension = 3: a dephasing study needs dimension 2"),
+        ({"system": {"flux": 0.1}}, "takes its fields from dephasing.fluxes"),
+        ({"dephasing": {"fluxes": [0.01, 0.05]}}, "dephasing.fluxes"),
+        ({"dephasing": {"fluxes": [0.0]}}, "dephasing.fluxes"),
+        ({"dephasing": {"tau_phi": [8.0, 4.0]}}, "dephasing.tau_phi"),
+        ({"system": {"boundary": "periodic"}, "dephasing": {"fluxes": [0.0, 0.05]}}, "flux \\* L to be an integer"),
+    ],
+)
+def test_dephasing_config_errors(tmp_path, capsys, edit, match):
+    config = _config()
+    for section, values in edit.items():
+        config[section].update(values)
+    assert _main(_write(tmp_path / "bad.toml", config), tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert re.search(match, err), err
+
+
+def test_dephasing_hash_ignores_the_comparator_only():
+    base = _study.config_hash(_study.validate(_config()))
+    assert _study.config_hash(_study.validate(_config(one_loop="symplectic"))) == base
+    assert _study.config_hash(_study.validate(_config(seed=4))) != base
+    assert _study.config_hash(_study.validate(_config(field_region="everywhere"))) != base
