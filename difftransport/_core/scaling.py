@@ -541,11 +541,12 @@ def study_keys(seed: int, length: int, strength_index, indices):
 
 
 def study_dephasing_slopes(sample: Sample, model: Model, seed: int, indices, strength_index, strength, log_tau, *,
-                           fluxes, distribution: str = "box", su2: bool = False) -> dict:
+                           fluxes, distribution: str = "box", su2: bool = False, batch: int = 1) -> dict:
     """{"g", "slope"}, each (len(indices), fields): the Buttiker-probe conductance and dg/d ln tau_phi at
     tau_phi = exp(``log_tau``) of realizations ``indices`` (keys of :func:`study_keys`), at every flux of
-    ``fluxes`` (``model.flux`` is replaced). Jittable; ``strength_index``, ``strength`` and ``log_tau`` may be
-    traced (one compilation per sample)."""
+    ``fluxes`` (``model.flux`` is replaced), ``batch`` realizations at a time (:func:`map_realizations`: the
+    reverse pass through a dense probe solve holds a few (L n)^2 matrices per realization and field). Jittable;
+    ``strength_index``, ``strength`` and ``log_tau`` may be traced (one compilation per sample)."""
     fluxes = _fluxes(fluxes)
     keys = study_keys(seed, sample.length, strength_index, indices)
 
@@ -553,7 +554,7 @@ def study_dephasing_slopes(sample: Sample, model: Model, seed: int, indices, str
         disorder = draw_disorder(key, sample, strength=strength, distribution=distribution, su2=su2)
         return _slopes(sample, model, disorder, log_tau, fluxes)
 
-    out = jax.vmap(one)(keys)
+    out = map_realizations(one, keys, batch=batch)
     return {"g": out[..., 0], "slope": out[..., 1]}
 
 
