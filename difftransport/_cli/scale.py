@@ -31,8 +31,9 @@ Outputs in ``--out`` (default ``out/<config name>``)::
     OUT/config.toml, OUT/config.json             the config of that JSON, and {"hash", "config"}
 
 ``<hash>`` is the first 16 hex digits of the SHA-256 of the result-relevant part of the config ([system]
-and [ensemble], [tmm] or [dephasing], all but ``workers`` and ``one_loop``): a config that differs in anything that changes the numbers
-stores its data in another folder, so old and new data never mix, and the old data stay where they are.
+and [ensemble], [tmm] or [dephasing], all but ``workers`` and ``one_loop``): a config that differs in anything
+that changes the numbers stores its data in another folder, so old and new data never mix, and the old data stay
+where they are.
 Each file is written to a temporary name and renamed (``_store.atomic_savez``), as soon as it is computed:
 an interrupted run (a failing fit, Ctrl-C, ``kill -9``) loses at most the chunks in flight, and rerunning
 the same command skips what is stored and reaches the same result, bit for bit, as an uninterrupted run.
@@ -708,8 +709,8 @@ def run_dephasing(c: dict, out: pathlib.Path, stem: str, data: dict) -> dict:
             g0 = np.asarray(s.g_contact if contact else s.g)[:, 0]
             raw = np.asarray(s.slope_contact if contact else s.slope)[:, 0]
             (g_mean, g_se), (raw_mean, raw_se) = (tuple(float(x) for x in mean_stderr(a)) for a in (g0, raw))
-            row = {"strength": w, "tau_phi": tau, "g": g_mean, "g_stderr": g_se, "finite": bool(np.all(np.isfinite(g0))),
-                   "slope_raw": raw_mean, "slope_raw_stderr": raw_se, "beta_raw": s.beta(None, contact=contact),
+            row = {"strength": w, "tau_phi": tau, "g": g_mean, "g_stderr": g_se,
+                   "finite": bool(np.all(np.isfinite(g0))), "slope_raw": raw_mean, "slope_raw_stderr": raw_se, "beta_raw": s.beta(None, contact=contact),
                    "fields": []}
             one_loop = float(beta_one_loop(g_mean, symmetry)) if symmetry != "none" and g_mean > 0 else None
             row["one_loop"] = one_loop
@@ -755,7 +756,8 @@ def _plot_dephasing(c, rows, path):
     finite = [r["g"] for r in rows if r["finite"] and r["g"] > 0]
     if d["one_loop"] != "none" and finite:
         gg = np.exp(np.linspace(np.log(min(finite)) - 0.2, np.log(max(finite)) + 0.2, 100))
-        ax.plot(np.log(gg), np.asarray(beta_one_loop(gg, d["one_loop"])), "k--", lw=1, label=f"one loop ({d['one_loop']})")
+        ax.plot(np.log(gg), np.asarray(beta_one_loop(gg, d["one_loop"])), "k--", lw=1,
+                label=f"one loop ({d['one_loop']})")
     for j, tau in enumerate(taus):
         ax.plot([], [], "s", color=colors[j], label=rf"$\tau_\varphi$ = {tau:g}")
     for k, flux in enumerate(d["fluxes"][1:]):

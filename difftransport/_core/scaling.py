@@ -37,7 +37,7 @@ import optimistix as optx
 from jaxtyping import Array, Float
 
 from .lattice import Sample
-from .model import Disorder, Model, draw_disorder
+from .model import Model, draw_disorder
 from .observables import conductance, ensemble_conductances, map_realizations, open_channels
 from .stats import Estimate, chi2_pvalue, confidence_z, gauss_newton_covariance, jackknife, mean_stderr
 from .theory import diffusive_cutoff, intrinsic_conductance, lattice_wl_correction
@@ -476,8 +476,10 @@ class DephasingSlopes(eqx.Module):
         return float(value), float(error)
 
 
-def _slopes(sample: Sample, model: Model, disorder: Disorder, log_tau, fluxes):
-    """(fields, 2): the Buttiker-probe g and dg/d ln tau_phi (reverse mode) of one realization at every flux."""
+def _slopes(key, sample: Sample, model: Model, draw: dict, log_tau, fluxes):
+    """(fields, 2): the Buttiker-probe g and dg/d ln tau_phi (reverse mode) at every flux of the realization
+    ``draw_disorder(key, sample, **draw)``."""
+    disorder = draw_disorder(key, sample, **draw)
 
     def g(lt, flux):
         m = eqx.tree_at(lambda x: (x.tau_phi, x.flux), model, (jnp.exp(lt), flux), is_leaf=lambda x: x is None)
@@ -517,11 +519,9 @@ def dephasing_slopes(keys, sample: Sample, model: Model, strength, *, fluxes, ba
     strength = jnp.asarray(strength, jnp.result_type(float))
     log_tau = jnp.log(jnp.asarray(model.tau_phi, float))
 
-    def one(key):
-        disorder = draw_disorder(key, sample, strength=strength, distribution=distribution, su2=su2)
-        return _slopes(sample, model, disorder, log_tau, fluxes)
-
-    out = jax.jit(lambda k: map_realizations(one, k, batch=batch))(keys)
+    draw = dict(strength=strength, distribution=distribution, su2=su2)
+    out = jax.jit(lambda k: map_realizations(lambda key: _slopes(key, sample, model, draw, log_tau, fluxes), k,
+                                             batch=batch))(keys)
     return DephasingSlopes.from_values(fluxes, out[..., 0], out[..., 1], _channels(sample, model, fluxes))
 
 
@@ -549,12 +549,8 @@ def study_dephasing_slopes(sample: Sample, model: Model, seed: int, indices, str
     ``strength_index``, ``strength`` and ``log_tau`` may be traced (one compilation per sample)."""
     fluxes = _fluxes(fluxes)
     keys = study_keys(seed, sample.length, strength_index, indices)
-
-    def one(key):
-        disorder = draw_disorder(key, sample, strength=strength, distribution=distribution, su2=su2)
-        return _slopes(sample, model, disorder, log_tau, fluxes)
-
-    out = map_realizations(one, keys, batch=batch)
+    draw = dict(strength=strength, distribution=distribution, su2=su2)
+    out = map_realizations(lambda key: _slopes(key, sample, model, draw, log_tau, fluxes), keys, batch=batch)
     return {"g": out[..., 0], "slope": out[..., 1]}
 
 
