@@ -73,6 +73,8 @@ def test_dephasing_study_stores_the_library_slopes_and_resumes_bit_identically(t
         ({"dephasing": {"fluxes": [0.01, 0.05]}}, "dephasing.fluxes"),
         ({"dephasing": {"fluxes": [0.0]}}, "dephasing.fluxes"),
         ({"dephasing": {"tau_phi": [8.0, 4.0]}}, "dephasing.tau_phi"),
+        ({"dephasing": {"fluxes": [False, 0.05]}}, "dephasing.fluxes"),
+        ({"system": {"spinful": True, "su2": True}}, "the SU\\(2\\) model is symplectic"),
         ({"system": {"boundary": "periodic"}, "dephasing": {"fluxes": [0.0, 0.05]}}, "flux \\* L to be an integer"),
     ],
 )

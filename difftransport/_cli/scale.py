@@ -652,6 +652,7 @@ def _dephasing_ensembles(c: dict, store: pathlib.Path, *, quiet: bool = False) -
     import jax
 
     from .._core.scaling import _channels, _fluxes
+    from .._runs.store import atomic_savez
 
     system, d = c["system"], c["dephasing"]
     L, n, strengths, taus, fluxes = d["length"], d["realizations"], d["strengths"], d["tau_phi"], d["fluxes"]
@@ -666,8 +667,6 @@ def _dephasing_ensembles(c: dict, store: pathlib.Path, *, quiet: bool = False) -
          + (f"; computing {len(todo)}" if todo else ""))
     runner = _dephasing_runner(tuple(sorted(system.items())), L, d["field_region"], tuple(fluxes), d["seed"],
                                d["chunk"], tuple(jax.local_devices())) if todo else None
-    from .._runs.store import atomic_savez
-
     for i, w, j, tau, span in _progress(todo, len(todo), "dephasing slopes", quiet, "chunk"):
         begin = time.perf_counter()
         shards = runner(np.arange(*span), np.int32(i), np.float64(w), np.float64(np.log(tau)))

@@ -91,7 +91,7 @@ DEPHASING = {
     "strengths": ENSEMBLE["strengths"],
     "tau_phi": Field(list, check=lambda v: _numbers(v) and _increasing(v),
                      doc="increasing positive dephasing times tau_phi of the Buttiker probes (units of hbar/t)"),
-    "fluxes": Field(list, check=lambda v: len(v) >= 2 and v[0] == 0 and _numbers(v[1:]) and _increasing(v),
+    "fluxes": Field(list, check=lambda v: len(v) >= 2 and _numbers(v, strict=False) and v[0] == 0 and _increasing(v),
                     doc="0 first, then increasing positive fluxes per plaquette (h/e) at which the slope is "
                         "subtracted"),
     "field_region": Field(str, "sample", allowed=("everywhere", "sample"),
@@ -175,6 +175,9 @@ def _dephasing_checks(v: Validator, c: dict) -> None:
     if system["flux"] != 0:
         raise v.error(("system", "flux"), f"= {system['flux']}: a dephasing study takes its fields from "
                       "dephasing.fluxes (set system.flux = 0)")
+    if system["su2"] and d["one_loop"] == "orthogonal":
+        raise v.error(("dephasing", "one_loop"), "= 'orthogonal' with system.su2 = true: the SU(2) model is "
+                      "symplectic (set one_loop = 'symplectic', or 'none')")
     bad = [f for f in d["fluxes"] if abs(f * d["length"] - round(f * d["length"])) > 1e-9]
     if system["boundary"] == "periodic" and bad:
         raise v.error(("dephasing", "fluxes"), f"= {d['fluxes']} with periodic boundaries needs flux * L to be an "
