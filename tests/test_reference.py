@@ -87,14 +87,16 @@ def _reference_order(sample, pos):
     return np.array([index[key(p)] for p in ours])
 
 
-@pytest.mark.parametrize("name, ribbon", [
-    ("zigzag_anderson.npz", dt.zigzag_ribbon), ("armchair_smooth.npz", dt.armchair_ribbon),
-    ("zigzag_periodic.npz", dt.zigzag_ribbon), ("armchair_periodic.npz", dt.armchair_ribbon),
+@pytest.mark.parametrize("name, ribbon, method", [
+    ("zigzag_anderson.npz", dt.zigzag_ribbon, "rgf"), ("armchair_smooth.npz", dt.armchair_ribbon, "rgf"),
+    ("zigzag_periodic.npz", dt.zigzag_ribbon, "rgf"), ("zigzag_periodic.npz", dt.zigzag_ribbon, "transfer"),
+    ("armchair_periodic.npz", dt.armchair_ribbon, "rgf"),
 ])
-def test_honeycomb_ribbons(name, ribbon):
+def test_honeycomb_ribbons(name, ribbon, method):
     """Spinless ribbons and cylinders (``meta["boundary"] == "periodic"``: both valleys present, no edges; the
     zigzag cylinder in fields with b C an integer, the armchair one at b = 0, generate_kwant_references.py says
-    why): Anderson disorder, a staggered mass, energies down to near the Dirac point."""
+    why): Anderson disorder, a staggered mass, energies down to near the Dirac point. The zigzag cylinder is
+    solved in column slices (docs/physics.md#column-slices), by RGF and by the transfer sweep."""
     meta, d = load_reference(name)
     sample = dt.Sample(ribbon(meta["N"], boundary=meta.get("boundary", "hardwall")), meta["Lx"])
     order = _reference_order(sample, d["pos"])
@@ -103,7 +105,7 @@ def test_honeycomb_ribbons(name, ribbon):
 
     def g(potential, energy, b, mass):
         model = dt.Model(energy=energy, hopping=meta["t"], flux=b, mass=mass)
-        return dt.conductance(sample, model, dt.Disorder(potential=potential))
+        return dt.conductance(sample, model, dt.Disorder(potential=potential), method=method)
 
     potentials = jnp.asarray(d["V"][:, order].reshape(-1, *sample.potential_shape))
     got = jax.vmap(lambda v: _grid(lambda e, b, m: g(v, e, b, m), d["energies"], d["bs"], d["masses"]))(potentials)
@@ -133,8 +135,8 @@ def test_spinful_honeycomb_ribbons(name, ribbon):
     assert np.max(np.abs(got - d["G"])) <= TOL
 
 
-@pytest.mark.parametrize("kind", ["square", "zigzag"])
-def test_field_in_the_sample_only_on_cylinders(kind):
+@pytest.mark.parametrize("kind, method", [("square", "rgf"), ("zigzag", "rgf"), ("zigzag", "transfer")])
+def test_field_in_the_sample_only_on_cylinders(kind, method):
     """``Sample(..., field_region="sample")`` on cylinders (square W = 8; zigzag honeycomb N = 6) at fluxes with
     b C not an integer, which the Landau gauge cannot hold on a cylinder: the field between the first and the last
     cell in the transverse gauge, a field-free left lead and a right lead carrying the Aharonov-Bohm flux
@@ -153,7 +155,7 @@ def test_field_in_the_sample_only_on_cylinders(kind):
 
     def g(potential, energy, b):
         return dt.conductance(sample, dt.Model(energy=energy, hopping=meta["t"], flux=b),
-                              dt.Disorder(potential=potential))
+                              dt.Disorder(potential=potential), method=method)
 
     got = jax.vmap(lambda v: _grid(lambda e, b: g(v, e, b), d[f"{kind}_energies"], d[f"{kind}_bs"]))(potentials)
     print(f"{kind}: max |G - G_kwant| = {np.max(np.abs(got - d[f'{kind}_G'])):.2e}")

@@ -166,8 +166,8 @@ flux = [0.0, 0.02]
 def test_stencils_equal_dense_products(orbitals):
     """``site_apply`` and ``stencil_apply`` (written-out products, one home for the transfer sweep, the TMM and
     SiteBlockHopping) equal the dense block-diagonal and scattered-bond products, with repeated and padded rows."""
-    from difftransport._core.hamiltonian import blockdiag, scatter_bonds, site_apply, stencil_apply
-    from difftransport._core.tmm import _bond_stencil, _stencil_blocks
+    from difftransport._core.hamiltonian import (blockdiag, bond_stencil, scatter_bonds, site_apply, stencil_apply,
+                                                 stencil_blocks)
 
     rng = np.random.default_rng(3)
     m, s, k = 7, orbitals, 5
@@ -176,6 +176,6 @@ def test_stencils_equal_dense_products(orbitals):
     np.testing.assert_allclose(site_apply(blocks, x), blockdiag(blocks) @ x, atol=1e-13)
     bonds = ((0, 1), (1, 2), (2, 0), (3, 4), (0, 1), (6, 5))  # a repeated bond, a triangle, an isolated pair
     values = c(len(bonds), s, s)
-    structure = _bond_stencil(bonds, m)
-    np.testing.assert_allclose(stencil_apply(structure[0], _stencil_blocks(structure, values), x),
+    structure = bond_stencil(bonds, m)
+    np.testing.assert_allclose(stencil_apply(structure[0], stencil_blocks(structure, values), x),
                                scatter_bonds(values, bonds, m) @ x, atol=1e-13)

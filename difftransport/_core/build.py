@@ -9,7 +9,9 @@ both kinds.
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -17,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .hamiltonian import Lead, SiteBlockHopping, DenseHopping, SlicedHamiltonian, lead_factor, scatter_bonds, scatter_hop
-from .lattice import Lattice, Sample
+from .lattice import Lattice, Sample, column_slicing
 from .model import Disorder, Model
 
 _UNIT_TOLERANCE = 1e-6  # of |m| for disorder.moments: a user's float32 normalization still passes
@@ -278,22 +280,28 @@ def _site_blocks(model: Model, sample: Sample, disorder: Disorder):
     return blocks
 
 
-def build_hamiltonian(sample: Sample, model: Model, disorder: Disorder | None = None) -> SlicedHamiltonian:
+def build_hamiltonian(sample: Sample, model: Model, disorder: Disorder | None = None, *,
+                      columns: bool = False) -> SlicedHamiltonian:
     """The sliced Hamiltonian of ``sample`` with parameters ``model`` and realization ``disorder``.
 
     Checks the input (see the module docstring). The leads are clean continuations of the lattice carrying
-    the model's hopping, flux and Rashba terms, but no disorder, exchange, mass or absorption.
+    the model's hopping, flux and Rashba terms, but no disorder, exchange, mass or absorption. One slice per cell,
+    or with ``columns=True``, where the lattice allows it (:func:`~difftransport._core.lattice.column_slicing`:
+    zigzag honeycomb cylinders) and the sample has leads, one slice per column (k slices per cell, site-diagonal
+    hopping): the same Hamiltonian, sliced finer (:func:`_column_hamiltonian`).
     """
-    return prepare(sample, model, disorder)[0]
+    return prepare(sample, model, disorder, columns=columns)[0]
 
 
-def prepare(sample: Sample, model: Model, disorder: Disorder | None = None) -> tuple[SlicedHamiltonian, Model]:
+def prepare(sample: Sample, model: Model, disorder: Disorder | None = None, *,
+            columns: bool = False) -> tuple[SlicedHamiltonian, Model]:
     """(Hamiltonian, checked model): solvers must take E and tau_phi from the returned model, whose values
-    carry the run-time checks (an unused check is compiled away)."""
+    carry the run-time checks (an unused check is compiled away). ``columns``: see :func:`build_hamiltonian`."""
     disorder = check_inputs(sample, model, disorder)
     model = checked_model(sample, model)
+    plan = column_slicing(sample.lattice) if columns and not sample.periodic else None
     if sample.field_region == "sample" and model.flux is not None:
-        return _transverse_hamiltonian(sample, model, disorder), model
+        return _transverse_hamiltonian(sample, model, disorder, plan), model
     lat = sample.lattice
     m, s = lat.sites, sample.orbitals
 
@@ -314,6 +322,10 @@ def prepare(sample: Sample, model: Model, disorder: Disorder | None = None) -> t
         base = zero
         bond_values = _bond_values(model, sample, lat.intra_bonds, lat.intra_vectors, disorder.su2_intra)
         inter = _bond_values(model, sample, lat.inter_bonds, lat.inter_vectors, disorder.su2_inter)
+    if plan is not None:
+        intra = clean_intra if bond_values is None else bond_values
+        site = _site_blocks(model, sample, disorder).astype(dtype)
+        return _column_hamiltonian(sample, plan, site, intra, inter, lead, None), model
     if lat.site_diagonal_hopping:
         order = np.argsort([i for i, _ in lat.inter_bonds])
         hops = SiteBlockHopping(inter[:, order])
@@ -323,12 +335,12 @@ def prepare(sample: Sample, model: Model, disorder: Disorder | None = None) -> t
     ham = SlicedHamiltonian(
         base=base.astype(dtype), site=site.astype(dtype), hops=hops, lead=lead,
         bond_values=bond_values, bond_index=lat.intra_bonds if bond_values is not None else (),
-        base_bonds=lat.intra_bonds if bond_values is None else (),
+        base_bonds=lat.intra_bonds,  # the clean bonds, or a zero base beside the bond values
     )
     return ham, model
 
 
-def _transverse_hamiltonian(sample: Sample, model: Model, disorder: Disorder) -> SlicedHamiltonian:
+def _transverse_hamiltonian(sample: Sample, model: Model, disorder: Disorder, plan=None) -> SlicedHamiltonian:
     """``field_region='sample'``: per-slice bond values with the transverse-gauge phases (Sample docstring), a
     field-free left lead and a right lead with the constant A_y = B (X1 - X0)."""
     lat = sample.lattice
@@ -357,6 +369,10 @@ def _transverse_hamiltonian(sample: Sample, model: Model, disorder: Disorder) ->
         inter = _bond_values(plain, sample, lat.inter_bonds, lat.inter_vectors, disorder.su2_inter)
     bond_values = None if intra is None else intra * phases(intra_c)
     inter = inter * phases(inter_c)
+    left, right = lead(np.zeros_like(right_intra_c), np.zeros_like(right_inter_c)), lead(right_intra_c, right_inter_c)
+    if plan is not None:
+        site = _site_blocks(model, sample, disorder).astype(dtype)
+        return _column_hamiltonian(sample, plan, site, bond_values, inter, left, right)
     if lat.site_diagonal_hopping:
         order = np.argsort([i for i, _ in lat.inter_bonds])
         hops = SiteBlockHopping(inter[:, order])
@@ -364,7 +380,77 @@ def _transverse_hamiltonian(sample: Sample, model: Model, disorder: Disorder) ->
         hops = DenseHopping(jax.vmap(lambda v: scatter_hop(v, lat.inter_bonds, m))(inter))
     return SlicedHamiltonian(
         base=jnp.zeros((m * s, m * s), dtype), site=_site_blocks(model, sample, disorder).astype(dtype), hops=hops,
-        lead=lead(np.zeros_like(right_intra_c), np.zeros_like(right_inter_c)),
-        right_lead=lead(right_intra_c, right_inter_c),
+        lead=left, right_lead=right,
         bond_values=bond_values, bond_index=lat.intra_bonds if bond_values is not None else (),
+        base_bonds=lat.intra_bonds,  # a zero base
+    )
+
+
+class _ColumnMaps(NamedTuple):
+    """Static index maps from a cell's bond lists to column slices (:func:`_column_maps`)."""
+
+    pairs: tuple[tuple[int, int], ...]  # the intra-column bonds of all columns, (a, b) with a < b
+    columns: tuple  # per column: (index into pairs, intra-bond index, dagger) numpy arrays
+    links: tuple  # per column c < k - 1: (intra-bond index, dagger) per chain, the hop to column c + 1
+    cross: np.ndarray  # inter-bond index per chain: last column -> the next cell's first
+
+
+@functools.lru_cache(maxsize=64)
+def _column_maps(lat: Lattice, plan: tuple[tuple[int, ...], ...]) -> _ColumnMaps:
+    """Where each bond of the cell goes when the cell is cut into the columns of ``plan`` (chain order)."""
+    k = len(plan)
+    where = {site: (c, pos) for c, col in enumerate(plan) for pos, site in enumerate(col)}
+    pairs, union = [], {}
+    columns = [[] for _ in range(k)]
+    links = [dict() for _ in range(k - 1)]
+    for q, (i, j) in enumerate(lat.intra_bonds):
+        (ci, a), (cj, b) = where[i], where[j]
+        if ci == cj:  # H[b, a] = v, i.e. H[a, b] = v^+: stored as (min, max) with v^+ when a > b
+            key = (min(a, b), max(a, b))
+            if key not in union:
+                union[key] = len(pairs)
+                pairs.append(key)
+            columns[ci].append((union[key], q, a > b))
+        else:  # consecutive columns, the same chain: forward hop H[c + 1, c] = v, or v^+ if stored backwards
+            links[min(ci, cj)][a] = (q, cj < ci)
+    cross = np.array([dict((where[i][1], q) for q, (i, _) in enumerate(lat.inter_bonds))[a]
+                      for a in range(len(plan[0]))], dtype=np.int32)
+    as_arrays = tuple(tuple(np.array(v, dtype=dtype) for v, dtype in zip(zip(*c), (np.int32, np.int32, bool)))
+                      if c else (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, bool)) for c in columns)
+    link_arrays = tuple((np.array([lk[a][0] for a in range(len(plan[0]))], dtype=np.int32),
+                         np.array([lk[a][1] for a in range(len(plan[0]))], dtype=bool)) for lk in links)
+    return _ColumnMaps(pairs=tuple(pairs), columns=as_arrays, links=link_arrays, cross=cross)
+
+
+def _column_hamiltonian(sample: Sample, plan, site, intra, inter, lead: Lead, right_lead: Lead | None):
+    """The sample cut into column slices (``plan`` from :func:`column_slicing`, k columns of n sites): slice
+    k s + c is column c of cell s, its sites in chain order, so that every hopping between consecutive slices is
+    site-diagonal (a :class:`SiteBlockHopping`); the intra-column bonds of all columns form one bond list whose
+    values are zero on the columns that lack them. ``site`` (L, m, s, s), ``intra`` the intra-cell bond values
+    (L, B_a, s, s) or one set (B_a, s, s) for every cell, ``inter`` (L - 1, B_e, s, s). The leads keep their
+    period cell; the first slice attaches to its first column and the last slice to its last column
+    (``lead_sites``). The same matrix as the cell slicing, entry by entry."""
+    lat, length, s = sample.lattice, sample.length, sample.orbitals
+    maps = _column_maps(lat, plan)
+    k, n = len(plan), len(plan[0])
+    dtype = site.dtype
+    intra = jnp.broadcast_to(intra, (length, *intra.shape[-3:])).astype(dtype)
+    inter = jnp.broadcast_to(inter, (length - 1, *inter.shape[-3:])).astype(dtype)
+
+    def picked(values, index, dagger):  # values (..., B, s, s) at index, daggered where flagged
+        v = values[..., index, :, :]
+        return jnp.where(dagger[:, None, None], jnp.conj(jnp.swapaxes(v, -1, -2)), v)
+
+    order = np.asarray(plan)
+    cut_site = site[:, order].reshape(length * k, n, s, s)
+    bonds = jnp.stack([jnp.zeros((length, len(maps.pairs), s, s), dtype).at[:, u].add(picked(intra, q, d))
+                       for u, q, d in maps.columns], 1).reshape(length * k, len(maps.pairs), s, s)
+    links = [picked(intra, q, d) for q, d in maps.links]  # (L, n, s, s) each
+    cross = jnp.concatenate([inter[:, maps.cross], jnp.zeros((1, n, s, s), dtype)])
+    hops = jnp.stack(links + [cross], 1).reshape(length * k, n, s, s)[:-1]
+    orbitals = tuple(tuple(int(i) * s + a for i in col for a in range(s)) for col in (plan[0], plan[-1]))
+    return SlicedHamiltonian(
+        base=jnp.zeros((n * s, n * s), dtype), site=cut_site, hops=SiteBlockHopping(hops), lead=lead,
+        bond_values=bonds if maps.pairs else None, bond_index=maps.pairs, base_bonds=maps.pairs,  # a zero base
+        right_lead=right_lead, lead_sites=orbitals,
     )

@@ -48,6 +48,30 @@ def stencil_apply(neighbours, coef, x):
     return (rows[0] if s == 1 else jnp.stack(rows, 1)).reshape(x.shape)
 
 
+def bond_stencil(bonds, sites: int):
+    """Static row structure of the intra-slice hopping for ``stencil_apply``: (cols, bond, dagger, mask),
+    each (m, z). Row j holds bond (i, j) as (i, value) and row i holds it as (j, value^dagger), the entries of
+    ``scatter_bonds``; rows are padded to the largest coordination z with masked entries."""
+    rows = [[] for _ in range(sites)]
+    for b, (i, j) in enumerate(bonds):
+        rows[j].append((i, b, False))
+        rows[i].append((j, b, True))
+    z = max(1, max(len(r) for r in rows))
+    pad = [r + [(k, 0, False)] * (z - len(r)) for k, r in enumerate(rows)]
+    cols, bond, dagger = (np.array([[e[c] for e in r] for r in pad]) for c in range(3))
+    mask = np.array([[1.0] * len(r) + [0.0] * (z - len(r)) for r in rows])
+    return cols.astype(np.int32), bond.astype(np.int32), dagger, mask
+
+
+def stencil_blocks(structure, values):
+    """Coefficient blocks (m, z, s, s) of the intra-slice hopping from bond values (B, s, s)."""
+    _, bond, dagger, mask = structure
+    if values.shape[0] == 0:
+        return jnp.zeros(bond.shape + values.shape[1:], values.dtype)
+    picked = jnp.where(dagger[:, :, None, None], jnp.conj(jnp.swapaxes(values, -1, -2))[bond], values[bond])
+    return picked * mask[:, :, None, None].astype(picked.real.dtype)
+
+
 def blockdiag(blocks):
     """(m, s, s) blocks -> (m s, m s) block-diagonal matrix."""
     m, s, _ = blocks.shape
@@ -144,6 +168,10 @@ class SlicedHamiltonian(eqx.Module):
             potential in it), or None when both leads are ``lead``.
         base_bonds: static (i, j) site pairs outside which ``base`` vanishes (its site-diagonal blocks are zero
             too), so that solvers may apply it as a stencil; empty if unknown (then ``base`` is dense).
+        lead_sites: static (first, last) orbital indices of the lead cell to which the first and the last slice
+            attach, in slice order, when the slices are smaller than the lead cell (column slicing,
+            :func:`~difftransport._core.lattice.column_slicing`): the lead self-energies, which vanish outside
+            those orbitals, are restricted to them. Empty when slices and lead cells coincide.
     """
 
     base: jax.Array
@@ -154,6 +182,7 @@ class SlicedHamiltonian(eqx.Module):
     bond_index: tuple[tuple[int, int], ...] = eqx.field(static=True, default=())
     base_bonds: tuple[tuple[int, int], ...] = eqx.field(static=True, default=())
     right_lead: Lead | None = None
+    lead_sites: tuple[tuple[int, ...], tuple[int, ...]] | tuple[()] = eqx.field(static=True, default=())
 
     @classmethod
     def from_dense(cls, onsite, hops, lead_cell, lead_hop) -> SlicedHamiltonian:
@@ -213,6 +242,7 @@ class SlicedHamiltonian(eqx.Module):
         return SlicedHamiltonian(
             base=self.base, site=self.site[::-1], hops=hops, lead=mirrored(left), bond_values=bonds,
             bond_index=self.bond_index, base_bonds=self.base_bonds, right_lead=mirrored(right),
+            lead_sites=self.lead_sites[::-1],
         )
 
 

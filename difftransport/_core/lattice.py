@@ -14,6 +14,7 @@ x in [s * period, (s + 1) * period).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Literal
 
@@ -291,6 +292,64 @@ def armchair_ribbon(n: int, *, boundary: Boundary = "hardwall") -> Lattice:
     # checked, so any field is refused (flux_winding = inf: only flux = 0 passes the check).
     return _from_sites(name, np.array(xy), np.array(sub), period, _CC, n / 2 if periodic else None,
                        math.inf if periodic else None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Column slicing
+
+
+@functools.lru_cache(maxsize=64)
+def column_slicing(lattice: Lattice) -> tuple[tuple[int, ...], ...] | None:
+    """The cell's sites grouped into k >= 2 columns of equal x offset that the solvers may use as slices, each
+    column in *chain order*, or None if the lattice does not allow it.
+
+    A cell allows column slicing when every bond joins sites of the same column or of consecutive columns (the
+    last column to the first column of the next cell), and the bonds between each pair of consecutive columns are
+    a perfect matching that, followed across the k columns, brings every site of the first column back to the
+    same site one cell on. Numbering each column's sites along these chains (``order[c][l]`` is the cell site of
+    chain l in column c) makes every hopping between consecutive columns site-diagonal: the sample becomes
+    k * length slices of sites / k sites, with site-diagonal hopping and an intra-slice bond pattern that
+    alternates between columns. The zigzag honeycomb cylinder is the case in point: its two columns (x = 0 and
+    1/2) are joined by the zigzag bonds into chains along x, and the vertical bonds alternate between the
+    columns (the brick wall). Hard-wall zigzag ribbons do not qualify (their bearded edge sites have no partner
+    in one of the neighbouring columns), nor do square and cubic lattices (one column: they are sliced so
+    already) or armchair ribbons (their A-B bonds along x are not a matching across the cell).
+    """
+    x = np.round(lattice.position_array()[:, 0], 9)
+    offsets = np.unique(x)
+    k, m = len(offsets), lattice.sites
+    if k < 2 or m % k:
+        return None
+    column = np.searchsorted(offsets, x)
+    if np.any(np.bincount(column, minlength=k) != m // k):
+        return None
+    links = [dict() for _ in range(k)]  # links[c][i] = j: site i of column c bonded to site j of column c + 1
+    reverse = [dict() for _ in range(k)]
+
+    def link(c, i, j):
+        if i in links[c] or j in reverse[c]:
+            return False
+        links[c][i], reverse[c][j] = j, i
+        return True
+
+    for i, j in lattice.intra_bonds:
+        ci, cj = column[i], column[j]
+        if ci == cj:
+            continue
+        if abs(ci - cj) != 1 or not (link(ci, i, j) if cj == ci + 1 else link(cj, j, i)):
+            return None
+    for i, j in lattice.inter_bonds:  # site i of cell s to site j of cell s + 1
+        if column[i] != k - 1 or column[j] != 0 or not link(k - 1, i, j):
+            return None
+    if any(len(links[c]) != m // k for c in range(k)):
+        return None
+    first = [int(i) for i in np.nonzero(column == 0)[0]]
+    order = [first]
+    for c in range(k - 1):
+        order.append([links[c][i] for i in order[-1]])
+    if [links[k - 1][i] for i in order[-1]] != first:
+        return None
+    return tuple(tuple(int(i) for i in col) for col in order)
 
 
 # ---------------------------------------------------------------------------------------------------------

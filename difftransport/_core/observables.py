@@ -25,6 +25,7 @@ from typing import Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .build import prepare
 from .buttiker import buttiker_currents_rgf
@@ -72,12 +73,19 @@ def _left_to_right(sol: _Solution):
 
 
 def _lead_self_energies(ham: SlicedHamiltonian, energy) -> LeadSelfEnergies:
+    """The leads' self-energies on the first and last slice (restricted to ``ham.lead_sites`` if given)."""
     if ham.lead is None:
         raise ValueError("sample is periodic along x (closed, no leads): transport needs Sample(..., periodic=False).")
     if ham.right_lead is not None:
-        return distinct_lead_self_energies(energy, (ham.lead.cell, ham.lead.hop, ham.lead.factor),
-                                           (ham.right_lead.cell, ham.right_lead.hop, ham.right_lead.factor))
-    return lead_self_energies(energy, ham.lead.cell, ham.lead.hop, ham.lead.factor)
+        leads = distinct_lead_self_energies(energy, (ham.lead.cell, ham.lead.hop, ham.lead.factor),
+                                            (ham.right_lead.cell, ham.right_lead.hop, ham.right_lead.factor))
+    else:
+        leads = lead_self_energies(energy, ham.lead.cell, ham.lead.hop, ham.lead.factor)
+    if not ham.lead_sites:
+        return leads
+    first, last = (np.asarray(i) for i in ham.lead_sites)
+    return LeadSelfEnergies(left=leads.left[np.ix_(first, first)], right=leads.right[np.ix_(last, last)],
+                            open_channels=leads.open_channels, energy=leads.energy)
 
 
 def _solve(ham: SlicedHamiltonian, energy, method: Method = "rgf") -> _Solution:
@@ -177,7 +185,7 @@ OBSERVABLES = ("conductance", "transmission", "reflection", "fano_factor", "tran
 
 def _coherent(sample, model, disorder, method: Method = "rgf", names=("conductance",), dephasing="probe"):
     """Checked model, Hamiltonian and the forward-sweep solution (the sweep chosen by :func:`_sweep`)."""
-    ham, model = prepare(sample, model, disorder)
+    ham, model = prepare(sample, model, disorder, columns=True)
     return model, ham, _solve(ham, model.energy, _sweep(method, names, model, dephasing, sample, ham))
 
 
@@ -282,10 +290,11 @@ def conductance(sample: Sample, model: Model, disorder: Disorder | None = None, 
             ``"buttiker"`` (a probe on every site: local dephasing, exact for any tau_phi). Without
             ``tau_phi`` all three give the coherent T(L->R).
         method: ``"rgf"`` (default), ``"transfer"``: a transfer-matrix sweep renormalized every 8 slices
-            (``_core/transfer.py``), 2-4x faster on CPU for square strips and cubic bars (site-diagonal inter-slice
-            hopping; any field, spin-orbit, exchange, absorption), agreeing with RGF to ~1e-11. It gives the
-            coherent (or ``dephasing="absorb"``) conductance and raises ValueError elsewhere (honeycomb ribbons,
-            one slice, probes); ``"auto"`` runs it wherever it applies and RGF elsewhere.
+            (``_core/transfer.py``), 2-4x faster on CPU for square strips and cubic bars and up to 5x on zigzag
+            honeycomb cylinders (site-diagonal inter-slice hopping, on the cylinders in column slices: any field,
+            spin-orbit, exchange, absorption), agreeing with RGF to ~1e-11. It gives the coherent (or
+            ``dephasing="absorb"``) conductance and raises ValueError elsewhere (hard-wall honeycomb ribbons,
+            armchair cylinders, one slice, probes); ``"auto"`` runs it wherever it applies and RGF elsewhere.
 
     Returns:
         A scalar array. Zero where the leads have no open channel.

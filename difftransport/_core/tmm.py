@@ -63,7 +63,8 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from .build import _bond_values, _site_blocks, check_inputs, checked_model
-from .hamiltonian import lead_factor, scatter_bonds, scatter_hop, site_apply, stencil_apply
+from .hamiltonian import (bond_stencil, lead_factor, scatter_bonds, scatter_hop, site_apply, stencil_apply,
+                          stencil_blocks)
 from .lattice import Sample
 from .linalg import lu_basis
 from .model import _DISTRIBUTIONS, Disorder, Model, _real_array, anderson_potential, su2_rotations
@@ -163,30 +164,6 @@ def _is_complex(model: Model, su2: bool) -> bool:
     return su2 or model.flux is not None or model.rashba is not None
 
 
-def _bond_stencil(bonds, sites: int):
-    """Static row structure of the intra-slice hopping for ``stencil_apply``: (cols, bond, dagger, mask),
-    each (m, z). Row j holds bond (i, j) as (i, value) and row i holds it as (j, value^dagger), the entries of
-    ``scatter_bonds``; rows are padded to the largest coordination z with masked entries."""
-    rows = [[] for _ in range(sites)]
-    for b, (i, j) in enumerate(bonds):
-        rows[j].append((i, b, False))
-        rows[i].append((j, b, True))
-    z = max(1, max(len(r) for r in rows))
-    pad = [r + [(k, 0, False)] * (z - len(r)) for k, r in enumerate(rows)]
-    cols, bond, dagger = (np.array([[e[c] for e in r] for r in pad]) for c in range(3))
-    mask = np.array([[1.0] * len(r) + [0.0] * (z - len(r)) for r in rows])
-    return cols.astype(np.int32), bond.astype(np.int32), dagger, mask
-
-
-def _stencil_blocks(structure, values):
-    """Coefficient blocks (m, z, s, s) of the intra-slice hopping from bond values (B, s, s)."""
-    _, bond, dagger, mask = structure
-    if values.shape[0] == 0:
-        return jnp.zeros(bond.shape + values.shape[1:], values.dtype)
-    picked = jnp.where(dagger[:, :, None, None], jnp.conj(jnp.swapaxes(values, -1, -2))[bond], values[bond])
-    return picked * mask[:, :, None, None].astype(picked.real.dtype)
-
-
 def _block_inverse_dagger(blocks):
     """(V^+)^{-1} for site-diagonal V (m, s, s)."""
     dag = jnp.conj(jnp.swapaxes(blocks, -1, -2))
@@ -230,10 +207,10 @@ def _run(params, *, key, rtol, resume: TransferState | None, cfg: _Config):
         intra = cast(_bond_values(model, sample, lat.intra_bonds, lat.intra_vectors, rotations[0]))
         inter = cast(_bond_values(model, sample, lat.inter_bonds, lat.inter_vectors, rotations[1]))
         if cfg.transfer:
-            return _stencil_blocks(stencil, intra), inter[order], _block_inverse_dagger(inter[order])
+            return stencil_blocks(stencil, intra), inter[order], _block_inverse_dagger(inter[order])
         return scatter_bonds(intra, lat.intra_bonds, m), scatter_hop(inter, lat.inter_bonds, m)
 
-    stencil = _bond_stencil(lat.intra_bonds, m)
+    stencil = bond_stencil(lat.intra_bonds, m)
 
     clean = hoppings()
 

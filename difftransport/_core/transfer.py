@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .hamiltonian import SiteBlockHopping, SlicedHamiltonian, site_apply, stencil_apply
+from .hamiltonian import SiteBlockHopping, SlicedHamiltonian, bond_stencil, site_apply, stencil_apply, stencil_blocks
 from .linalg import lu_basis
 from .rgf import _cmatmul, _dag, checkpointed_scan, inverse
 
@@ -38,7 +38,8 @@ EVERY = 8  # slices between renormalizations of the basis (accuracy ~1e-11 on th
 def unsupported(ham: SlicedHamiltonian) -> str | None:
     """Why the transfer sweep does not apply to ``ham`` (it needs site-diagonal hopping and L >= 2), or None."""
     if not isinstance(ham.hops, SiteBlockHopping):
-        return f"needs site-diagonal inter-slice hopping (square strips, cubic bars), not {type(ham.hops).__name__}"
+        return (f"needs site-diagonal inter-slice hopping (square strips, cubic bars, zigzag honeycomb cylinders), "
+                f"not {type(ham.hops).__name__}")
     return None if ham.length > 1 else "needs at least two slices"
 
 
@@ -73,11 +74,18 @@ def _stencil(ham: SlicedHamiltonian):
     return nbr, coef * mask[:, :, None, None]
 
 
-def _h_apply(ham, stencil, site, bonds, x):
-    """H_s x for one slice: the clean bonds as a stencil (or a dense product), the site blocks, the bond values."""
-    if stencil is None or bonds is not None:
-        return _cmatmul(ham.block(site, bonds), x)
-    return stencil_apply(*stencil, x) + site_apply(site, x)
+def _h_apply(ham, stencil, bond_structure, site, bonds, x):
+    """H_s x for one slice: the clean bonds as a stencil (or a dense product), the site blocks, the per-slice bond
+    values as a stencil of their own (``bond_structure``; the builders leave ``base`` zero then, and a base without
+    a known bond list is applied densely)."""
+    if bonds is None:
+        if stencil is None:
+            return _cmatmul(ham.block(site), x)
+        return stencil_apply(*stencil, x) + site_apply(site, x)
+    out = stencil_apply(bond_structure[0], stencil_blocks(bond_structure, bonds), x) + site_apply(site, x)
+    if stencil is not None:
+        return out + stencil_apply(*stencil, x)
+    return out + _cmatmul(ham.base, x)
 
 
 def transfer_sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last, every: int = EVERY):
@@ -93,13 +101,14 @@ def transfer_sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last, ever
     eye = jnp.eye(n, dtype=ham.base.dtype)
     stencil = _stencil(ham)
     site, bonds = ham.slice_data()
+    bond_structure = None if bonds is None else bond_stencil(ham.bond_index, ham.site.shape[1])
     v = ham.hops.blocks  # (L - 1, m, s, s): V_s = H[s+1, s]
     v_inv, v_dag = _block_inverse(v), _dag(v)
 
     def step(carry, x):  # (X_s, Y_{s+1}, X_N) -> (X_{s-1}, Y_s, X_N)
         x_s, y_next, last = carry
         site_s, bonds_s, v_inv_s, v_dag_s = x
-        rhs = energy * x_s - _h_apply(ham, stencil, site_s, bonds_s, x_s) - y_next
+        rhs = energy * x_s - _h_apply(ham, stencil, bond_structure, site_s, bonds_s, x_s) - y_next
         return (site_apply(v_inv_s, rhs), site_apply(v_dag_s, x_s), last), None
 
     def renormalize(carry):
