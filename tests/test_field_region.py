@@ -172,3 +172,39 @@ def test_random_twist_in_ensembles():
     b = _config.validate({"run": {"seed": 9, "realizations": 2},
                           "ensembles": {"a": {**plain, "disorder": {"strength": 1.0, "random_twist": False}}}})
     assert _config.config_hash(a) == _config.config_hash(b) != _config.config_hash(config)
+
+
+def test_twist_as_model_key_and_grid_axis():
+    """``model.twist`` / ``grid.twist``: fixed Aharonov-Bohm twists (e.g. a stratified average over a few values,
+    whose leads are computed once per grid point instead of once per realization). Conductances equal a direct
+    computation (1e-12); refused on a hard-wall sample and together with random_twist; a model without a twist
+    keeps the result hash of configs written before the key existed."""
+    from difftransport._runs import config as _config
+    from difftransport._runs.ensemble import make_sample, realization_function
+
+    entry = {"observables": ["conductance"], "sample": {"lattice": "strip", "width": 6, "length": 5,
+                                                         "boundary": "periodic", "field_region": "sample"},
+             "model": {"energy": -0.7}, "grid": {"twist": [0.1, 0.3], "flux": [0.0, 0.013]},
+             "disorder": {"strength": 1.0}}
+    run = {"seed": 9, "realizations": 1}
+    config = _config.validate({"run": run, "ensembles": {"a": entry}})
+    normalized = config["ensembles"]["a"]
+    got = np.asarray(realization_function(normalized, 9)(0)["conductance"])
+    assert got.shape == (2, 2)
+    sample = make_sample(normalized["sample"])
+    disorder = dt.draw_disorder(jax.random.fold_in(jax.random.key(9), 0), sample, strength=1.0)
+    for i, twist in enumerate([0.1, 0.3]):
+        for j, flux in enumerate([0.0, 0.013]):
+            direct = float(dt.conductance(sample, dt.Model(energy=-0.7, flux=flux, twist=twist), disorder))
+            assert abs(got[i, j] - direct) <= 1e-12
+    assert abs(got[0, 0] - got[1, 0]) > 1e-3  # the twist matters: the check is not vacuous
+    for bad, match in (({**entry, "sample": {**entry["sample"], "boundary": "hardwall"}}, "twist"),
+                       ({**entry, "disorder": {"strength": 1.0, "random_twist": True}}, "random_twist")):
+        with pytest.raises(_config.ConfigError, match=match):
+            _config.validate({"run": run, "ensembles": {"a": bad}})
+    plain = {**entry, "grid": {"flux": [0.0, 0.013]}}
+    before = _config.validate({"run": run, "ensembles": {"a": plain}})
+    assert "twist" not in _config.result_relevant(before)["ensembles"]["a"]["model"]
+    with_twist = {**plain, "model": {"energy": -0.7, "twist": 0.25}}
+    assert _config.config_hash(_config.validate({"run": run, "ensembles": {"a": with_twist}})) != \
+        _config.config_hash(before)

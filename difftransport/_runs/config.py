@@ -21,7 +21,7 @@ from .._core.observables import OBSERVABLES, TRANSFER_OBSERVABLES
 
 LATTICES = ("chain", "strip", "bar", "zigzag_ribbon", "armchair_ribbon")
 DEPHASING = ("probe", "absorb", "buttiker")
-MODEL_PARAMETERS = ("energy", "hopping", "flux", "rashba", "exchange", "tau_phi", "mass")
+MODEL_PARAMETERS = ("energy", "hopping", "flux", "rashba", "exchange", "tau_phi", "mass", "twist")
 GRID_PARAMETERS = MODEL_PARAMETERS + ("strength",)
 REQUIRED = object()
 
@@ -88,6 +88,8 @@ MODEL = {
     "exchange": Field((int, float), None, doc="exchange J of magnetic moments (needs disorder.moments)"),
     "tau_phi": Field((int, float), None, minimum=0, exclusive_minimum=True, doc="phase-coherence time; absent: coherent"),
     "mass": Field((int, float), None, doc="staggered sublattice mass (honeycomb)"),
+    "twist": Field((int, float), None, doc="Aharonov-Bohm twist through a cylinder, in flux quanta (periodic "
+                                           "boundary); absent: none"),
 }
 DISORDER = {
     "strength": Field((int, float), 0.0, minimum=0, doc="box width W or Gaussian standard deviation"),
@@ -252,6 +254,11 @@ def _cross_checks(v: Validator, path, e: dict) -> None:
         raise v.error(path + ("model", "mass"), f"needs a honeycomb lattice, not {sample['lattice']!r}")
     if disorder["random_twist"] and sample["boundary"] != "periodic":
         raise v.error(path + ("disorder", "random_twist"), "= true needs sample.boundary = 'periodic' (a cylinder)")
+    if "twist" in terms and sample["boundary"] != "periodic":
+        raise v.error(path + ("model" if model["twist"] is not None else "grid", "twist"),
+                      "needs sample.boundary = 'periodic' (a cylinder)")
+    if "twist" in terms and disorder["random_twist"]:
+        raise v.error(path + ("disorder", "random_twist"), "= true draws the twist: drop model.twist / grid.twist")
     if e["dephasing"] == "buttiker" and "tau_phi" not in terms:
         raise v.error(path + ("dephasing",), "= 'buttiker' needs model.tau_phi (or a tau_phi grid)")
     if e["method"] == "transfer":
@@ -338,6 +345,8 @@ def result_relevant(config: dict) -> dict:
                 entry["disorder"].pop(key)
         if entry.get("sample", {}).get("field_region") == SAMPLE["field_region"].default:
             entry["sample"].pop("field_region")  # likewise for the field region
+        if entry.get("model", {}).get("twist", 0) is None:
+            entry["model"].pop("twist")  # and for a model without a twist
     return relevant
 
 
