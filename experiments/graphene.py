@@ -8,7 +8,9 @@ slices by the transfer sweep (docs/physics.md#column-slices); the config states 
 the comparisons fixed before the run. Per realization the conductances at the grid's twists are averaged
 (the right lead's Aharonov-Bohm flux B (X1 - X0) C then does not sit at one subband pattern; two twists t and
 1 - t are time-reversal partners, so their average is also the average of G(B) and G(-B)), and paired:
-Delta G(phi) = G(phi) - G(0), phi the flux per a^2.
+Delta G(phi) = G(phi) - G(0), phi the flux per a^2. The average needs eight or more equally spaced twists: the
+two of configs/graphene.toml left a contact artefact of -0.05 below one flux quantum through the sample
+(docs/gallery.md#graphene-first-run).
 
 Sheet conductance: sigma = (L/C) / (1/G - 1/N), N the open channels of the (field-free) left lead at the
 realization's twist, L = length (a = 1), C = N_rows sqrt(3)/2 the circumference; the twist average is taken on
