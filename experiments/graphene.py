@@ -30,7 +30,7 @@ import numpy as np
 import difftransport as dt
 from common import Report, finish, main, pyplot
 from difftransport import theory
-from difftransport._runs.ensemble import make_sample
+from difftransport.runs import make_sample
 from difftransport.stats import jackknife, mean_stderr
 
 BLOCKS = 12  # jackknife blocks
