@@ -14,9 +14,9 @@ graphene = experiment("graphene")
 
 def test_config_entries_run_on_a_small_cylinder():
     """The ensembles of configs/graphene.toml differ only in the short-range density (and their counts); the one
-    with short-range scatterers, shrunk to a 12-row cylinder of length 8, gives conductances of shape (twist, flux) equal to direct
-    ``conductance`` calls (1e-12), so the config means what the experiment's docstring says (smooth +
-    short-range disorder, twist grid, field in the sample)."""
+    with short-range scatterers, shrunk to a 12-row cylinder of length 8, gives conductances of shape
+    (twist, flux) equal to direct ``conductance`` calls (1e-12), so the config means what the experiment's
+    docstring says (smooth + short-range disorder, twist grid, field in the sample)."""
     from difftransport._runs.ensemble import make_sample, realization_function
 
     config = load(EXPERIMENTS.parent / "configs" / "graphene.toml")
