@@ -105,6 +105,18 @@ def test_chunk_size_does_not_change_results(reference, tmp_path, chunk):
     _assert_same(_results(store.path), expected)
 
 
+def test_grid_batch_does_not_change_results_or_the_hash(reference, tmp_path):
+    """grid_batch = 2 (the three fluxes of the strip in batches of 2, lax.map over the batches) gives the same
+    arrays as the whole grid vmapped, and the same config hash, so a run can resume under either setting."""
+    config, _, expected = reference
+    text = pathlib.Path(config).read_text().replace("[ensembles.strip]\n", "[ensembles.strip]\ngrid_batch = 2\n")
+    store = _runner.run(_write(tmp_path, text), tmp_path / "run", quiet=True, log=lambda *_: None)
+    assert store.config["ensembles"]["strip"]["grid_batch"] == 2
+    _assert_same(_results(store.path), expected)
+    plain = _config.load(config)
+    assert _config.config_hash(store.config) == _config.config_hash(plain)
+
+
 def test_an_ensemble_can_set_its_own_realization_count(reference, tmp_path):
     """ensembles.NAME.realizations overrides run.realizations; realization r is the same draw in both runs."""
     config, _, expected = reference

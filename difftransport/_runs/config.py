@@ -68,6 +68,10 @@ ENSEMBLE = {
                         "it does not change stored results; 'auto' uses it wherever it applies"),
     "label": Field(str, "", doc="legend label (defaults to the ensemble name)"),
     "realizations": Field(int, None, minimum=1, doc="realizations of this ensemble (default: run.realizations)"),
+    "grid_batch": Field(int, 0, minimum=0,
+                        doc="grid points evaluated together (vmapped) per chunk, the batches in sequence; 0 (default) "
+                            "vmaps the whole grid. Lower it when chunk x grid points is too wide for the caches "
+                            "(large samples); does not change results"),
 }
 SAMPLE = {
     "lattice": Field(str, allowed=LATTICES),
@@ -328,8 +332,8 @@ def read(path: str | pathlib.Path) -> tuple[dict, str, str]:
 
 
 def result_relevant(config: dict) -> dict:
-    """The part of a normalized config that determines the results: all but chunk size, titles, plots and the
-    sweep method."""
+    """The part of a normalized config that determines the results: all but chunk size, grid batch, titles,
+    plots and the sweep method."""
     relevant = copy.deepcopy(config)
     relevant.pop("analysis", None)
     relevant["run"].pop("chunk", None)
@@ -338,6 +342,7 @@ def result_relevant(config: dict) -> dict:
         entry.pop("plot", None)
         entry.pop("label", None)
         entry.pop("method", None)  # the sweeps agree to ~1e-11
+        entry.pop("grid_batch", None)  # how the grid is batched changes no number
         # Disorder terms at their defaults change no number: dropping them keeps the hash of runs stored before
         # the terms existed, so those runs still resume.
         for key in ("correlation_length", "density", "short_range_density", "short_range_strength", "random_twist"):

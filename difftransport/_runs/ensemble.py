@@ -83,6 +83,7 @@ def realization_function(entry: dict, seed: int) -> Callable:
     smooth = {"correlation_length": dis.get("correlation_length", 0.0), "density": dis.get("density", 1.0)}
     short_density = dis.get("short_range_density", 0.0)
     random_twist = dis.get("random_twist", False)
+    grid_batch = entry.get("grid_batch", 0)  # grid points vmapped together; the batches run in sequence
 
     def at_point(unit: Disorder, short, values: dict, twist=None):
         params = {**base, **{k: v for k, v in values.items() if k != "strength"}}
@@ -109,7 +110,8 @@ def realization_function(entry: dict, seed: int) -> Callable:
         if not points:
             return at_point(unit, short, {}, twist)
         values = {k: jnp.asarray(v) for k, v in points.items()}
-        out = jax.vmap(lambda vals: at_point(unit, short, vals, twist))(values)
+        out = map_realizations(lambda vals: at_point(unit, short, vals, twist), values,
+                               batch=grid_batch or len(next(iter(values.values()))))
         return {k: v.reshape(shape + v.shape[1:]) for k, v in out.items()}
 
     return one
