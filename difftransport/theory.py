@@ -39,6 +39,7 @@ from ._core.theory import (
     wire_correction,
     wire_field_length,
     wire_magnetoconductance,
+    warping_length,
     wl_dephasing_slope,
 )
 
@@ -79,5 +80,6 @@ __all__ = [
     "wire_correction",
     "wire_field_length",
     "wire_magnetoconductance",
+    "warping_length",
     "wl_dephasing_slope",
 ]

@@ -2,15 +2,17 @@
 the valleys, fitted with the McCann formula.
 
     python experiments/graphene.py [--config configs/graphene.toml] [--out DIR] [--quiet]
+    python experiments/graphene.py --config configs/graphene_crossover.toml --out out/graphene_crossover
 
 Spinless honeycomb zigzag cylinders (no edges; both valleys), the field in the sample only, solved in column
 slices by the transfer sweep (docs/physics.md#column-slices); the config states the sample, disorder, fields and
-the comparisons fixed before the run. Per realization the conductances at the grid's twists are averaged
-(the right lead's Aharonov-Bohm flux B (X1 - X0) C then does not sit at one subband pattern; two twists t and
-1 - t are time-reversal partners, so their average is also the average of G(B) and G(-B)), and paired:
-Delta G(phi) = G(phi) - G(0), phi the flux per a^2. The average needs eight or more equally spaced twists: the
-two of configs/graphene.toml left a contact artefact of -0.05 below one flux quantum through the sample
-(docs/gallery.md#graphene-first-run).
+the comparisons fixed before the run, and its [analysis] table the pre-registered sign of each ensemble's
+extremum (expect = {name = "WAL" | "WL" | "none"}) and the |z| it needs (z_min, default 5). Per realization the
+conductances at the grid's twists are averaged (the right lead's Aharonov-Bohm flux B (X1 - X0) C then does not
+sit at one subband pattern; two twists t and 1 - t are time-reversal partners, so their average is also the
+average of G(B) and G(-B)), and paired: Delta G(phi) = G(phi) - G(0), phi the flux per a^2. The average needs
+eight or more equally spaced twists: the two of configs/graphene.toml left a contact artefact of -0.05 below one
+flux quantum through the sample (docs/gallery.md#graphene-first-run).
 
 Sheet conductance: sigma = (L/C) / (1/G - 1/N), N the open channels of the (field-free) left lead at the
 realization's twist, L = length (a = 1), C = N_rows sqrt(3)/2 the circumference; the twist average is taken on
@@ -18,9 +20,10 @@ sigma. The McCann formula (docs/theory.md#mccann) in the published form (spin de
 2 Delta sigma (the spinless lattice has half the published prefactor): B_i per curve, B_phi and B_* shared, all
 in flux per a^2 (L_x = 1/sqrt(8 pi phi_x)). The samples are coherent, so B_phi stands for their size (the
 Cooperon escapes through the leads), one geometry for all curves; a curve with B_i -> 0 alone would determine only
-B_phi + B_* (its first two terms cancel). The errors of the points are the standard errors over realizations; the fit treats
-them as independent (one realization's points are correlated, so chi2/dof is a diagnostic and the parameter
-errors come from a delete-block jackknife over realizations).
+B_phi + B_* (its first two terms cancel). The errors of the points are the standard errors over realizations;
+the fit treats them as independent (one realization's points are correlated, so chi2/dof is a diagnostic and the
+parameter errors come from a delete-block jackknife over realizations). Next to the fitted L_* the report gives
+the trigonal-warping estimate ``theory.warping_length`` with l = sigma(0)/k_F of the least disordered curve.
 """
 
 from __future__ import annotations
@@ -49,6 +52,26 @@ def sheet(config, name, g):
     return sigma.mean(axis=1), float(channels.mean())
 
 
+def expectations(config):
+    """The pre-registered sign of each ensemble's extremum ({name: "WAL" | "WL" | "none"}) and the |z| it needs,
+    from the config's [analysis] table (expect, z_min; ensembles not named there have no requirement)."""
+    analysis = config.get("analysis", {})
+    unknown = set(analysis) - {"expect", "z_min"}
+    if unknown:
+        raise ValueError(f"[analysis] has unknown keys {sorted(unknown)}; the graphene experiment reads expect, z_min.")
+    expect = dict(analysis.get("expect", {}))
+    for name, value in expect.items():
+        if name not in config["ensembles"]:
+            raise ValueError(f"[analysis] expect names {name!r}, which is not an ensemble: "
+                             f"{list(config['ensembles'])}.")
+        if value not in ("WAL", "WL", "none"):
+            raise ValueError(f"[analysis] expect.{name} = {value!r}: must be 'WAL', 'WL' or 'none'.")
+    z_min = analysis.get("z_min", 5.0)
+    if isinstance(z_min, bool) or not isinstance(z_min, (int, float)) or not z_min > 0:
+        raise ValueError(f"[analysis] z_min = {z_min!r}: must be a positive number.")
+    return expect, float(z_min)
+
+
 def mccann_fit(flux, curves, names):
     """Joint McCann fit of the mean curves {name: delta (R, flux)} (2 Delta sigma: the published form): B_i per
     curve, B_phi and B_* shared."""
@@ -67,6 +90,7 @@ def mccann_fit(flux, curves, names):
 def analyse(config, data, out):
     report = Report("Graphene (spinless zigzag cylinders): Delta G and the McCann fit")
     names = list(config["ensembles"])
+    expect, z_min = expectations(config)
     flux = np.asarray(config["ensembles"][names[0]]["grid"]["flux"])
     deltas, sheets, summary = {}, {}, {}
     for name in names:
@@ -86,10 +110,13 @@ def analyse(config, data, out):
                              extremum_err=float(err[k]), z=float(z))
         report.add(f"{entry['label']}: G(0)", float(g_avg[:, 0].mean()), float(mean_stderr(g_avg[:, 0])[1]), None,
                    f"{len(g)} realizations; sigma(0) = {sigma[:, 0].mean():.3f} per square, N = {channels:.1f}")
-        expected_sign = -1 if density == 0 else (+1 if density >= 0.03 else 0)
+        expected = expect.get(name, "none")
+        met = {"WAL": z <= -z_min, "WL": z >= z_min, "none": True}[expected]
         report.add(f"{entry['label']}: Delta G at its extremum (phi = {flux[k]:.1e})", float(mean[k]), float(err[k]),
-                   0.0, f"z = {z:+.1f}; pre-registered: "
-                   + {-1: "negative, |z| >= 5 (WAL)", 1: "positive, z >= 5 (WL)", 0: "no requirement"}[expected_sign])
+                   0.0, f"z = {z:+.1f}; pre-registered: " + {
+                       "WAL": f"negative, |z| >= {z_min:g} (WAL)", "WL": f"positive, z >= {z_min:g} (WL)",
+                       "none": "no requirement"}[expected] + ("" if expected == "none" else
+                                                              (": met" if met else ": NOT met")))
 
     fit = mccann_fit(flux, sheets, names)
 
@@ -120,6 +147,16 @@ def analyse(config, data, out):
     report.add("B_* shared (flux per a^2)", fit.value("b_star"), float(jerr[-1]), None,
                f"L_* = {float(theory.length_from_flux(fit.value('b_star'))):.0f} a; joint chi2 = {fit.chi2:.1f} / "
                f"{fit.dof} (diagonal errors)")
+    smooth = min(names, key=lambda n: summary[n]["density"])
+    energy = config["ensembles"][smooth]["model"]["energy"]
+    k_f = 2 * abs(energy) / np.sqrt(3)
+    ell = summary[smooth]["sigma0"] / k_f  # sigma = k_F l e^2/h (spinless, two valleys)
+    l_star = float(theory.warping_length(energy, ell))
+    report.add("L_* from trigonal warping (estimate, not a criterion)", l_star, 0.0, None,
+               f"sqrt(12) l / (k_F l k_F a) with l = sigma(0) / k_F = {ell:.1f} a of the least disordered curve, "
+               f"k_F a = {k_f:.3f} (docs/physics.md#graphene-warping); fitted L_* = "
+               f"{float(theory.length_from_flux(fit.value('b_star'))):.0f} a")
+    summary["warping"] = dict(mean_free_path=ell, l_star=l_star)
     b_i = [fit.value("b_i", n) for n in names]
     densities = [summary[n]["density"] for n in names]
     order = np.argsort(densities)

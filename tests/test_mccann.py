@@ -230,3 +230,29 @@ def test_cli_rejects_bad_options(tmp_path, capsys, extra, match):
     err = capsys.readouterr().err
     assert err.startswith("difftransport fit: error:") and err.count("\n") == 1 and re.search(match, err), err
     assert not (tmp_path / "o").exists()
+
+
+def test_warping_energy_matches_the_nearest_neighbour_band():
+    """The warping amplitude behind ``theory.warping_length``: on the exact nearest-neighbour band
+    E(k) = t |1 + exp(i k.a1) + exp(i k.a2)| (a1 = (1, 0), a2 = (1/2, sqrt 3/2), a = 1), at |q| = 0.02 / a from a
+    Dirac point the Fermi-line anisotropy (E(q, theta = pi) - E(q, theta = 0)) / 2 = eps_w = t q^2 / 8 to 2% (the
+    next order is O(q^3)); the nearest wrong answer, a C-C distance in place of a (a factor 3), is excluded. The
+    velocity is sqrt(3)/2 t a to 1e-3, and L_* follows the stated closed form (12^(1/2) l / (k_F l k_F a))."""
+    a1, a2 = np.array([1.0, 0.0]), np.array([0.5, np.sqrt(3) / 2])
+    K = np.array([4 * np.pi / 3, 0.0])
+
+    def band(k):
+        return np.abs(1 + np.exp(1j * k @ a1) + np.exp(1j * k @ a2))
+
+    q = 0.02
+    along = [band(K + q * np.array([np.cos(t), np.sin(t)])) for t in (0.0, np.pi)]
+    assert abs(np.mean(along) / q - np.sqrt(3) / 2) < 1e-3
+    eps_w = abs(along[1] - along[0]) / 2
+    assert abs(eps_w / (q**2 / 8) - 1) < 0.02
+    energy, ell = 0.25, 15.0
+    k_f = 2 * energy / np.sqrt(3)
+    closed = np.sqrt(12) * ell / (k_f * ell * k_f)
+    np.testing.assert_allclose(float(th.warping_length(energy, ell)), closed, rtol=1e-14)
+    np.testing.assert_allclose(float(th.warping_length(-energy, ell, hopping=1.0)), closed, rtol=1e-14)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="mean_free_path must be positive"):
+        th.warping_length(energy, 0.0)

@@ -213,6 +213,34 @@ def mccann(field, b_phi, b_i, b_star, *, spin_degeneracy=2):
     return spin_degeneracy / (2.0 * math.pi) * value
 
 
+
+def warping_length(energy, mean_free_path, *, hopping=1.0):
+    """Intravalley symmetry-breaking length L_* of graphene's trigonal warping, in units of the lattice constant
+    a (the honeycomb model of this library: nearest-neighbour hopping t, C-C distance a/sqrt(3)):
+
+        L_* = sqrt(12) l / (k_F l * k_F a),      k_F a = 2 E / (sqrt(3) t)
+
+    Near a valley the band is E(k, theta) = hbar v k - eps_w cos 3 theta with hbar v = sqrt(3) t a / 2 and
+    eps_w = t a^2 k^2 / 8, so eps_w / E = k_F a / (4 sqrt(3)) (tests/test_mccann.py checks this against the exact
+    nearest-neighbour band). McCann et al. (PRL 97, 146805 (2006)) give the warping rate 1/tau_w = 2 tau
+    (eps_w / hbar)^2; with D = v l / 2 and tau_* = tau_w, L_*^2 = D tau_w = (l^2 / 2) tau_w / tau, which is the
+    formula above. An estimate for designing and reading simulations (docs/physics.md#graphene-warping):
+    antilocalization needs the Cooperon's cutoff (L_phi, or the coherent sample) below L_*.
+
+    Args:
+        energy: Fermi energy E measured from the Dirac point, in units of t (|E| << t).
+        mean_free_path: transport mean free path l in units of a (from sigma = k_F l e^2/h for the spinless
+            two-valley model).
+        hopping: t (default 1).
+
+    Returns:
+        L_* in units of a; ``flux_from_length(L_*)`` is B_* in flux per a^2.
+    """
+    energy = _positive("|energy|", jnp.abs(_float(energy)))
+    ell = _positive("mean_free_path", _float(mean_free_path))
+    k_f = 2.0 * energy / (math.sqrt(3.0) * _positive("hopping", _float(hopping)))
+    return math.sqrt(12.0) * ell / (k_f * ell * k_f)
+
 # ---------------------------------------------------------------------------------------------------------
 # Quasi-1D wires
 
