@@ -3,6 +3,7 @@ run on a small cylinder, and its McCann analysis recovers known fields from synt
 
 import jax
 import numpy as np
+import pytest
 
 import difftransport as dt
 from conftest import EXPERIMENTS, experiment
@@ -12,15 +13,20 @@ from difftransport.runs import load
 graphene = experiment("graphene")
 
 
-def test_config_entries_run_on_a_small_cylinder():
-    """The ensembles of configs/graphene.toml differ only in the short-range density (and their counts); the one
-    with short-range scatterers, shrunk to a 12-row cylinder of length 8, gives conductances of shape
-    (twist, flux) equal to direct ``conductance`` calls (1e-12), so the config means what the experiment's
-    docstring says (smooth + short-range disorder, twist grid, field in the sample)."""
+@pytest.mark.parametrize("name", ["graphene.toml", "graphene_crossover.toml"])
+def test_config_entries_run_on_a_small_cylinder(name):
+    """The ensembles of each graphene config differ only in the short-range density (and their counts); the
+    one with the most short-range scatterers, shrunk to a 12-row cylinder of length 8, gives conductances of
+    shape (twist, flux) equal to direct ``conductance`` calls (1e-12), so the config means what the experiment's
+    docstring says (smooth + short-range disorder, twist grid, field in the sample); its [analysis] signs are
+    WAL for the smooth ensemble and WL for the densest."""
     from difftransport._runs.ensemble import make_sample, realization_function
 
-    config = load(EXPERIMENTS.parent / "configs" / "graphene.toml")
+    config = load(EXPERIMENTS.parent / "configs" / name)
     entries = config["ensembles"]
+    expect, z_min = graphene.expectations(config)
+    names = list(entries)
+    assert expect[names[0]] == "WAL" and expect[names[-1]] == "WL" and z_min == 5.0
     densities = [e["disorder"]["short_range_density"] for e in entries.values()]
     assert densities == sorted(densities) and densities[0] == 0 and len(set(densities)) == len(densities)
     strip = [{k: v for k, v in e.items() if k not in ("label", "realizations")} for e in entries.values()]
@@ -32,7 +38,7 @@ def test_config_entries_run_on_a_small_cylinder():
                  "grid": {"twist": entry["grid"]["twist"], "flux": [0.0, 2e-3]}}
         f = realization_function(small, config["run"]["seed"])
         got = np.asarray(f(1)["conductance"])
-        assert got.shape == (2, 2)
+        assert got.shape == (len(small["grid"]["twist"]), 2)
         sample = make_sample(small["sample"])
         key = jax.random.fold_in(jax.random.key(config["run"]["seed"]), 1)
         disorder = dt.draw_disorder(key, sample, strength=entry["disorder"]["strength"],
