@@ -177,10 +177,14 @@ class Report:
 
     def print(self) -> None:
         print(f"\n{self.title}")
+        def number(x, sign="+"):  # four decimals, or three significant digits for values below 1e-3
+            return f"{x:{sign}.4f}" if x == 0 or abs(x) >= 1e-3 else f"{x:{sign}.3e}"
+
         for r in self.rows:
-            theory = "" if r["theory"] is None else f"   theory {r['theory']:+.4f}"
+            theory = "" if r["theory"] is None else f"   theory {number(r['theory'])}"
             sigma = f"  ({r['sigma']:+.1f} sigma)" if "sigma" in r else ""
-            print(f"  {r['quantity']:42s} {r['measured']:+.4f} +- {r['stderr']:.4f}{theory}{sigma}  {r['note']}")
+            print(f"  {r['quantity']:42s} {number(r['measured'])} +- {number(r['stderr'], '')}{theory}{sigma}  "
+                  f"{r['note']}")
 
     def write(self, out: pathlib.Path, extra: dict | None = None) -> pathlib.Path:
         path = out / "report.json"
