@@ -36,10 +36,10 @@ from ._core.theory import (
     transport_field,
     ohmic_fit,
     square_lattice_dos,
+    warping_length,
     wire_correction,
     wire_field_length,
     wire_magnetoconductance,
-    warping_length,
     wl_dephasing_slope,
 )
 
@@ -77,9 +77,9 @@ __all__ = [
     "transport_field",
     "ohmic_fit",
     "square_lattice_dos",
+    "warping_length",
     "wire_correction",
     "wire_field_length",
     "wire_magnetoconductance",
-    "warping_length",
     "wl_dephasing_slope",
 ]

@@ -213,7 +213,6 @@ def mccann(field, b_phi, b_i, b_star, *, spin_degeneracy=2):
     return spin_degeneracy / (2.0 * math.pi) * value
 
 
-
 def warping_length(energy, mean_free_path, *, hopping=1.0):
     """Intravalley symmetry-breaking length L_* of graphene's trigonal warping, in units of the lattice constant
     a (the honeycomb model of this library: nearest-neighbour hopping t, C-C distance a/sqrt(3)):
@@ -240,6 +239,7 @@ def warping_length(energy, mean_free_path, *, hopping=1.0):
     ell = _positive("mean_free_path", _float(mean_free_path))
     k_f = 2.0 * energy / (math.sqrt(3.0) * _positive("hopping", _float(hopping)))
     return math.sqrt(12.0) * ell / (k_f * ell * k_f)
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Quasi-1D wires
