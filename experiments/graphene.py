@@ -156,7 +156,7 @@ def analyse(config, data, out):
                f"sqrt(12) l / (k_F l k_F a) with l = sigma(0) / k_F = {ell:.1f} a of the least disordered curve, "
                f"k_F a = {k_f:.3f} (docs/physics.md#graphene-warping); fitted L_* = "
                f"{float(theory.length_from_flux(fit.value('b_star'))):.0f} a")
-    summary["warping"] = dict(mean_free_path=ell, l_star=l_star)
+    warping = dict(mean_free_path=ell, l_star=l_star)
     b_i = [fit.value("b_i", n) for n in names]
     densities = [summary[n]["density"] for n in names]
     order = np.argsort(densities)
@@ -191,7 +191,7 @@ def analyse(config, data, out):
     ax.set_title(f"McCann fit: $B_i$ per curve; $B_\\phi$ = {fit.value('b_phi'):.1e}, $B_*$ = "
                  f"{fit.value('b_star'):.1e} shared", fontsize=9)
     ax.legend(fontsize=7)
-    return finish(fig, report, config, out, "graphene", {"fit": fit.to_dict(), "summary": summary,
+    return finish(fig, report, config, out, "graphene", {"fit": fit.to_dict(), "summary": summary, "warping": warping,
                                                            "chi2_by_curve": chi2_by_curve})
 
 
