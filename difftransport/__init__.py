@@ -30,7 +30,7 @@ from ._core.lattice import armchair_ribbon, bar, chain, Lattice, Sample, strip, 
 from ._core.leads import HopFactor, lead_self_energies, LeadSelfEnergies, stein_solve
 from ._core.model import (
     anderson_potential, correlated_potential, Disorder, draw_disorder, Model, random_moments,
-    short_range_potential, su2_rotations
+    realization_twist, short_range_potential, su2_rotations
 )
 from ._core.observables import (
     buttiker_currents, conductance, dense_hamiltonian, ensemble_conductances, fano_factor, hamiltonian_transmission,
@@ -51,8 +51,8 @@ from ._core.fit import (
     UndeterminedWarning,
 )
 from ._core.inference import (
-    curve_statistics, infer_parameters, InferenceResult, lattice_ensemble, LatticeEnsemble, mean_conductance,
-    MicroscopicParameters, realization_conductances
+    curve_statistics, graphene_ensemble, GrapheneEnsemble, GrapheneParameters, infer_parameters, InferenceResult,
+    lattice_ensemble, LatticeEnsemble, mean_conductance, MicroscopicParameters, realization_conductances
 )
 from ._core.scaling import (
     beta_one_loop, BetaFit, dephasing_slopes, DephasingSlopes, finite_difference_beta, fit_beta, fit_scaling,

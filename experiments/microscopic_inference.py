@@ -1,15 +1,21 @@
-"""Microscopic inference: recover tau_phi, the Rashba strength and the field scale of a lattice model from
-magnetoconductance curves, by optimizing through the ensemble-averaged RGF conductance.
+"""Microscopic inference: recover tau_phi and the model's shared parameters -- the Rashba strength of a spinful
+strip, or the short-range scatterer density of a graphene cylinder -- from magnetoconductance curves, by
+optimizing through the ensemble-averaged RGF conductance.
 
     python experiments/microscopic_inference.py [--config configs/microscopic_inference.toml] [--out DIR]
+    python experiments/microscopic_inference.py --config configs/graphene_inference.toml --out out/graphene_inference
 
-The target curves <G(B)> (one per tau_phi, e.g. per temperature) are simulated with one set of disorder
-realizations; the fit (``difftransport.infer_parameters``: L-BFGS on log parameters, common random numbers)
-uses another, so the fit sees the target only through its noisy means, as it would see a measurement. Each
-start is off by a factor 2 in every fitted parameter; ``fixed`` in the config holds parameters at the truth
-(the field scale, known from the lattice constant in an experiment, by default: see the degeneracy note in
-``difftransport.infer_parameters``). Reported: recovered values against the truth, their sandwich
-standard errors (target noise plus the fit ensemble's own disorder sample), chi^2/dof and steps.
+The config's ``[sample] model`` picks the model: ``"spinful_strip"`` (default; ``difftransport.lattice_ensemble``,
+parameters tau_phi per curve, rashba, field_scale) or ``"graphene"`` (``difftransport.graphene_ensemble``: a
+spinless zigzag cylinder with smooth disorder and short-range scatterers; parameters tau_phi per curve,
+short_range_density, field_scale). The target curves <G(B)> (one per tau_phi, e.g. per temperature) are simulated
+with one set of disorder realizations; the fit (``difftransport.infer_parameters``: L-BFGS on log parameters,
+common random numbers) uses another, so the fit sees the target only through its noisy means, as it would see a
+measurement. Each start is off by a factor 2 in every fitted parameter; ``fixed`` in the config holds parameters
+at the truth (the field scale, known from the lattice constant in an experiment, by default: see the degeneracy
+note in ``difftransport.infer_parameters``). Reported: recovered values against the truth, their sandwich
+standard errors (target noise plus the fit ensemble's own disorder sample), the deviation in standard errors,
+chi^2/dof and steps.
 """
 
 from __future__ import annotations
@@ -24,36 +30,62 @@ import numpy as np
 import difftransport as dt
 from common import Report, arguments, pyplot
 
+MODELS = {"spinful_strip": dt.MicroscopicParameters, "graphene": dt.GrapheneParameters}
+
+
+def model_of(s):
+    """(parameter class, ensemble(seed, n)) of the config's [sample] table."""
+    kind = s.get("model", "spinful_strip")
+    if kind not in MODELS:
+        raise ValueError(f"[sample] model must be one of {sorted(MODELS)}, got {kind!r}.")
+    keys = lambda seed, n: jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(n))
+    if kind == "graphene":
+        sample = dt.Sample(dt.zigzag_ribbon(s["n"], boundary="periodic"), s["length"], field_region="sample")
+        draw = {k: s[k] for k in ("energy", "strength", "correlation_length", "density", "short_range_strength",
+                                  "reference_density")}
+        return MODELS[kind], lambda seed, n: dt.graphene_ensemble(keys(seed, n), sample, **draw)
+    sample = dt.Sample(dt.strip(s["width"]), s["length"], spinful=True)
+    return MODELS[kind], lambda seed, n: dt.lattice_ensemble(keys(seed, n), sample, energy=s["energy"],
+                                                             strength=s["strength"])
+
+
+def flat(p):
+    """(tau_phi..., shared...) of parameters p as one numpy vector, in the order of ``InferenceResult.names``."""
+    return np.concatenate([np.asarray(p.tau_phi)] + [[float(getattr(p, n))] for n in p.SHARED])
+
+
+def correlation(log_covariance, mask):
+    """Correlation matrix of the fitted (unmasked) parameters from their log covariance."""
+    c = np.asarray(log_covariance)[np.ix_(mask, mask)]
+    return c / np.sqrt(np.outer(np.diag(c), np.diag(c)))
+
 
 def main(config, out):
     out.mkdir(parents=True, exist_ok=True)
     s, truth_cfg, d = config["sample"], config["truth"], config["data"]
-    sample = dt.Sample(dt.strip(s["width"]), s["length"], spinful=True)
+    cls, ensemble = model_of(s)
     field = jnp.asarray(d["field"], float)
-    truth = dt.MicroscopicParameters(tau_phi=jnp.asarray(truth_cfg["tau_phi"], float),
-                                     rashba=jnp.asarray(truth_cfg["rashba"], float),
-                                     field_scale=jnp.asarray(truth_cfg["field_scale"], float))
-
-    def ensemble(seed, n):
-        keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(n))
-        return dt.lattice_ensemble(keys, sample, energy=s["energy"], strength=s["strength"])
+    truth = cls(tau_phi=jnp.asarray(truth_cfg["tau_phi"], float),
+                **{n: jnp.asarray(truth_cfg[n], float) for n in cls.SHARED})
 
     start = time.perf_counter()
     g = np.asarray(dt.realization_conductances(ensemble(d["target_seed"], d["target_realizations"]), truth, field))
     target, target_cov = dt.curve_statistics(g)
     fit_ensemble = ensemble(d["fit_seed"], d["fit_realizations"])
-    report = Report(f"Microscopic inference: spinful {s['width']}x{s['length']} strip, "
+    geometry = (f"graphene {s['n']}-row zigzag cylinder x {s['length']}" if cls is dt.GrapheneParameters
+                else f"spinful {s['width']}x{s['length']} strip")
+    report = Report(f"Microscopic inference: {geometry}, "
                     f"{d['target_realizations']} target / {d['fit_realizations']} fit realizations (disjoint)")
+    print(f"target: {time.perf_counter() - start:.0f} s")
     results = []
-    names = np.array([f"tau_phi[{i}]" for i in range(len(truth_cfg["tau_phi"]))] + ["rashba", "field_scale"])
-    true_values = np.concatenate([np.asarray(truth.tau_phi), [truth_cfg["rashba"], truth_cfg["field_scale"]]])
-    flat = lambda p: np.concatenate([np.asarray(p.tau_phi), [float(p.rashba), float(p.field_scale)]])
+    names = np.array([f"tau_phi[{i}]" for i in range(len(truth_cfg["tau_phi"]))] + list(cls.SHARED))
+    true_values = flat(truth)
     fixed = tuple(d.get("fixed", ()))
     search = {k: d[k] for k in ("search", "search_points", "refine") if k in d}  # else the library's defaults
     fitted_mask = np.array([not any(n.startswith(f) for f in fixed) for n in names])
     for factors in d["starts"]:
-        initial = dt.MicroscopicParameters(tau_phi=truth.tau_phi * factors[0], rashba=truth.rashba * factors[1],
-                                           field_scale=truth.field_scale * factors[2])
+        initial = cls(tau_phi=truth.tau_phi * factors[0],
+                      **{n: getattr(truth, n) * f for n, f in zip(cls.SHARED, factors[1:])})
         t0 = time.perf_counter()
         res = dt.infer_parameters(field, target, fit_ensemble, initial, fixed=fixed, target_covariance=target_cov,
                                   steps=d["steps"], **search)
@@ -66,12 +98,16 @@ def main(config, out):
         report.add(f"start x{factors}: chi2/dof", res.chi2 / res.dof, 0.0, None,
                    f"{res.steps} L-BFGS steps from the grid point x{np.round(begin / true_values, 2).tolist()}, "
                    f"converged {res.converged}, {seconds:.0f} s")
+        corr = correlation(res.log_covariance, fitted_mask)
+        print(f"  start x{factors}: correlations of the fitted {names[fitted_mask].tolist()}:\n    "
+              + np.array2string(corr, precision=2, prefix="    "))
         for p, c in res.local_fits:
             print(f"  start x{factors}: local fit chi2 {c:.2f} at x{np.round(flat(p) / true_values, 3).tolist()}")
         results.append({"start_factors": factors, "values": values.tolist(), "stderr": errors.tolist(),
                         "relative_error": (values / true_values - 1).tolist(), "chi2": res.chi2, "dof": res.dof,
                         "steps": res.steps, "converged": res.converged, "grid_start": begin.tolist(),
                         "history": list(res.history), "seconds": seconds,
+                        "correlation": correlation(res.log_covariance, fitted_mask).tolist(),
                         "local_fits": [{"values": flat(p).tolist(), "chi2": c} for p, c in res.local_fits]})
     report.print()
     worst = max(np.max(np.abs(np.asarray(r["relative_error"])[fitted_mask])) for r in results)
@@ -82,8 +118,9 @@ def main(config, out):
     plt = pyplot()
     fig, axs = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     best = min(results, key=lambda r: r["chi2"])
-    fitted = dt.MicroscopicParameters(tau_phi=jnp.asarray(best["values"][:-2]), rashba=jnp.asarray(best["values"][-2]),
-                                      field_scale=jnp.asarray(best["values"][-1]))
+    curves = len(truth_cfg["tau_phi"])
+    fitted = cls(tau_phi=jnp.asarray(best["values"][:curves]),
+                 **{n: jnp.asarray(best["values"][curves + i]) for i, n in enumerate(cls.SHARED)})
     model = np.asarray(dt.mean_conductance(fit_ensemble, fitted, field))
     # Standard errors of the target's differences G(B_k) - G(B_0) (far smaller than those of the levels).
     nf = target.shape[1]

@@ -3,15 +3,24 @@ ensemble-averaged recursive-Green's-function conductance.
 
 The forward model is the mean conductance over a *fixed* set of disorder realizations (common random numbers):
 the same realizations are used at every parameter value, so the objective is a smooth, deterministic function of
-the parameters and its gradient (``jax.grad`` through :func:`difftransport.conductance`) is exact. The inferred
-parameters (:class:`MicroscopicParameters`) are
+the parameters and its gradient (``jax.grad`` through :func:`difftransport.conductance`) is exact. Two models:
 
-* ``tau_phi``: phase-coherence time (hbar/t), one per curve (e.g. per temperature),
-* ``rashba``: Rashba spin-orbit strength alpha (t), shared,
-* ``field_scale``: flux per plaquette (h/e) per unit of the target's field axis, shared: phi = field_scale * B.
-  For a field in tesla and lattice constant a it is a^2 e/h.
+* a spinful sample with box disorder (:func:`lattice_ensemble`), parameters :class:`MicroscopicParameters`:
 
-All three are positive and optimized as logarithms with ``optax.lbfgs``.
+  - ``tau_phi``: phase-coherence time (hbar/t), one per curve (e.g. per temperature),
+  - ``rashba``: Rashba spin-orbit strength alpha (t), shared,
+  - ``field_scale``: flux per plaquette (h/e) per unit of the target's field axis, shared: phi = field_scale * B.
+    For a field in tesla and lattice constant a it is a^2 e/h.
+
+* a spinless honeycomb (graphene) sample with smooth disorder and short-range scatterers
+  (:func:`graphene_ensemble`), parameters :class:`GrapheneParameters`: ``tau_phi`` per curve, the density of
+  short-range (valley-mixing) scatterers ``short_range_density``, shared, and ``field_scale`` (flux per a^2
+  per field unit). The density is made differentiable at fixed scatterer sites: each realization draws its
+  sites at a reference density n_0 with amplitudes of the stated strength, and density n scales those amplitudes
+  by sqrt(n / n_0), which keeps n <V^2>, what the Born scattering rate of the scatterers (and so the intervalley
+  rate) depends on, equal to that of n scatterers per site of the stated strength (docs/theory.md#graphene-inference).
+
+All parameters are positive and optimized as logarithms with ``optax.lbfgs``.
 
 **Objective.** Each curve G(B_0), G(B_1), ... is compared in the difference basis
 o = (G(B_0), G(B_1) - G(B_0), G(B_2) - G(B_0), ...): with common random numbers the differences of one ensemble are
@@ -46,6 +55,7 @@ is fitted, a large deviation from the expected value signals this degeneracy.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -54,23 +64,18 @@ import numpy as np
 import optax
 
 from .lattice import Sample
-from .model import Disorder, Model, draw_disorder
+from .model import (
+    correlated_potential, Disorder, draw_disorder, Model, realization_twist, short_range_potential
+)
 from .observables import conductance, map_realizations
 from .stats import Estimate, gauss_newton_covariance
 
 
-class MicroscopicParameters(eqx.Module):
-    """Parameters of the lattice model that the inference recovers (all positive).
+class _Parameters(eqx.Module):
+    """Positive parameters of an inference model: ``tau_phi`` (one per curve), then the scalars named in
+    ``SHARED`` (shared by all curves), flattened in that order."""
 
-    Attributes:
-        tau_phi: phase-coherence time (hbar/t), shape (curves,); absorption hbar/(2 tau_phi) on every site.
-        rashba: Rashba strength alpha (t): H[r+x, r] = -t + i alpha sigma_y, H[r+y, r] = -t - i alpha sigma_x.
-        field_scale: flux per plaquette (h/e) per unit of the target's field axis.
-    """
-
-    tau_phi: jax.Array
-    rashba: jax.Array
-    field_scale: jax.Array
+    SHARED: ClassVar[tuple[str, ...]] = ()
 
     def log(self):
         return jax.tree.map(jnp.log, self)
@@ -78,21 +83,46 @@ class MicroscopicParameters(eqx.Module):
     def exp(self):
         return jax.tree.map(jnp.exp, self)
 
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return ("tau_phi",) + cls.SHARED
 
-def parameters(tau_phi, rashba, field_scale) -> MicroscopicParameters:
-    """Build :class:`MicroscopicParameters` from numbers (tau_phi: scalar or one per curve), checking positivity."""
-    values = {"tau_phi": jnp.atleast_1d(jnp.asarray(tau_phi, float)), "rashba": jnp.asarray(rashba, float),
-              "field_scale": jnp.asarray(field_scale, float)}
-    for name, v in values.items():
-        if not np.all(np.asarray(v) > 0):
-            raise ValueError(f"{name} must be positive, got {np.asarray(v).tolist()}.")
-    if values["tau_phi"].ndim != 1 or values["rashba"].ndim or values["field_scale"].ndim:
-        raise ValueError("tau_phi must be a scalar or 1D (one per curve); rashba and field_scale scalars.")
-    return MicroscopicParameters(**values)
+
+class MicroscopicParameters(_Parameters):
+    """Parameters of the spinful lattice model that the inference recovers (all positive).
+
+    Attributes:
+        tau_phi: phase-coherence time (hbar/t), shape (curves,); absorption hbar/(2 tau_phi) on every site.
+        rashba: Rashba strength alpha (t): H[r+x, r] = -t + i alpha sigma_y, H[r+y, r] = -t - i alpha sigma_x.
+        field_scale: flux per plaquette (h/e) per unit of the target's field axis.
+    """
+
+    SHARED: ClassVar[tuple[str, ...]] = ("rashba", "field_scale")
+    tau_phi: jax.Array
+    rashba: jax.Array
+    field_scale: jax.Array
+
+
+class GrapheneParameters(_Parameters):
+    """Parameters of the honeycomb model of :func:`graphene_ensemble` that the inference recovers (all positive).
+
+    Attributes:
+        tau_phi: phase-coherence time (hbar/t), shape (curves,); absorption hbar/(2 tau_phi) on every site.
+        short_range_density: short-range scatterers per site, at the ensemble's ``short_range_strength``; enters
+            as amplitudes sqrt(short_range_density / reference_density) times those drawn at the ensemble's
+            ``reference_density`` (the same n <V^2>; module docstring).
+        field_scale: flux per a^2 (h/e) per unit of the target's field axis (a the lattice constant).
+    """
+
+    SHARED: ClassVar[tuple[str, ...]] = ("short_range_density", "field_scale")
+    tau_phi: jax.Array
+    short_range_density: jax.Array
+    field_scale: jax.Array
 
 
 class LatticeEnsemble(eqx.Module):
-    """A sample, its fixed disorder realizations (leading axis) and the fixed model parameters.
+    """A spinful sample, its fixed disorder realizations (leading axis) and the fixed model parameters; the model of
+    :class:`MicroscopicParameters`.
 
     Attributes:
         sample: the spinful sample (static).
@@ -101,6 +131,7 @@ class LatticeEnsemble(eqx.Module):
         dephasing: dephasing model passed to :func:`difftransport.conductance` (static).
     """
 
+    parameter_class: ClassVar[type] = MicroscopicParameters
     sample: Sample = eqx.field(static=True)
     disorder: Disorder
     energy: jax.Array
@@ -111,6 +142,23 @@ class LatticeEnsemble(eqx.Module):
     def realizations(self) -> int:
         return int(jax.tree.leaves(self.disorder)[0].shape[0])
 
+    def data(self):
+        """What differs between realizations (leading axis)."""
+        return self.disorder
+
+    def solve(self, disorder, params: MicroscopicParameters, tau_phi, field):
+        """G (e^2/h) of one realization at one tau_phi and one field value."""
+        model = Model(energy=self.energy, hopping=self.hopping, flux=params.field_scale * field,
+                      rashba=params.rashba, tau_phi=tau_phi)
+        return conductance(self.sample, model, disorder, dephasing=self.dephasing)
+
+
+def _check_keys(keys):
+    keys = jnp.asarray(keys) if not isinstance(keys, jax.Array) else keys
+    if keys.ndim != 1 or keys.shape[0] < 2:
+        raise ValueError(f"keys must be a 1D array of at least 2 PRNG keys, got shape {keys.shape}.")
+    return keys
+
 
 def lattice_ensemble(keys, sample: Sample, *, energy, strength, hopping=1.0, dephasing="probe") -> LatticeEnsemble:
     """Draw one realization per key (box disorder of width ``strength``) and bundle them with the fixed model.
@@ -120,32 +168,102 @@ def lattice_ensemble(keys, sample: Sample, *, energy, strength, hopping=1.0, dep
         raise ValueError(f"sample must be a difftransport Sample, got {type(sample).__name__}.")
     if not sample.spinful:
         raise ValueError("the inference fits a Rashba strength, which needs Sample(..., spinful=True).")
-    keys = jnp.asarray(keys) if not isinstance(keys, jax.Array) else keys
-    if keys.ndim != 1 or keys.shape[0] < 2:
-        raise ValueError(f"keys must be a 1D array of at least 2 PRNG keys, got shape {keys.shape}.")
+    keys = _check_keys(keys)
     disorder = jax.vmap(lambda k: draw_disorder(k, sample, strength=strength))(keys)
     return LatticeEnsemble(sample=sample, disorder=disorder, energy=jnp.asarray(energy, float),
                            hopping=jnp.asarray(hopping, float), dephasing=dephasing)
 
 
-def realization_conductances(ensemble: LatticeEnsemble, params: MicroscopicParameters, field, *, batch: int = 8):
+class GrapheneEnsemble(eqx.Module):
+    """A spinless honeycomb sample, its fixed realizations (leading axis) and the fixed model parameters; the model
+    of :class:`GrapheneParameters` (built by :func:`graphene_ensemble`).
+
+    Attributes:
+        sample: the honeycomb sample (static).
+        smooth: the smooth (valley-conserving) potential of every realization, shape (R, *potential_shape).
+        short_range: short-range scatterers drawn at ``reference_density`` (sites and amplitudes), same shape.
+        twist: Aharonov-Bohm twist of every realization (flux quanta), shape (R,); zeros on ribbons.
+        energy, hopping: Fermi energy and hopping (t).
+        reference_density: n_0, the density at which ``short_range`` was drawn (static).
+        dephasing: dephasing model passed to :func:`difftransport.conductance` (static).
+    """
+
+    parameter_class: ClassVar[type] = GrapheneParameters
+    sample: Sample = eqx.field(static=True)
+    smooth: jax.Array
+    short_range: jax.Array
+    twist: jax.Array
+    energy: jax.Array
+    hopping: jax.Array
+    reference_density: float = eqx.field(static=True)
+    dephasing: str = eqx.field(static=True, default="probe")
+
+    @property
+    def realizations(self) -> int:
+        return int(self.smooth.shape[0])
+
+    def data(self):
+        return self.smooth, self.short_range, self.twist
+
+    def solve(self, data, params: GrapheneParameters, tau_phi, field):
+        smooth, short_range, twist = data
+        scale = jnp.sqrt(params.short_range_density / self.reference_density)
+        model = Model(energy=self.energy, hopping=self.hopping, flux=params.field_scale * field, tau_phi=tau_phi,
+                      twist=twist if self.sample.lattice.transverse_period is not None else None)
+        return conductance(self.sample, model, Disorder(potential=smooth + scale * short_range),
+                           dephasing=self.dephasing)
+
+
+def graphene_ensemble(keys, sample: Sample, *, energy, strength, correlation_length, short_range_strength,
+                      reference_density, density=1.0, hopping=1.0, dephasing="probe") -> GrapheneEnsemble:
+    """Draw one honeycomb realization per key and bundle them with the fixed model (:class:`GrapheneEnsemble`).
+
+    Realization r: the smooth potential of :func:`difftransport.correlated_potential` (``strength``,
+    ``correlation_length`` xi, impurity ``density``; Gaussian-correlated, valley-conserving for xi >~ a), the
+    short-range scatterers of :func:`difftransport.short_range_potential` (box amplitudes of width
+    ``short_range_strength`` on a fraction ``reference_density`` of the sites; the fitted density rescales them,
+    :class:`GrapheneParameters`), both from ``draw_disorder(keys[r], ...)``'s streams, and on a cylinder (periodic
+    transverse boundary) a twist uniform in [0, 1) from the key (:func:`difftransport.realization_twist`), which
+    averages over boundary conditions. Use keys other than the target's."""
+    if not isinstance(sample, Sample):
+        raise ValueError(f"sample must be a difftransport Sample, got {type(sample).__name__}.")
+    if sample.spinful or set(sample.lattice.sublattice) != {0, 1}:
+        raise ValueError(f"graphene_ensemble needs a spinless honeycomb sample (zigzag_ribbon or armchair_ribbon), "
+                         f"got {sample.lattice.name}{' (spinful)' if sample.spinful else ''}.")
+    reference_density = float(reference_density)
+    if not 0.0 < reference_density <= 1.0:
+        raise ValueError(f"reference_density must lie in (0, 1] (short-range scatterers per site), "
+                         f"got {reference_density}.")
+    keys = _check_keys(keys)
+
+    def one(key):
+        smooth = correlated_potential(key, sample, strength, correlation_length=correlation_length, density=density)
+        short = short_range_potential(key, sample, short_range_strength, density=reference_density)
+        return smooth, short, realization_twist(key)
+
+    smooth, short, twist = jax.vmap(one)(keys)
+    if sample.lattice.transverse_period is None:
+        twist = jnp.zeros_like(twist)
+    return GrapheneEnsemble(sample=sample, smooth=smooth, short_range=short, twist=twist,
+                            energy=jnp.asarray(energy, float), hopping=jnp.asarray(hopping, float),
+                            reference_density=reference_density, dephasing=dephasing)
+
+
+Ensemble = LatticeEnsemble | GrapheneEnsemble
+
+
+def realization_conductances(ensemble: Ensemble, params: _Parameters, field, *, batch: int = 8):
     """G (e^2/h) of every realization, curve and field: shape (realizations, curves, fields).
 
     Curve c uses tau_phi[c]; the flux per plaquette is field_scale * field. ``batch`` realizations are vmapped
     at a time."""
     field = jnp.asarray(field, float)
-
-    def one(disorder, tau, b):
-        model = Model(energy=ensemble.energy, hopping=ensemble.hopping, flux=params.field_scale * b,
-                      rashba=params.rashba, tau_phi=tau)
-        return conductance(ensemble.sample, model, disorder, dephasing=ensemble.dephasing)
-
-    per_field = lambda d, tau: jax.vmap(lambda b: one(d, tau, b))(field)
+    per_field = lambda d, tau: jax.vmap(lambda b: ensemble.solve(d, params, tau, b))(field)
     per_curve = lambda d: jax.vmap(lambda tau: per_field(d, tau))(params.tau_phi)
-    return map_realizations(per_curve, ensemble.disorder, batch=batch)  # memory bounded by one batch
+    return map_realizations(per_curve, ensemble.data(), batch=batch)  # memory bounded by one batch
 
 
-def mean_conductance(ensemble: LatticeEnsemble, params: MicroscopicParameters, field):
+def mean_conductance(ensemble: Ensemble, params: _Parameters, field):
     """Ensemble mean <G> over the fixed realizations, shape (curves, fields); differentiable in ``params``."""
     return jnp.mean(realization_conductances(ensemble, params, field), axis=0)
 
@@ -172,9 +290,10 @@ class InferenceResult(Estimate):
     """Result of :func:`infer_parameters`.
 
     Attributes:
-        params: the recovered :class:`MicroscopicParameters`.
+        params: the recovered parameters (:class:`MicroscopicParameters` or :class:`GrapheneParameters`, as the
+            ensemble's model).
         stderr: their first-order standard errors (same structure; 0 for fixed parameters).
-        log_covariance: sandwich covariance of (log tau_phi..., log rashba, log field_scale); rows and columns of
+        log_covariance: sandwich covariance of (log tau_phi..., log of each shared parameter); rows and columns of
             fixed parameters are 0.
         chi2, dof: chi^2 at the optimum (fixed diagonal weights, difference basis) and points - free parameters.
         history: chi^2 at every optimizer step.
@@ -183,53 +302,52 @@ class InferenceResult(Estimate):
         local_fits: (parameters, chi^2) of every local fit (one per refined grid minimum), same weights:
             several with similar chi^2 and different parameters mean the data do not single out one solution.
 
-    An :class:`~difftransport.stats.Estimate` of ("tau_phi[0]", ..., "rashba", "field_scale"), whose
+    An :class:`~difftransport.stats.Estimate` of ("tau_phi[0]", ..., then the shared names, e.g. "rashba",
+    "field_scale"), whose
     ``covariance`` is that of p to first order, p_i p_j log_covariance_ij.
     """
 
-    params: MicroscopicParameters
-    stderr: MicroscopicParameters
+    params: _Parameters
+    stderr: _Parameters
     log_covariance: np.ndarray
     chi2: float
     dof: int
     history: tuple
     steps: int
     converged: bool
-    start: MicroscopicParameters
+    start: _Parameters
     local_fits: tuple = ()
 
     names = property(lambda self: tuple(f"tau_phi[{i}]" for i in range(self.params.tau_phi.shape[0]))
-                     + ("rashba", "field_scale"))
+                     + type(self.params).SHARED)
     values = property(lambda self: np.asarray(_flatten(self.params)))
     covariance = property(lambda self: self.log_covariance * np.outer(self.values, self.values))
 
 
-def _flatten(p: MicroscopicParameters):
-    return jnp.concatenate([p.tau_phi, p.rashba[None], p.field_scale[None]])
+def _flatten(p: _Parameters):
+    return jnp.concatenate([p.tau_phi] + [jnp.asarray(getattr(p, name))[None] for name in p.SHARED])
 
 
-_NAMES = ("tau_phi", "rashba", "field_scale")
-
-
-def _free_indices(fixed, curves: int) -> np.ndarray:
-    """Indices of the fitted entries of the flat vector (tau_phi..., rashba, field_scale)."""
+def _free_indices(fixed, curves: int, cls: type) -> np.ndarray:
+    """Indices of the fitted entries of the flat vector (tau_phi..., then cls.SHARED)."""
     fixed = (fixed,) if isinstance(fixed, str) else tuple(fixed)
-    unknown = [name for name in fixed if name not in _NAMES]
+    names = cls.names()
+    unknown = [name for name in fixed if name not in names]
     if unknown:
-        raise ValueError(f"fixed names unknown parameters {unknown}; choose from {list(_NAMES)}.")
-    blocks = {"tau_phi": range(curves), "rashba": [curves], "field_scale": [curves + 1]}
-    free = [i for name in _NAMES if name not in fixed for i in blocks[name]]
+        raise ValueError(f"fixed names unknown parameters {unknown}; choose from {list(names)}.")
+    blocks = {"tau_phi": range(curves)} | {name: [curves + i] for i, name in enumerate(cls.SHARED)}
+    free = [i for name in names if name not in fixed for i in blocks[name]]
     if not free:
         raise ValueError("every parameter is fixed: nothing to fit.")
     return np.asarray(free)
 
 
-def _unflatten(x, curves):
-    return MicroscopicParameters(tau_phi=x[:curves], rashba=x[curves], field_scale=x[curves + 1])
+def _unflatten(x, curves, cls):
+    return cls(tau_phi=x[:curves], **{name: x[curves + i] for i, name in enumerate(cls.SHARED)})
 
 
 def _model_observables(ensemble, logp, field, curves, basis):
-    g = mean_conductance(ensemble, _unflatten(jnp.exp(logp), curves), field).reshape(-1)
+    g = mean_conductance(ensemble, _unflatten(jnp.exp(logp), curves, ensemble.parameter_class), field).reshape(-1)
     return basis @ g
 
 
@@ -249,13 +367,14 @@ def _chi2(x, ensemble, frame, field, target, basis, weight):
 _chi2_jit = eqx.filter_jit(_chi2_log)  # forward-only evaluations (grid points, final chi^2)
 
 
-def _grid_offsets(free: np.ndarray, curves: int, span: float, points: int) -> tuple[np.ndarray, tuple]:
-    """Log offsets of a coarse grid: each free group (all tau_phi together, rashba, field_scale) scaled by
-    factors span^(-1 .. 1) in ``points`` steps: (offsets (points^groups, curves + 2), grid shape)."""
-    groups = [g for g in (list(range(curves)), [curves], [curves + 1]) if set(g) <= set(free.tolist())]
+def _grid_offsets(free: np.ndarray, curves: int, size: int, span: float, points: int) -> tuple[np.ndarray, tuple]:
+    """Log offsets of a coarse grid: each free group (all tau_phi together, then each shared parameter) scaled
+    by factors span^(-1 .. 1) in ``points`` steps: (offsets (points^groups, curves + shared), grid shape)."""
+    all_groups = [list(range(curves))] + [[i] for i in range(curves, size)]
+    groups = [g for g in all_groups if set(g) <= set(free.tolist())]
     steps = np.linspace(-np.log(span), np.log(span), points)
     mesh = np.stack(np.meshgrid(*[steps] * len(groups), indexing="ij"), -1).reshape(-1, len(groups))
-    offsets = np.zeros((mesh.shape[0], curves + 2))
+    offsets = np.zeros((mesh.shape[0], size))
     for k, g in enumerate(groups):
         offsets[:, g] = mesh[:, k:k + 1]
     return offsets, (points,) * len(groups)
@@ -303,10 +422,10 @@ def _lbfgs_step(x, state, ensemble, frame, field, target, basis, weight):
 def _local_fit(ensemble, logp0, free, field, target_obs, basis, weight, steps, rtol, gtol):
     """L-BFGS from ``logp0`` over the free entries, preconditioned by the Gauss-Newton matrix there.
     Returns (log p, chi^2 history, converged, logp0)."""
-    curves = logp0.shape[0] - 2
+    curves = logp0.shape[0] - len(ensemble.parameter_class.SHARED)
     jac0 = np.asarray(_jacobian(ensemble, logp0, jnp.asarray(free), field, curves, basis))
     chol = np.linalg.cholesky(jac0.T @ (np.asarray(weight)[:, None] * jac0))  # H0 = L L^T, x = L^T (log q - log q0)
-    embed = np.zeros((curves + 2, free.size))
+    embed = np.zeros((logp0.shape[0], free.size))
     embed[free, np.arange(free.size)] = 1.0
     frame = (logp0, jnp.asarray(embed @ np.linalg.inv(chol.T)))
 
@@ -328,7 +447,7 @@ def _local_fit(ensemble, logp0, free, field, target_obs, basis, weight, steps, r
 @eqx.filter_jit
 def _model_covariance(ensemble, logp, field, curves, basis):
     """Covariance of the model's ensemble-mean observables (difference basis) at log p."""
-    g = realization_conductances(ensemble, _unflatten(jnp.exp(logp), curves), field)
+    g = realization_conductances(ensemble, _unflatten(jnp.exp(logp), curves, ensemble.parameter_class), field)
     o = g.reshape(g.shape[0], -1) @ basis.T
     return jnp.atleast_2d(jnp.cov(o, rowvar=False)) / g.shape[0]
 
@@ -340,16 +459,18 @@ def _jacobian(ensemble, logp, free, field, curves, basis):
     return jax.jacfwd(f)(logp[free])
 
 
-def infer_parameters(field, target, ensemble: LatticeEnsemble, initial: MicroscopicParameters, *,
+def infer_parameters(field, target, ensemble: Ensemble, initial: _Parameters, *,
                      fixed=(), search: float | None = 4.0, search_points: int = 7, refine: int = 2,
                      target_covariance=None, target_error=None, steps: int = 30, rtol: float = 1e-6,
                      gtol: float = 1e-4) -> InferenceResult:
-    """Recover (tau_phi per curve, rashba, field_scale) from target curves <G(B)> by L-BFGS (optax) on the log
-    parameters, through the ensemble-averaged RGF conductance over ``ensemble``'s fixed realizations.
+    """Recover the model's parameters -- (tau_phi per curve, rashba, field_scale) of a :class:`LatticeEnsemble`,
+    (tau_phi per curve, short_range_density, field_scale) of a :class:`GrapheneEnsemble` -- from target curves
+    <G(B)> by L-BFGS (optax) on the log parameters, through the ensemble-averaged RGF conductance over
+    ``ensemble``'s fixed realizations.
 
     The objective can have several local minima (a tau_phi / alpha trade-off: a stronger spin-orbit coupling
     with a longer tau_phi fits nearly as well locally). Before the local fit, ``search`` evaluates chi^2 on a
-    coarse grid around ``initial`` -- every free group (all tau_phi together, rashba, field_scale) scaled by
+    coarse grid around ``initial`` -- every free group (all tau_phi together, each shared parameter) scaled by
     ``search_points`` factors from 1/search to search, geometrically -- and L-BFGS runs from each of the
     ``refine`` lowest local minima of the grid; the fit with the lowest final chi^2 is returned.
 
@@ -360,11 +481,12 @@ def infer_parameters(field, target, ensemble: LatticeEnsemble, initial: Microsco
         field: the target's field axis, shape (fields,), any unit; the model flux is ``field_scale * field``. The
             first field is the reference of the differences (usually B = 0).
         target: target mean conductances <G(B)> (e^2/h), shape (curves, fields) or (fields,) for one curve.
-        ensemble: the fit's sample and realizations (:func:`lattice_ensemble`), drawn with keys other than the
-            target's.
-        initial: starting :class:`MicroscopicParameters` (``tau_phi`` with one entry per curve); fixed
-            parameters keep their initial values.
-        fixed: names of parameters held at their initial values: any of "tau_phi", "rashba", "field_scale".
+        ensemble: the fit's sample and realizations (:func:`lattice_ensemble`, :func:`graphene_ensemble`), drawn
+            with keys other than the target's.
+        initial: starting parameters of the ensemble's model (``ensemble.parameter_class``, ``tau_phi`` with one
+            entry per curve), all positive and finite; fixed parameters keep their initial values.
+        fixed: names of parameters held at their initial values: any of ``ensemble.parameter_class.names()``
+            ("tau_phi", "rashba", "field_scale" or "tau_phi", "short_range_density", "field_scale").
         search, search_points: span (> 1) and points per free group of the coarse grid (forward evaluations:
             search_points ** groups); ``search=None`` starts L-BFGS at ``initial``.
         refine: how many grid minima (distinct basins, lowest chi^2 first) to start L-BFGS from.
@@ -387,9 +509,23 @@ def infer_parameters(field, target, ensemble: LatticeEnsemble, initial: Microsco
     if field.ndim != 1 or target.ndim != 2 or target.shape[1] != field.shape[0]:
         raise ValueError(f"target must have shape (curves, fields) = (curves, {field.shape[0]}), got {target.shape}.")
     curves, n = target.shape[0], target.size
+    cls = getattr(ensemble, "parameter_class", None)
+    if cls is None:
+        raise ValueError(f"ensemble must come from lattice_ensemble or graphene_ensemble, got "
+                         f"{type(ensemble).__name__}.")
+    if type(initial) is not cls:
+        raise ValueError(f"initial must be {cls.__name__} for a {type(ensemble).__name__}, got "
+                         f"{type(initial).__name__}.")
     if initial.tau_phi.shape != (curves,):
         raise ValueError(f"initial.tau_phi must have one entry per curve ({curves}), got {initial.tau_phi.shape}.")
-    free = _free_indices(fixed, curves)
+    start_values = np.asarray(_flatten(initial))
+    valid = lambda v: np.all(np.isfinite(v) & (v > 0))
+    if not valid(start_values):
+        bad = [f"{name}={np.asarray(getattr(initial, name)).tolist()}" for name in cls.names()
+               if not valid(np.asarray(getattr(initial, name)))]
+        raise ValueError(f"initial parameters must be positive and finite (they are fitted as logarithms): "
+                         f"{', '.join(bad)}.")
+    free = _free_indices(fixed, curves, cls)
     if search is not None and not (search > 1 and int(search_points) == search_points and search_points >= 2):
         raise ValueError(f"search must be None or a span > 1 with search_points >= 2 (an integer), got "
                          f"search={search}, search_points={search_points}.")
@@ -420,7 +556,7 @@ def infer_parameters(field, target, ensemble: LatticeEnsemble, initial: Microsco
         # minima (distinct basins), all with weights re-estimated at the grid's best point, so that their
         # final chi^2 are comparable.
         weight = jnp.asarray(1.0 / (np.diag(target_cov) + model_variance(starts[0])))
-        offsets, shape = _grid_offsets(free, curves, search, int(search_points))
+        offsets, shape = _grid_offsets(free, curves, start_values.size, search, int(search_points))
         candidates = np.asarray(starts[0])[None] + offsets
         chi2s = np.array([float(_chi2_jit(jnp.asarray(c), ensemble, field, target_obs, basis, weight))
                           for c in candidates])
@@ -432,14 +568,14 @@ def infer_parameters(field, target, ensemble: LatticeEnsemble, initial: Microsco
     jac = np.asarray(_jacobian(ensemble, logp, jnp.asarray(free), field, curves, basis))
     cov = target_cov + np.asarray(_model_covariance(ensemble, logp, field, curves, basis))
     w = np.asarray(weight)
-    log_cov = np.zeros((curves + 2, curves + 2))
+    log_cov = np.zeros((start_values.size, start_values.size))
     log_cov[np.ix_(free, free)] = gauss_newton_covariance(jac, w, cov)
     resid = np.asarray(_model_observables(ensemble, logp, field, curves, basis)) - np.asarray(target_obs)
     values = np.exp(np.asarray(logp))
     return InferenceResult(
-        params=_unflatten(jnp.asarray(values), curves),
-        stderr=_unflatten(jnp.asarray(values * np.sqrt(np.diag(log_cov))), curves),
+        params=_unflatten(jnp.asarray(values), curves, cls),
+        stderr=_unflatten(jnp.asarray(values * np.sqrt(np.diag(log_cov))), curves, cls),
         log_covariance=log_cov, chi2=float(np.sum(w * resid**2)), dof=n - free.size, history=tuple(history),
-        steps=len(history), converged=converged, start=_unflatten(jnp.exp(logp0), curves),
-        local_fits=tuple((_unflatten(jnp.exp(f[0]), curves), c) for f, c in zip(fits, finals)),
+        steps=len(history), converged=converged, start=_unflatten(jnp.exp(logp0), curves, cls),
+        local_fits=tuple((_unflatten(jnp.exp(f[0]), curves, cls), c) for f, c in zip(fits, finals)),
     )

@@ -343,6 +343,15 @@ def _short_range_potential(key, sample: Sample, strength, density: float):
     return (jnp.asarray(strength, field.dtype) * field).reshape(sample.potential_shape)
 
 
+_TAG_TWIST = 0x7A157  # the twist's stream: fold_in(realization key, _TAG_TWIST), apart from the disorder's
+
+
+def realization_twist(key):
+    """The Aharonov-Bohm twist (flux quanta, uniform in [0, 1)) of the realization with key ``key``
+    (``Model.twist``; ``disorder.random_twist = true`` in a run config), from a stream of its own."""
+    return jax.random.uniform(jax.random.fold_in(key, _TAG_TWIST), dtype=jnp.result_type(float))
+
+
 @eqx.filter_jit
 def random_moments(key, sample: Sample):
     """Independent unit vectors, uniform on the sphere, one per site: shape (*potential_shape, 3)."""

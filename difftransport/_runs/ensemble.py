@@ -22,7 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._core import lattice as lat
 from .._core.build import checked_model
-from .._core.model import Disorder, Model, draw_disorder, short_range_potential
+from .._core.model import Disorder, Model, draw_disorder, realization_twist, short_range_potential
 from .._core.observables import map_realizations, observe
 
 
@@ -54,15 +54,6 @@ def grid_points(entry: dict) -> dict[str, np.ndarray]:
         return {}
     mesh = np.meshgrid(*[np.asarray(a, float) for a in axes], indexing="ij")
     return {name: m.ravel() for name, m in zip(entry["grid"], mesh)}
-
-
-_TAG_TWIST = 0x7A157  # the twist's stream: fold_in(realization key, _TAG_TWIST), apart from the disorder's
-
-
-def realization_twist(key):
-    """The Aharonov-Bohm twist (flux quanta, uniform in [0, 1)) of the realization with key ``key``, for
-    ``disorder.random_twist = true`` (``Model.twist``)."""
-    return jax.random.uniform(jax.random.fold_in(key, _TAG_TWIST), dtype=jnp.result_type(float))
 
 
 def realization_function(entry: dict, seed: int) -> Callable:
