@@ -188,7 +188,9 @@ class Report:
 
     def write(self, out: pathlib.Path, extra: dict | None = None) -> pathlib.Path:
         path = out / "report.json"
-        path.write_text(json.dumps({"title": self.title, "rows": self.rows, **(extra or {})}, indent=2) + "\n")
+        partial = path.with_name(path.name + ".partial")  # written whole, then renamed: never a truncated report
+        partial.write_text(json.dumps({"title": self.title, "rows": self.rows, **(extra or {})}, indent=2) + "\n")
+        partial.replace(path)
         return path
 
 

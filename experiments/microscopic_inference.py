@@ -76,7 +76,7 @@ def main(config, out):
                 else f"spinful {s['width']}x{s['length']} strip")
     report = Report(f"Microscopic inference: {geometry}, "
                     f"{d['target_realizations']} target / {d['fit_realizations']} fit realizations (disjoint)")
-    print(f"target: {time.perf_counter() - start:.0f} s")
+    print(f"target: {time.perf_counter() - start:.0f} s", flush=True)
     results = []
     names = np.array([f"tau_phi[{i}]" for i in range(len(truth_cfg["tau_phi"]))] + list(cls.SHARED))
     true_values = flat(truth)
@@ -109,6 +109,12 @@ def main(config, out):
                         "history": list(res.history), "seconds": seconds,
                         "correlation": correlation(res.log_covariance, fitted_mask).tolist(),
                         "local_fits": [{"values": flat(p).tolist(), "chi2": c} for p, c in res.local_fits]})
+        # Each start's result is kept as it comes (a long run stopped between starts loses nothing).
+        print(f"  start x{factors}: " + ", ".join(f"{n} {v:.4g} +- {e:.2g} ({100 * (v / t - 1):+.1f}%)" for n, v, e, t
+              in zip(names[fitted_mask], values[fitted_mask], errors[fitted_mask], true_values[fitted_mask]))
+              + f", chi2 {res.chi2:.2f}/{res.dof}, {seconds:.0f} s", flush=True)
+        report.write(out, {"results": results, "names": names.tolist(), "fixed": list(fixed),
+                           "truth": true_values.tolist(), "complete": False})
     report.print()
     worst = max(np.max(np.abs(np.asarray(r["relative_error"])[fitted_mask])) for r in results)
     held = f" ({', '.join(fixed)} held at the truth)" if fixed else ""
@@ -144,7 +150,7 @@ def main(config, out):
     path = out / "microscopic_inference.png"
     fig.savefig(path, dpi=140)
     report.write(out, {"results": results, "names": names.tolist(), "fixed": list(fixed), "truth": true_values.tolist(),
-                       "seconds": time.perf_counter() - start})
+                       "seconds": time.perf_counter() - start, "complete": True})
     print(f"figure: {path}")
     return results
 
