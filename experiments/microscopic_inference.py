@@ -8,7 +8,9 @@ optimizing through the ensemble-averaged RGF conductance.
 The config's ``[sample] model`` picks the model: ``"spinful_strip"`` (default; ``difftransport.lattice_ensemble``,
 parameters tau_phi per curve, rashba, field_scale) or ``"graphene"`` (``difftransport.graphene_ensemble``: a
 spinless zigzag cylinder with smooth disorder and short-range scatterers; parameters tau_phi per curve,
-short_range_density, field_scale). The target curves <G(B)> (one per tau_phi, e.g. per temperature) are simulated
+short_range_density, field_scale); ``[sample] dephasing`` is that of ``difftransport.conductance`` (default
+"probe", the single global probe, a model of dephasing only while L_phi >~ L; "buttiker" for L_phi < L,
+docs/physics.md#dephasing). The target curves <G(B)> (one per tau_phi, e.g. per temperature) are simulated
 with one set of disorder realizations; the fit (``difftransport.infer_parameters``: L-BFGS on log parameters,
 common random numbers) uses another, so the fit sees the target only through its noisy means, as it would see a
 measurement. Each start is off by a factor 2 in every fitted parameter; ``fixed`` in the config holds parameters
@@ -38,15 +40,18 @@ def model_of(s):
     kind = s.get("model", "spinful_strip")
     if kind not in MODELS:
         raise ValueError(f"[sample] model must be one of {sorted(MODELS)}, got {kind!r}.")
+    dephasing = s.get("dephasing", "probe")  # difftransport.conductance's; "buttiker" is local (L_phi < L)
+    if dephasing not in ("probe", "absorb", "buttiker"):
+        raise ValueError(f"[sample] dephasing must be 'probe', 'absorb' or 'buttiker', got {dephasing!r}.")
     keys = lambda seed, n: jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(n))
     if kind == "graphene":
         sample = dt.Sample(dt.zigzag_ribbon(s["n"], boundary="periodic"), s["length"], field_region="sample")
         draw = {k: s[k] for k in ("energy", "strength", "correlation_length", "density", "short_range_strength",
                                   "reference_density")}
-        return MODELS[kind], lambda seed, n: dt.graphene_ensemble(keys(seed, n), sample, **draw)
+        return MODELS[kind], lambda seed, n: dt.graphene_ensemble(keys(seed, n), sample, dephasing=dephasing, **draw)
     sample = dt.Sample(dt.strip(s["width"]), s["length"], spinful=True)
     return MODELS[kind], lambda seed, n: dt.lattice_ensemble(keys(seed, n), sample, energy=s["energy"],
-                                                             strength=s["strength"])
+                                                             strength=s["strength"], dephasing=dephasing)
 
 
 def flat(p):
