@@ -52,7 +52,8 @@ from ._core.fit import (
 )
 from ._core.inference import (
     curve_statistics, graphene_ensemble, GrapheneEnsemble, GrapheneParameters, infer_parameters, InferenceResult,
-    lattice_ensemble, LatticeEnsemble, mean_conductance, MicroscopicParameters, realization_conductances
+    lattice_ensemble, LatticeEnsemble, mean_conductance, MicroscopicParameters, probe_share, ProbeBypassWarning,
+    realization_conductances
 )
 from ._core.scaling import (
     beta_one_loop, BetaFit, dephasing_slopes, DephasingSlopes, finite_difference_beta, fit_beta, fit_scaling,

@@ -55,6 +55,7 @@ is fitted, a large deviation from the expected value signals this degeneracy.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import ClassVar
 
 import equinox as eqx
@@ -67,7 +68,7 @@ from .lattice import Sample
 from .model import (
     correlated_potential, Disorder, draw_disorder, Model, realization_twist, short_range_potential
 )
-from .observables import conductance, map_realizations
+from .observables import conductance, map_realizations, observe
 from .stats import Estimate, gauss_newton_covariance
 
 
@@ -146,11 +147,14 @@ class LatticeEnsemble(eqx.Module):
         """What differs between realizations (leading axis)."""
         return self.disorder
 
-    def solve(self, disorder, params: MicroscopicParameters, tau_phi, field):
+    def system(self, disorder, params: MicroscopicParameters, tau_phi, field) -> tuple[Model, Disorder]:
+        """(model, disorder) of one realization at one tau_phi and one field value."""
+        return Model(energy=self.energy, hopping=self.hopping, flux=params.field_scale * field, rashba=params.rashba,
+                     tau_phi=tau_phi), disorder
+
+    def solve(self, data, params: MicroscopicParameters, tau_phi, field):
         """G (e^2/h) of one realization at one tau_phi and one field value."""
-        model = Model(energy=self.energy, hopping=self.hopping, flux=params.field_scale * field,
-                      rashba=params.rashba, tau_phi=tau_phi)
-        return conductance(self.sample, model, disorder, dephasing=self.dephasing)
+        return conductance(self.sample, *self.system(data, params, tau_phi, field), dephasing=self.dephasing)
 
 
 def _check_keys(keys):
@@ -205,13 +209,17 @@ class GrapheneEnsemble(eqx.Module):
     def data(self):
         return self.smooth, self.short_range, self.twist
 
-    def solve(self, data, params: GrapheneParameters, tau_phi, field):
+    def system(self, data, params: GrapheneParameters, tau_phi, field) -> tuple[Model, Disorder]:
+        """(model, disorder) of one realization at one tau_phi and one field value."""
         smooth, short_range, twist = data
         scale = jnp.sqrt(params.short_range_density / self.reference_density)
         model = Model(energy=self.energy, hopping=self.hopping, flux=params.field_scale * field, tau_phi=tau_phi,
                       twist=twist if self.sample.lattice.transverse_period is not None else None)
-        return conductance(self.sample, model, Disorder(potential=smooth + scale * short_range),
-                           dephasing=self.dephasing)
+        return model, Disorder(potential=smooth + scale * short_range)
+
+    def solve(self, data, params: GrapheneParameters, tau_phi, field):
+        """G (e^2/h) of one realization at one tau_phi and one field value."""
+        return conductance(self.sample, *self.system(data, params, tau_phi, field), dephasing=self.dephasing)
 
 
 def graphene_ensemble(keys, sample: Sample, *, energy, strength, correlation_length, short_range_strength,
@@ -459,6 +467,30 @@ def _jacobian(ensemble, logp, free, field, curves, basis):
     return jax.jacfwd(f)(logp[free])
 
 
+class ProbeBypassWarning(RuntimeWarning):
+    """The single global probe (``dephasing="probe"``) carries a large share of the current: L_phi < L, where it
+    bypasses the sample and is no model of local dephasing (docs/physics.md#dephasing)."""
+
+
+PROBE_SHARE_LIMIT = 0.5  # above this share of G through the single probe, infer_parameters warns
+
+
+def probe_share(ensemble: Ensemble, params: _Parameters, field, *, realizations: int = 4) -> float:
+    """Largest share 1 - T(L->R) / G of the single-probe conductance that passes through the probe, over the first
+    ``realizations`` realizations, every tau_phi and the first field value: 0 without absorption, near 1 where the
+    absorbed current re-injected by the global probe carries the conductance (L_phi << L)."""
+    data = jax.tree.map(lambda x: x[:realizations], ensemble.data())
+
+    def one(d, tau):
+        model, disorder = ensemble.system(d, params, tau, jnp.asarray(field, float).reshape(-1)[0])
+        out = observe(ensemble.sample, model, disorder, observables=("conductance", "transmission"),
+                      dephasing="probe")
+        return 1.0 - out["transmission"] / out["conductance"]
+
+    shares = jax.vmap(lambda d: jax.vmap(lambda tau: one(d, tau))(params.tau_phi))(data)
+    return float(jnp.max(shares))
+
+
 def infer_parameters(field, target, ensemble: Ensemble, initial: _Parameters, *,
                      fixed=(), search: float | None = 4.0, search_points: int = 7, refine: int = 2,
                      target_covariance=None, target_error=None, steps: int = 30, rtol: float = 1e-6,
@@ -543,6 +575,13 @@ def infer_parameters(field, target, ensemble: Ensemble, initial: _Parameters, *,
     target_covariance = np.asarray(target_covariance, float)
     if target_covariance.shape != (n, n):
         raise ValueError(f"target_covariance must have shape ({n}, {n}), got {target_covariance.shape}.")
+
+    if ensemble.dephasing == "probe":
+        share = probe_share(ensemble, initial, field)
+        if share > PROBE_SHARE_LIMIT:
+            warnings.warn(f"dephasing='probe': at the initial parameters the single global probe carries {share:.0%} "
+                          f"of the conductance (L_phi < L: it bypasses the sample); use dephasing='buttiker' for "
+                          f"local dephasing (docs/physics.md#dephasing).", ProbeBypassWarning, stacklevel=2)
 
     basis_np = _difference_basis(curves, field.shape[0])
     basis = jnp.asarray(basis_np)
