@@ -207,6 +207,7 @@ class GrapheneEnsemble(eqx.Module):
         return int(self.smooth.shape[0])
 
     def data(self):
+        """What differs between realizations (leading axis)."""
         return self.smooth, self.short_range, self.twist
 
     def system(self, data, params: GrapheneParameters, tau_phi, field) -> tuple[Model, Disorder]:
@@ -310,9 +311,8 @@ class InferenceResult(Estimate):
         local_fits: (parameters, chi^2) of every local fit (one per refined grid minimum), same weights:
             several with similar chi^2 and different parameters mean the data do not single out one solution.
 
-    An :class:`~difftransport.stats.Estimate` of ("tau_phi[0]", ..., then the shared names, e.g. "rashba",
-    "field_scale"), whose
-    ``covariance`` is that of p to first order, p_i p_j log_covariance_ij.
+    An :class:`~difftransport.stats.Estimate` of ("tau_phi[0]", ..., then the shared names of the model, e.g.
+    "rashba", "field_scale"), whose ``covariance`` is that of p to first order, p_i p_j log_covariance_ij.
     """
 
     params: _Parameters
