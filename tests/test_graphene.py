@@ -1,5 +1,6 @@
-"""The graphene experiments' pipelines (experiments/graphene.py, graphene_dephasing.py) at small size: the ensemble entries of their configs
-run on a small cylinder, and its McCann analysis recovers known fields from synthetic per-realization curves."""
+"""The graphene experiments' pipelines (experiments/graphene.py, graphene_dephasing.py) at small size: the ensemble
+entries of their configs run on a small cylinder, and their McCann analyses recover known fields from synthetic
+per-realization curves."""
 
 import jax
 import numpy as np
