@@ -251,9 +251,11 @@ def test_one_run_per_folder_and_cheap_refusals(tmp_path, capsys):
 
 
 def test_config_hash_covers_what_changes_numbers():
-    """workers, [fit] and [study] change no number and keep the hash; seed, chunk and a strength change it."""
+    """workers, method, [fit] and [study] change no number and keep the hash; seed, chunk and a strength change
+    it."""
     base = _study.config_hash(_study.validate(_config()))
-    for edit in (lambda c: c["ensemble"].update(workers=2), lambda c: c["fit"].update(knots=5),
+    for edit in (lambda c: c["ensemble"].update(workers=2), lambda c: c["ensemble"].update(method="transfer"),
+                 lambda c: c["fit"].update(knots=5),
                  lambda c: c["study"].update(title="other", figure="other")):
         config = _config()
         edit(config)

@@ -431,3 +431,6 @@ def test_beta_conductances_depend_on_the_realization_only():
                                               batch=2))
     np.testing.assert_allclose(paired[:, 0], every, rtol=1e-12)
     assert paired.shape == (5, 2) and np.all(np.abs(np.diff(every)) > 1e-3)
+    # the study's method = "transfer" (not in the hash): the same conductances
+    np.testing.assert_allclose(np.asarray(beta_conductances(sample, model, 3, np.arange(5), 2, 4.0,
+                                                            method="transfer")), every, rtol=1e-10)

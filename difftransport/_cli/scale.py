@@ -402,10 +402,11 @@ def _plot_fss(c, data, fit, main, by_stage, by_largest, path):
 
 
 @functools.lru_cache(maxsize=32)
-def _conductance_runner(system_items: tuple, length: int, seed: int, chunk: int, devices: tuple):
+def _conductance_runner(system_items: tuple, length: int, seed: int, chunk: int, devices: tuple, method: str = "rgf"):
     """The ChunkRunner of a beta study's L x L (x L) samples: ``runner(indices, strength_index, strength)`` gives
-    their conductances g (``_core.scaling.beta_conductances``). Cached per (system, L, seed, chunk, devices): a
-    refit or a second study in one process reuses the compiled function (W is traced)."""
+    their conductances g (``_core.scaling.beta_conductances`` with solver ``method``). Cached per (system, L, seed,
+    chunk, devices, method): a refit or a second study in one process reuses the compiled function (W is
+    traced)."""
     from .._core.scaling import beta_conductances
     from .._runs.ensemble import ChunkRunner
 
@@ -414,7 +415,7 @@ def _conductance_runner(system_items: tuple, length: int, seed: int, chunk: int,
 
     def batched(indices, strength_index, strength):
         return {"g": beta_conductances(sample, model, seed, indices, strength_index, strength,
-                                       distribution=system["distribution"], su2=system["su2"])}
+                                       distribution=system["distribution"], su2=system["su2"], method=method)}
 
     return ChunkRunner(batched, None, list(devices), chunk, arguments=2)
 
@@ -448,7 +449,8 @@ def _beta_ensembles(c: dict, store: pathlib.Path, *, compute: bool = True, quiet
     _log(f"  {len(tasks) - len(todo)} of {len(tasks)} chunks stored in {store}"
          + (f"; computing {len(todo)}" if todo else ""))
     for L, i, w, span in _progress(todo, len(todo), "beta ensembles", quiet, "chunk"):
-        runner = _conductance_runner(tuple(sorted(system.items())), L, e["seed"], e["chunk"], tuple(jax.local_devices()))
+        runner = _conductance_runner(tuple(sorted(system.items())), L, e["seed"], e["chunk"],
+                                     tuple(jax.local_devices()), e["method"])
         begin = time.perf_counter()
         values = np.concatenate([arrays["g"] for _, arrays in runner(np.arange(*span), np.int32(i), np.float64(w))])
         _write_chunk(path(L, i, span), L, w, values, time.perf_counter() - begin)

@@ -76,6 +76,9 @@ ENSEMBLE = {
     "seed": Field(int, 0, minimum=0),
     "contact_correction": Field(bool, True, doc="remove the leads' contact resistance: 1/g = 1/G - 1/N"),
     "workers": Field(int, 1, minimum=1, doc="accepted for old configs; the chunks are sharded over the devices"),
+    "method": Field(str, "rgf", allowed=("rgf", "transfer"),
+                    doc="the conductance solver: 'rgf' or 'transfer' (the transfer sweep: the same numbers to "
+                        "~1e-11, many times faster on large squares, docs/benchmarks.md)"),
 }
 BETA_FIT = {
     "knots": Field(int, minimum=2),
@@ -199,12 +202,14 @@ def dumps(config: dict) -> str:
 
 def result_relevant(config: dict) -> dict:
     """The part of a normalized study config that determines its numbers: its kind, [system] and [ensemble]
-    (beta), [tmm] (fss) or [dephasing], without ``workers`` (how many runs go in parallel changes no number) and
-    the dephasing study's ``one_loop`` (what it is compared with)."""
+    (beta), [tmm] (fss) or [dephasing], without ``workers`` (how many runs go in parallel changes no number),
+    the beta study's ``method`` (the two solvers give the same conductances to ~1e-11, tests/test_transfer.py, so
+    chunks stored by one are reused by the other) and the dephasing study's ``one_loop`` (what it is compared
+    with)."""
     kind = config["study"]["kind"]
     section = SECTIONS[kind]
     return {"kind": kind, "system": dict(config["system"]),
-            section: {k: v for k, v in config[section].items() if k not in ("workers", "one_loop")}}
+            section: {k: v for k, v in config[section].items() if k not in ("workers", "method", "one_loop")}}
 
 
 def config_hash(config: dict) -> str:
