@@ -8,7 +8,7 @@ Three kinds of study (``[study] kind``):
 * ``"beta"``: conductance ensembles of square (2D) or cubic (3D) samples, <ln g> against L for many W, and
   the scaling function beta(ln g) fitted under single-parameter scaling, against the one-loop asymptote.
 * ``"dephasing"``: beta from derivatives (docs/physics.md#beta-function): on L x L squares with a Buttiker probe
-  on every site, dg/d ln tau_phi of every realization by reverse-mode differentiation, at zero field and at the
+  on every site, dg/d ln tau_phi of every realization by forward-mode differentiation, at zero field and at the
   fields of ``dephasing.fluxes`` (common random numbers), and beta_phi = 2 <slope(0) - slope(B)> / <g> per
   (W, tau_phi) with jackknife errors, against the one-loop beta at <g>.
 

@@ -478,15 +478,17 @@ class DephasingSlopes(eqx.Module):
 
 
 def _slopes(key, sample: Sample, model: Model, draw: dict, log_tau, fluxes):
-    """(fields, 2): the Buttiker-probe g and dg/d ln tau_phi (reverse mode) at every flux of the realization
-    ``draw_disorder(key, sample, **draw)``."""
+    """(fields, 2): the Buttiker-probe g and dg/d ln tau_phi at every flux of the realization
+    ``draw_disorder(key, sample, **draw)``. Forward mode (one tangent, one scalar input): 1.1-1.4x faster than
+    reverse mode through the probe solve (docs/benchmarks.md#buttiker-solver), the same numbers to roundoff."""
     disorder = draw_disorder(key, sample, **draw)
+    log_tau = jnp.asarray(log_tau, jnp.result_type(float))
 
     def g(lt, flux):
         m = eqx.tree_at(lambda x: (x.tau_phi, x.flux), model, (jnp.exp(lt), flux), is_leaf=lambda x: x is None)
         return conductance(sample, m, disorder, dephasing="buttiker")
 
-    return jax.vmap(lambda f: jnp.stack(jax.value_and_grad(g)(log_tau, f)))(fluxes)
+    return jax.vmap(lambda f: jnp.stack(jax.jvp(lambda lt: g(lt, f), (log_tau,), (jnp.ones_like(log_tau),))))(fluxes)
 
 
 def _fluxes(fluxes):
@@ -498,7 +500,7 @@ def _fluxes(fluxes):
 
 def dephasing_slopes(keys, sample: Sample, model: Model, strength, *, fluxes, batch: int = 1,
                      distribution: str = "box", su2: bool = False) -> DephasingSlopes:
-    """d g / d ln tau_phi by reverse-mode differentiation through the Buttiker-probe solve (a probe on every site,
+    """d g / d ln tau_phi by forward-mode differentiation through the Buttiker-probe solve (a probe on every site,
     ``conductance(..., dephasing="buttiker")``), per realization (``draw_disorder(keys[r], sample,
     strength=strength, distribution=distribution, su2=su2)``; box disorder by default, the Anderson potential
     of :func:`difftransport.anderson_potential`) and per flux of ``fluxes`` (common random numbers:
@@ -546,7 +548,7 @@ def study_dephasing_slopes(sample: Sample, model: Model, seed: int, indices, str
     """{"g", "slope"}, each (len(indices), fields): the Buttiker-probe conductance and dg/d ln tau_phi at
     tau_phi = exp(``log_tau``) of realizations ``indices`` (keys of :func:`study_keys`), at every flux of
     ``fluxes`` (``model.flux`` is replaced), ``batch`` realizations at a time (:func:`map_realizations`: the
-    reverse pass through a dense probe solve holds a few (L n)^2 matrices per realization and field). Jittable;
+    derivative through a dense probe solve holds a few (L n)^2 matrices per realization and field). Jittable;
     ``strength_index``, ``strength`` and ``log_tau`` may be traced (one compilation per sample)."""
     fluxes = _fluxes(fluxes)
     keys = study_keys(seed, sample.length, strength_index, indices)
