@@ -501,22 +501,33 @@ def run_beta(c: dict, out: pathlib.Path, stem: str, data: dict) -> dict:
     strengths = [data["strengths"][i] for i in use_w]
     mean = np.asarray(data["mean_log_g"])[np.ix_(use_w, use_l)]
     err = np.asarray(data["stderr_log_g"])[np.ix_(use_w, use_l)]
-    fit = fit_beta(np.asarray(lengths, float), mean, err, knots=f["knots"], smoothing=f["smoothing"],
-                   substeps=f["substeps"], max_steps=f["max_steps"])
     xm, bm, sm = finite_difference_beta(lengths, mean, err)
     lo, hi = float(np.min(mean)), float(np.max(mean))
     grid = np.linspace(lo, hi, 200)
-    beta, band = np.asarray(fit(grid)), np.asarray(fit.stderr(grid))
-    crossings = zero_crossings(grid, beta, band)
-    summary = {
-        "kind": "beta", "title": c["study"]["title"], "seconds": seconds,
-        "data": data,
-        "fit": {"chi2": float(fit.chi2), "dof": fit.dof, "converged": bool(fit.converged),
-                "strengths": strengths, "lengths": lengths,
-                "log_g": grid[::10].tolist(), "beta": beta[::10].tolist(), "beta_stderr": band[::10].tolist(),
-                "zero_crossings_log_g": crossings},
-    }
-    if f["asymptote"] != "none":
+    # The spline has knots + 3 coefficients and each curve one starting value: with fewer data points the study
+    # reports its raw slopes and their one-loop comparisons without a fit.
+    parameters = f["knots"] + 3 + len(strengths)
+    if np.isfinite(mean).sum() <= parameters:
+        fit, beta, band = None, np.full_like(grid, np.nan), np.full_like(grid, np.nan)
+        summary = {"kind": "beta", "title": c["study"]["title"], "seconds": seconds, "data": data,
+                   "fit": {"skipped": f"{int(np.isfinite(mean).sum())} points for {parameters} parameters (knots + 3 "
+                                      "spline coefficients and one start per curve): raw slopes only",
+                           "strengths": strengths, "lengths": lengths}}
+    else:
+        fit = fit_beta(np.asarray(lengths, float), mean, err, knots=f["knots"], smoothing=f["smoothing"],
+                       substeps=f["substeps"], max_steps=f["max_steps"])
+        beta, band = np.asarray(fit(grid)), np.asarray(fit.stderr(grid))
+        summary = {
+            "kind": "beta", "title": c["study"]["title"], "seconds": seconds,
+            "data": data,
+            "fit": {"chi2": float(fit.chi2), "dof": fit.dof, "converged": bool(fit.converged),
+                    "strengths": strengths, "lengths": lengths,
+                    "log_g": grid[::10].tolist(), "beta": beta[::10].tolist(), "beta_stderr": band[::10].tolist(),
+                    "zero_crossings_log_g": zero_crossings(grid, beta, band)},
+        }
+    summary["fit"]["raw_slopes"] = {"log_g_mid": xm.tolist(), "beta": bm.tolist(), "stderr": sm.tolist(),
+                                    "lengths": [[a, b] for a, b in zip(lengths[:-1], lengths[1:])]}
+    if f["asymptote"] != "none" and fit is not None:
         gg = np.exp(grid)
         ref = np.asarray(beta_one_loop(gg, f["asymptote"]))
         big = gg >= 3
@@ -537,8 +548,9 @@ def run_beta(c: dict, out: pathlib.Path, stem: str, data: dict) -> dict:
             summary["fit"]["finite_size_one_loop"] = {"g_min": ONE_LOOP_MIN_G, **one_loop_amplitude(
                 bm, sm, finite, metal), "beta": finite.tolist(), "log_g_mid": xm.tolist()}
         finite = np.where(metal, finite, np.nan)
-    summary["fit"]["max_beta"] = float(np.max(beta))
-    summary["fit"]["min_beta"] = float(np.min(beta))
+    if fit is not None:
+        summary["fit"]["max_beta"] = float(np.max(beta))
+        summary["fit"]["min_beta"] = float(np.min(beta))
     _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, (xm, bm, sm), out / f"{stem}.png",
                finite=finite)
     return summary
@@ -560,10 +572,11 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
     fig, axes = plt.subplots(1, 3 if zoom_panel else 2, figsize=(17 if zoom_panel else 12, 4.6),
                              layout="constrained")
     ax = axes[0]
-    traj = np.asarray(fit.trajectories())
+    traj = np.asarray(fit.trajectories()) if fit is not None else None
     for i, (w, col) in enumerate(zip(strengths, colors)):
         ax.errorbar(lengths, mean[i], yerr=err[i], fmt="o", ms=3.5, color=col, capsize=2, label=f"W = {w:g}")
-        ax.plot(lengths, traj[i], color=col, lw=1)
+        if traj is not None:
+            ax.plot(lengths, traj[i], color=col, lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("L")
     ax.set_ylabel(r"$\langle \ln g\rangle$" + (" (contacts removed)" if c["ensemble"]["contact_correction"] else ""))
@@ -588,13 +601,14 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel(r"$\ln g$  ($g$ in $e^2/h$, all channels)")
     ax.set_ylabel(r"$\beta = d\ln g / d\ln L$")
-    bottom = max(-3.0, float(np.min(beta - 3 * band)) - 0.1)
-    ax.set_ylim(bottom, float(np.max(beta + 3 * band)) + 0.1)
-    visible = grid[beta >= bottom]  # deep-insulator points far below the window only stretch the axis
-    if visible.size:
-        ax.set_xlim(float(visible[0]) - 0.5, float(grid[-1]) + 0.3)
-    ax.set_title(rf"$\chi^2$/dof = {float(fit.chi2):.1f}/{fit.dof}; points: raw slopes between successive L",
-                 fontsize=9)
+    if fit is not None:
+        bottom = max(-3.0, float(np.min(beta - 3 * band)) - 0.1)
+        ax.set_ylim(bottom, float(np.max(beta + 3 * band)) + 0.1)
+        visible = grid[beta >= bottom]  # deep-insulator points far below the window only stretch the axis
+        if visible.size:
+            ax.set_xlim(float(visible[0]) - 0.5, float(grid[-1]) + 0.3)
+    title = rf"$\chi^2$/dof = {float(fit.chi2):.1f}/{fit.dof}" if fit is not None else "no fit (too few points)"
+    ax.set_title(f"{title}; points: raw slopes between successive L", fontsize=9)
     ax.legend(fontsize=8)
     if zoom_panel:  # the one-loop domain, where the asymptote and the finite squares' one loop differ
         ax = axes[2]
