@@ -2,11 +2,13 @@
 GMRES, per shape, for the value of G and for G with d G / d ln tau_phi (jvp); what ``solver="auto"`` picks
 is marked (the solver whose result it reproduces bit for bit).
 
-    python benchmarks/bench_buttiker.py [--repeat 2] [--quick]
+    python benchmarks/bench_buttiker.py [--repeat 2] [--quick] [--large]
 
 Sample: spinless strips of W sites and L slices (spinful with Rashba alpha = 0.3 where stated), E = 1, box
 disorder W_dis = 3.5, flux 0.001, a probe on every site with tau_phi = 33. Each time is the best of ``--repeat``
-calls of one jitted function after compilation; both solvers must agree (to 1e-9 relative).
+calls of one jitted function after compilation; both solvers must agree (to 1e-9 relative). "jvp" is G with
+d G / d ln tau_phi by forward mode, "grad" the same pair by reverse mode (``jax.value_and_grad``). ``--large``
+adds a 96 x 96 square, GMRES only (the direct solve's (L n)^2 = 9216^2 matrices are 1.4 GB each).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ CASES = [  # (label, width, length, spinful)
     ("strip 24x96 (L = 4W)", 24, 96, False), ("strip 16x128 (L = 8W)", 16, 128, False),
     ("square 64x64", 64, 64, False),
 ]
+LARGE = [("square 96x96", 96, 96, False)]
+DENSE_MAX = 5000  # orbitals: beyond this only GMRES is timed
 
 
 def conductance(sample, disorder, solver, log_tau):
@@ -46,32 +50,48 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="the two smallest cases only")
+    parser.add_argument("--large", action="store_true", help="add the 96 x 96 square (GMRES only)")
     args = parser.parse_args()
     print(f"# {platform.processor() or platform.machine()}, {jax.device_count()} device(s) {jax.devices()[0].platform}, "
           f"jax {jax.__version__}")
     print(f"{'case':24s} {'orbitals':>8s} {'auto':>6s} {'dense (s)':>10s} {'gmres (s)':>10s} {'gmres/dense':>11s} "
-          f"{'jvp dense':>10s} {'jvp gmres':>10s} {'ratio':>6s}")
+          f"{'jvp dense':>10s} {'jvp gmres':>10s} {'ratio':>6s} {'grad dense':>10s} {'grad gmres':>10s} "
+          f"{'grad/jvp':>9s}")
     log_tau = jnp.log(33.0)
-    for label, width, length, spinful in CASES[:2] if args.quick else CASES:
+    cases = CASES[:2] if args.quick else CASES + (LARGE if args.large else [])
+    for label, width, length, spinful in cases:
         sample = dt.Sample(dt.strip(width), length, spinful=spinful)
         disorder = dt.draw_disorder(jax.random.key(0), sample, strength=3.5)
-        row, values = [], {}
-        for mode in ("value", "jvp"):
-            for solver in ("dense", "gmres"):
-                if mode == "value":
-                    f = jax.jit(lambda x, s=solver: conductance(sample, disorder, s, x))
-                else:
-                    f = jax.jit(lambda x, s=solver: jax.jvp(lambda y: conductance(sample, disorder, s, y), (x,), (1.0,)))
-                values[mode, solver] = jax.tree.map(float, f(log_tau))
-                row.append(best_time(lambda: f(log_tau), args.repeat))
-        for mode in ("value", "jvp"):
-            a, b = jax.tree.leaves(values[mode, "dense"]), jax.tree.leaves(values[mode, "gmres"])
-            assert all(abs(x - y) <= 1e-9 * max(1.0, abs(x)) for x, y in zip(a, b)), (label, mode, a, b)
         orbitals = length * sample.orbitals * width
+        solvers = ("dense", "gmres") if orbitals <= DENSE_MAX else ("gmres",)
+        times, values = {}, {}
+        for mode in ("value", "jvp", "grad"):
+            for solver in solvers:
+                def g(y, s=solver):
+                    return conductance(sample, disorder, s, y)
+                if mode == "value":
+                    f = jax.jit(g)
+                elif mode == "jvp":
+                    f = jax.jit(lambda x, g=g: jax.jvp(g, (x,), (1.0,)))
+                else:
+                    f = jax.jit(jax.value_and_grad(g))
+                values[mode, solver] = jax.tree.map(float, f(log_tau))
+                times[mode, solver] = best_time(lambda: f(log_tau), args.repeat)
+        pair = jax.tree.leaves(values["jvp", solvers[0]])  # (G, dG/d ln tau_phi)
+        for (mode, solver), value in values.items():
+            got, want = jax.tree.leaves(value), pair[:1] if mode == "value" else pair
+            assert all(abs(x - y) <= 1e-9 * max(1.0, abs(y)) for x, y in zip(got, want)), (label, mode, solver, got)
         picked = float(jax.jit(lambda x: conductance(sample, disorder, "auto", x))(log_tau))
-        auto = "dense" if picked == values["value", "dense"] else "gmres" if picked == values["value", "gmres"] else "?"
-        print(f"{label:24s} {orbitals:8d} {auto:>6s} {row[0]:10.3f} {row[1]:10.3f} {row[1] / row[0]:11.2f} "
-              f"{row[2]:10.3f} {row[3]:10.3f} {row[3] / row[2]:6.2f}", flush=True)
+        auto = next((s for s in solvers if picked == values["value", s]), "?")
+
+        def t(mode, solver):
+            return times.get((mode, solver), float("nan"))
+
+        best = "dense" if "dense" in solvers and auto == "dense" else "gmres"
+        print(f"{label:24s} {orbitals:8d} {auto:>6s} {t('value', 'dense'):10.3f} {t('value', 'gmres'):10.3f} "
+              f"{t('value', 'gmres') / t('value', 'dense'):11.2f} {t('jvp', 'dense'):10.3f} {t('jvp', 'gmres'):10.3f} "
+              f"{t('jvp', 'gmres') / t('jvp', 'dense'):6.2f} {t('grad', 'dense'):10.3f} {t('grad', 'gmres'):10.3f} "
+              f"{t('grad', best) / t('jvp', best):9.2f}", flush=True)
 
 
 if __name__ == "__main__":

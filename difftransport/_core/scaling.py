@@ -479,7 +479,7 @@ class DephasingSlopes(eqx.Module):
 
 def _slopes(key, sample: Sample, model: Model, draw: dict, log_tau, fluxes):
     """(fields, 2): the Buttiker-probe g and dg/d ln tau_phi at every flux of the realization
-    ``draw_disorder(key, sample, **draw)``. Forward mode (one tangent, one scalar input): 1.1-1.4x faster than
+    ``draw_disorder(key, sample, **draw)``. Forward mode (one tangent, one scalar input): 1.0-1.3x faster than
     reverse mode through the probe solve (docs/benchmarks.md#buttiker-solver), the same numbers to roundoff."""
     disorder = draw_disorder(key, sample, **draw)
     log_tau = jnp.asarray(log_tau, jnp.result_type(float))
