@@ -317,16 +317,16 @@ def test_failing_fss_study_keeps_its_runs(tmp_path, monkeypatch, capsys):
 
 
 def test_beta_study_with_too_few_points_reports_raw_slopes(tmp_path):
-    """One strength on three lengths is too few points for the spline fit (knots + 3 coefficients and one start):
-    the study says so and still reports the raw slopes between successive lengths (the same as
-    finite_difference_beta of its table) and their finite-square one loop, by the transfer sweep."""
-    config = _config(lengths=[4, 6, 8], strengths=[2.0], realizations=16, method="transfer")
+    """One strength on two lengths is too few points for the spline fit (knots + 3 coefficients and one start):
+    the study says so and still reports the raw slope between the lengths (the same as finite_difference_beta of
+    its table). The module's compiled conductances are reused (same lengths, seed and chunk)."""
+    config = _config(strengths=[2.0], realizations=16)
     out = tmp_path / "out"
     assert _main(_write(tmp_path / "few.toml", config), out) == 0
     summary = json.loads((out / "tiny_beta.json").read_text())
     fit = summary["fit"]
-    assert fit["skipped"].startswith("3 points for 6 parameters") and "chi2" not in fit
-    x, b, s = dt.finite_difference_beta([4, 6, 8], summary["data"]["mean_log_g"], summary["data"]["stderr_log_g"])
+    assert fit["skipped"].startswith("2 points for 6 parameters") and "chi2" not in fit
+    x, b, s = dt.finite_difference_beta([4, 6], summary["data"]["mean_log_g"], summary["data"]["stderr_log_g"])
     np.testing.assert_allclose(fit["raw_slopes"]["beta"], b, rtol=1e-12)
     np.testing.assert_allclose(fit["raw_slopes"]["stderr"], s, rtol=1e-12)
-    assert fit["raw_slopes"]["lengths"] == [[4, 6], [6, 8]] and (out / "tiny_beta.png").exists()
+    assert fit["raw_slopes"]["lengths"] == [[4, 6]] and (out / "tiny_beta.png").exists()
