@@ -1,0 +1,181 @@
+"""beta(g) in 2D by the two routes on one figure: the size route (<ln g> at L and 2L) and the derivative route
+(dg/d ln tau_phi through the Buttiker probes), with the one-loop lines, from the summaries that
+`difftransport scale` wrote for the studies below (run them first; docs/gallery.md#beta-routes).
+
+    python experiments/beta_routes.py [--size out/scaling_beta_hardwall_2d] \
+        [--confirm out/scaling_beta_hardwall_2d_confirm] [--derivative out/scaling_dephasing_2d] \
+        [--symplectic out/scaling_dephasing_su2_2d] [--out out/beta_routes]
+
+Size route: beta between successive lengths (contacts removed) at g_mid = exp of the pair's mean <ln g>, with the
+finite-square one loop of the study beside it; the confirmatory run (fresh realizations of the same case, optional)
+is drawn beside the first and combined with it by inverse variance. Derivative route: beta_phi = 2 <slope(0) -
+slope(B)> / <g> at every (tau_phi, subtraction field), against -1/(pi g) (orthogonal) and +1/(pi g) (symplectic,
+total g). Every point is printed with its ratio to the one loop and its deviation in standard errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+import difftransport as dt
+
+
+def summary(folder: pathlib.Path) -> dict | None:
+    """The study's summary JSON in ``folder`` (None if the study has not been run)."""
+    found = [p for p in sorted(folder.glob("*.json")) if p.name != "config.json"] if folder.is_dir() else []
+    return json.loads(found[0].read_text()) if found else None
+
+
+def size_points(s: dict) -> list[dict]:
+    """Per disorder strength and successive pair of lengths: ln g_mid, beta, its error, the one loop and the
+    finite-square one loop (where the study computed it)."""
+    d = s["data"]
+    lengths = d["lengths"]
+    mean, err = np.asarray(d["mean_log_g"]), np.asarray(d["stderr_log_g"])
+    xm, bm, sm = (np.asarray(a) for a in dt.finite_difference_beta(lengths, mean, err))
+    finite = s["fit"].get("finite_size_one_loop", {}).get("beta")
+    rows = []
+    for i, w in enumerate(d["strengths"]):
+        for j in range(len(lengths) - 1):
+            g = float(np.exp(xm[i, j]))
+            rows.append({"strength": w, "pair": (lengths[j], lengths[j + 1]), "log_g": float(xm[i, j]),
+                         "beta": float(bm[i, j]), "stderr": float(sm[i, j]),
+                         "one_loop": float(dt.beta_one_loop(g, "orthogonal")),
+                         "finite": float(np.asarray(finite)[i, j]) if finite is not None else None})
+    return rows
+
+
+def derivative_points(s: dict) -> list[dict]:
+    d = s["data"]
+    rows = []
+    for row in d["table"]:
+        for f in row["fields"]:
+            rows.append({"strength": row["strength"], "tau_phi": row["tau_phi"], "flux": f["flux"],
+                         "log_g": float(np.log(row["g"])), "beta": f["beta"], "stderr": f["beta_stderr"],
+                         "one_loop": row["one_loop"], "length": d["length"]})
+    return rows
+
+
+RHO = 0.1419  # clean density of states per site and spin at |E| = 1 (both studies' energies), K(k)/(2 pi^2)
+
+
+def l_phi(g_per_spin, tau_phi):
+    """L_phi = sqrt(D tau_phi), D = g / (2 pi rho) from the Einstein relation (g per spin, e^2/h; lattice units)."""
+    return math.sqrt(g_per_spin / (2 * math.pi * RHO) * tau_phi)
+
+
+def ratio_panel(ax, rows, marker, color, label, *, scale):
+    """beta / one loop against the scale at which it was measured, for the rows with g >= 3 (the one-loop domain)."""
+    rows = [r for r in rows if math.exp(r["log_g"]) >= 3]
+    x = [scale(r) for r in rows]
+    y = [r["beta"] / r["one_loop"] for r in rows]
+    e = [r["stderr"] / abs(r["one_loop"]) for r in rows]
+    ax.errorbar(x, y, yerr=e, fmt=marker, color=color, mfc="none" if marker in "sD" else color, ms=6, capsize=2,
+                label=label)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=pathlib.Path, default=pathlib.Path("out/scaling_beta_hardwall_2d"))
+    parser.add_argument("--confirm", type=pathlib.Path, default=pathlib.Path("out/scaling_beta_hardwall_2d_confirm"))
+    parser.add_argument("--derivative", type=pathlib.Path, default=pathlib.Path("out/scaling_dephasing_2d"))
+    parser.add_argument("--symplectic", type=pathlib.Path, default=pathlib.Path("out/scaling_dephasing_su2_2d"))
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/beta_routes"))
+    args = parser.parse_args()
+    studies = {name: summary(getattr(args, name)) for name in ("size", "derivative", "symplectic")}
+    missing = [name for name, s in studies.items() if s is None]
+    if missing:
+        raise SystemExit(f"error: no study summary for {missing} (run `difftransport scale` on its config first).")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5.2), layout="constrained")
+    colors = plt.cm.plasma(np.linspace(0.1, 0.75, 4))
+    print("size route (orthogonal)")
+    size = size_points(studies["size"])
+    for k, pair in enumerate(sorted({r["pair"] for r in size})):
+        sel = [r for r in size if r["pair"] == pair]
+        ax.errorbar([r["log_g"] for r in sel], [r["beta"] for r in sel], yerr=[r["stderr"] for r in sel], fmt="o",
+                    color=colors[k % len(colors)], ms=5, capsize=2, label=f"size route L = {pair[0]} -> {pair[1]}")
+        ax.plot([r["log_g"] for r in sel], [r["finite"] for r in sel], "_", color=colors[k % len(colors)], ms=14,
+                mew=2)
+    for r in size:
+        finite = f", finite square {r['finite']:+.4f} (z {(r['beta'] - r['finite']) / r['stderr']:+.1f})" \
+            if r["finite"] is not None else ""
+        print(f"  W {r['strength']:g} L {r['pair'][0]}->{r['pair'][1]}: g {np.exp(r['log_g']):.3f} beta "
+              f"{r['beta']:+.4f} +- {r['stderr']:.4f}, one loop {r['one_loop']:+.4f} ratio "
+              f"{r['beta'] / r['one_loop']:.2f} +- {r['stderr'] / abs(r['one_loop']):.2f} (z "
+              f"{(r['beta'] - r['one_loop']) / r['stderr']:+.1f}){finite}")
+    confirm = summary(args.confirm)
+    if confirm is not None:
+        print("size route, confirmatory run")
+        first = {(r["strength"], r["pair"]): r for r in size}
+        again = size_points(confirm)
+        ax.errorbar([r["log_g"] for r in again], [r["beta"] for r in again], yerr=[r["stderr"] for r in again],
+                    fmt="^", color="0.35", ms=5, capsize=2, label="size route, confirmatory run (fresh realizations)")
+        for r in again:
+            print(f"  W {r['strength']:g} L {r['pair'][0]}->{r['pair'][1]}: g {np.exp(r['log_g']):.3f} beta "
+                  f"{r['beta']:+.4f} +- {r['stderr']:.4f}, one loop {r['one_loop']:+.4f} ratio "
+                  f"{r['beta'] / r['one_loop']:.3f} +- {r['stderr'] / abs(r['one_loop']):.3f} (z "
+                  f"{(r['beta'] - r['one_loop']) / r['stderr']:+.1f}; above 0.79: "
+                  f"{(r['beta'] / r['one_loop'] - 0.79) / (r['stderr'] / abs(r['one_loop'])):+.1f})")
+            old = first.get((r["strength"], r["pair"]))
+            if old is not None:
+                w1, w2 = old["stderr"] ** -2, r["stderr"] ** -2
+                b, e = (w1 * old["beta"] + w2 * r["beta"]) / (w1 + w2), (w1 + w2) ** -0.5
+                one = 0.5 * (old["one_loop"] + r["one_loop"])
+                print(f"    combined with the first run: {b:+.4f} +- {e:.4f}, ratio {b / one:.3f} +- "
+                      f"{e / abs(one):.3f} (z {(b - one) / e:+.1f})")
+    ratio_panel(bx, size, "o", "tab:purple", "size route (seed 6)", scale=lambda r: math.sqrt(2) * r["pair"][0])
+    if confirm is not None:
+        ratio_panel(bx, again, "^", "0.35", "size route, confirmatory run (seed 7)",
+                    scale=lambda r: math.sqrt(2) * r["pair"][0])
+    for name, marker, label in (("derivative", "s", "derivative route, orthogonal"),
+                                ("symplectic", "D", "derivative route, symplectic (SU(2))")):
+        print(label)
+        rows = derivative_points(studies[name])
+        spins = 2 if name == "symplectic" else 1
+        ratio_panel(bx, rows, marker, "tab:blue" if name == "derivative" else "tab:green", label,
+                    scale=lambda r, spins=spins: l_phi(math.exp(r["log_g"]) / spins, r["tau_phi"]))
+        length = rows[0]["length"]
+        ax.errorbar([r["log_g"] for r in rows], [r["beta"] for r in rows], yerr=[r["stderr"] for r in rows],
+                    fmt=marker, mfc="none", color="tab:blue" if name == "derivative" else "tab:green", ms=6,
+                    capsize=2, label=f"{label}, {length}$^2$")
+        for r in rows:
+            print(f"  tau_phi {r['tau_phi']:g} flux {r['flux']:g}: g {np.exp(r['log_g']):.3f} beta_phi "
+                  f"{r['beta']:+.4f} +- {r['stderr']:.4f}, one loop {r['one_loop']:+.4f} ratio "
+                  f"{r['beta'] / r['one_loop']:.2f} +- {r['stderr'] / abs(r['one_loop']):.2f} (z "
+                  f"{(r['beta'] - r['one_loop']) / r['stderr']:+.1f})")
+    x = np.linspace(0.6, 2.2, 100)
+    ax.plot(x, np.asarray(dt.beta_one_loop(np.exp(x), "orthogonal")), "k--", lw=1, label=r"$-1/\pi g$ (orthogonal)")
+    ax.plot(x, np.asarray(dt.beta_one_loop(np.exp(x), "symplectic")), "k:", lw=1,
+            label=r"$+1/\pi g$ (symplectic, total $g$)")
+    ax.plot([], [], "_", color="0.3", ms=14, mew=2, label="finite-square one loop (size route)")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel(r"$\ln g$  ($e^2/h$, contacts removed)")
+    ax.set_ylabel(r"$\beta$")
+    ax.set_title("2D: beta from sizes and from dephasing derivatives", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    bx.axhspan(0.85, 1.15, color="0.85", zorder=0, label="within 15% of the one loop")
+    bx.axhline(1, color="k", lw=0.8)
+    bx.axhline(0.79, color="tab:red", lw=0.8, ls=":", label="0.79: the size route's earlier finite-size amplitude")
+    bx.set_xscale("log")
+    bx.set_xlabel(r"scale: $\sqrt{2}\,L$ of the pair $L \to 2L$ (size route), $L_\varphi = \sqrt{D\tau_\varphi}$ "
+                  "(derivative route)")
+    bx.set_ylabel(r"$\beta$ / one loop ($\mp 1/\pi g$)")
+    bx.set_title("approach to the one loop (W = 2.5 and SU(2) only; g = 3.3-4.1)", fontsize=10)
+    bx.legend(fontsize=7, loc="lower left")
+    fig.savefig(args.out / "beta_routes.png", dpi=130)
+    print(f"figure: {args.out / 'beta_routes.png'}")
+
+
+if __name__ == "__main__":
+    main()
