@@ -580,15 +580,17 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
     ax.set_xscale("log")
     ax.set_xlabel("L")
     ax.set_ylabel(r"$\langle \ln g\rangle$" + (" (contacts removed)" if c["ensemble"]["contact_correction"] else ""))
-    ax.set_title(f"{c['study']['title']}: data and single-parameter-scaling fit", fontsize=9)
+    ax.set_title(f"{c['study']['title']}: data" + (" and single-parameter-scaling fit" if fit is not None else ""),
+                 fontsize=9)
     ax.legend(fontsize=7, ncol=2)
 
     ax = axes[1]
     xm, bm, sm = raw
     for i, col in enumerate(colors):
         ax.errorbar(xm[i], bm[i], yerr=sm[i], fmt=".", color=col, alpha=0.6, capsize=1.5)
-    ax.fill_between(grid, beta - 2 * band, beta + 2 * band, color="C0", alpha=0.25, label=r"fit $\pm 2\sigma$")
-    ax.plot(grid, beta, color="C0", lw=2, label=r"fitted $\beta(\ln g)$")
+    if fit is not None:
+        ax.fill_between(grid, beta - 2 * band, beta + 2 * band, color="C0", alpha=0.25, label=r"fit $\pm 2\sigma$")
+        ax.plot(grid, beta, color="C0", lw=2, label=r"fitted $\beta(\ln g)$")
     if f["asymptote"] != "none":
         gg = np.exp(grid)
         sel = gg > 0.8
@@ -619,8 +621,9 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
             ax.plot(xm[i][m], finite[i][m], "x", ms=7, color=col)
         x0, x1 = float(np.min(xm[metal])) - 0.1, float(np.max(xm[metal])) + 0.1
         zoom = (grid >= x0) & (grid <= x1)
-        ax.fill_between(grid[zoom], (beta - 2 * band)[zoom], (beta + 2 * band)[zoom], color="C0", alpha=0.25)
-        ax.plot(grid[zoom], beta[zoom], color="C0", lw=2, label=r"fitted $\beta(\ln g)$")
+        if fit is not None:
+            ax.fill_between(grid[zoom], (beta - 2 * band)[zoom], (beta + 2 * band)[zoom], color="C0", alpha=0.25)
+            ax.plot(grid[zoom], beta[zoom], color="C0", lw=2, label=r"fitted $\beta(\ln g)$")
         ax.plot(grid[zoom], np.asarray(beta_one_loop(np.exp(grid[zoom]), f["asymptote"])), "k--", lw=1,
                 label=f"one loop ({f['asymptote']}), L → ∞")
         ax.plot([], [], "kx", ms=7, label="one loop of the finite squares")
