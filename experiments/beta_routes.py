@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import difftransport as dt
+from difftransport import theory
 
 
 def summary(folder: pathlib.Path) -> dict | None:
@@ -65,12 +66,11 @@ def derivative_points(s: dict) -> list[dict]:
     return rows
 
 
-RHO = 0.1419  # clean density of states per site and spin at |E| = 1 (both studies' energies), K(k)/(2 pi^2)
-
-
 def l_phi(g_per_spin, tau_phi):
-    """L_phi = sqrt(D tau_phi), D = g / (2 pi rho) from the Einstein relation (g per spin, e^2/h; lattice units)."""
-    return math.sqrt(g_per_spin / (2 * math.pi * RHO) * tau_phi)
+    """L_phi = sqrt(D tau_phi) with D from the Einstein relation (theory.diffusion_constant), g per spin in e^2/h
+    and the clean density of states per site and spin at |E| = 1, both studies' energy (0.1419; lattice units)."""
+    rho = float(theory.square_lattice_dos(1.0))
+    return float(theory.coherence_length(theory.diffusion_constant(g_per_spin, rho), tau_phi))
 
 
 def ratio_panel(ax, rows, marker, color, label, *, scale):
