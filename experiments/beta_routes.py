@@ -4,11 +4,13 @@
 
     python experiments/beta_routes.py [--size out/scaling_beta_hardwall_2d] \
         [--confirm out/scaling_beta_hardwall_2d_confirm] [--derivative out/scaling_dephasing_2d] \
-        [--symplectic out/scaling_dephasing_su2_2d] [--out out/beta_routes]
+        [--symplectic out/scaling_dephasing_su2_2d] [--symplectic-size out/scaling_beta_su2_hardwall_2d] \
+        [--out out/beta_routes]
 
 Size route: beta between successive lengths (contacts removed) at g_mid = exp of the pair's mean <ln g>, with the
 finite-square one loop of the study beside it; the confirmatory run (fresh realizations of the same case, optional)
-is drawn beside the first and combined with it by inverse variance. Derivative route: beta_phi = 2 <slope(0) -
+is drawn beside the first and combined with it by inverse variance; the symplectic size route on the SU(2) model
+(optional) beside the symplectic derivative route. Derivative route: beta_phi = 2 <slope(0) -
 slope(B)> / <g> at every (tau_phi, subtraction field), against -1/(pi g) (orthogonal) and +1/(pi g) (symplectic,
 total g). Every point is printed with its ratio to the one loop and its deviation in standard errors.
 """
@@ -36,9 +38,9 @@ def summary(folder: pathlib.Path) -> dict | None:
     return json.loads(found[0].read_text()) if found else None
 
 
-def size_points(s: dict) -> list[dict]:
-    """Per disorder strength and successive pair of lengths: ln g_mid, beta, its error, the one loop and the
-    finite-square one loop (where the study computed it)."""
+def size_points(s: dict, symmetry: str = "orthogonal") -> list[dict]:
+    """Per disorder strength and successive pair of lengths: ln g_mid, beta, its error, the one loop of
+    ``symmetry`` and the finite-square one loop (where the study computed it)."""
     d = s["data"]
     lengths = d["lengths"]
     mean, err = np.asarray(d["mean_log_g"]), np.asarray(d["stderr_log_g"])
@@ -50,7 +52,7 @@ def size_points(s: dict) -> list[dict]:
             g = float(np.exp(xm[i, j]))
             rows.append({"strength": w, "pair": (lengths[j], lengths[j + 1]), "log_g": float(xm[i, j]),
                          "beta": float(bm[i, j]), "stderr": float(sm[i, j]),
-                         "one_loop": float(dt.beta_one_loop(g, "orthogonal")),
+                         "one_loop": float(dt.beta_one_loop(g, symmetry)),
                          "finite": float(np.asarray(finite)[i, j]) if finite is not None else None})
     return rows
 
@@ -89,6 +91,8 @@ def main():
     parser.add_argument("--confirm", type=pathlib.Path, default=pathlib.Path("out/scaling_beta_hardwall_2d_confirm"))
     parser.add_argument("--derivative", type=pathlib.Path, default=pathlib.Path("out/scaling_dephasing_2d"))
     parser.add_argument("--symplectic", type=pathlib.Path, default=pathlib.Path("out/scaling_dephasing_su2_2d"))
+    parser.add_argument("--symplectic-size", type=pathlib.Path,
+                        default=pathlib.Path("out/scaling_beta_su2_hardwall_2d"))
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/beta_routes"))
     args = parser.parse_args()
     studies = {name: summary(getattr(args, name)) for name in ("size", "derivative", "symplectic")}
@@ -138,6 +142,22 @@ def main():
     if confirm is not None:
         ratio_panel(bx, again, "^", "0.35", "size route, confirmatory run (seed 7)",
                     scale=lambda r: math.sqrt(2) * r["pair"][0])
+    su2 = summary(args.symplectic_size)
+    if su2 is not None:
+        print("size route, symplectic (SU(2))")
+        rows = size_points(su2, "symplectic")
+        ax.errorbar([r["log_g"] for r in rows], [r["beta"] for r in rows], yerr=[r["stderr"] for r in rows],
+                    fmt="v", color="tab:olive", ms=5, capsize=2, label="size route, symplectic (SU(2))")
+        ax.plot([r["log_g"] for r in rows], [r["finite"] for r in rows], "_", color="tab:olive", ms=14, mew=2)
+        ratio_panel(bx, rows, "v", "tab:olive", "size route, symplectic (SU(2))",
+                    scale=lambda r: math.sqrt(2) * r["pair"][0])
+        for r in rows:
+            finite = f", finite square {r['finite']:+.4f} (z {(r['beta'] - r['finite']) / r['stderr']:+.1f})" \
+                if r["finite"] is not None else ""
+            print(f"  L {r['pair'][0]}->{r['pair'][1]}: g {np.exp(r['log_g']):.3f} beta {r['beta']:+.4f} +- "
+                  f"{r['stderr']:.4f} (z from 0 {r['beta'] / r['stderr']:+.1f}), one loop {r['one_loop']:+.4f} ratio "
+                  f"{r['beta'] / r['one_loop']:.2f} +- {r['stderr'] / abs(r['one_loop']):.2f} (z "
+                  f"{(r['beta'] - r['one_loop']) / r['stderr']:+.1f}){finite}")
     for name, marker, label in (("derivative", "s", "derivative route, orthogonal"),
                                 ("symplectic", "D", "derivative route, symplectic (SU(2))")):
         print(label)
