@@ -85,6 +85,18 @@ def ratio_panel(ax, rows, marker, color, label, *, scale):
                 label=label)
 
 
+def describe(r: dict, digits: int = 2) -> str:
+    """One point as printed: g, beta with its error and its z from 0, the one loop with the ratio and z, and the
+    finite-square one loop with its z where the study has it."""
+    ratio, ratio_se = r["beta"] / r["one_loop"], r["stderr"] / abs(r["one_loop"])
+    text = (f"g {np.exp(r['log_g']):.3f} beta {r['beta']:+.4f} +- {r['stderr']:.4f} (z from 0 "
+            f"{r['beta'] / r['stderr']:+.1f}), one loop {r['one_loop']:+.4f} ratio {ratio:.{digits}f} +- "
+            f"{ratio_se:.{digits}f} (z {(r['beta'] - r['one_loop']) / r['stderr']:+.1f})")
+    if r.get("finite") is not None:
+        text += f", finite square {r['finite']:+.4f} (z {(r['beta'] - r['finite']) / r['stderr']:+.1f})"
+    return text
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=pathlib.Path, default=pathlib.Path("out/scaling_beta_hardwall_2d"))
@@ -112,12 +124,7 @@ def main():
         ax.plot([r["log_g"] for r in sel], [r["finite"] for r in sel], "_", color=colors[k % len(colors)], ms=14,
                 mew=2)
     for r in size:
-        finite = f", finite square {r['finite']:+.4f} (z {(r['beta'] - r['finite']) / r['stderr']:+.1f})" \
-            if r["finite"] is not None else ""
-        print(f"  W {r['strength']:g} L {r['pair'][0]}->{r['pair'][1]}: g {np.exp(r['log_g']):.3f} beta "
-              f"{r['beta']:+.4f} +- {r['stderr']:.4f}, one loop {r['one_loop']:+.4f} ratio "
-              f"{r['beta'] / r['one_loop']:.2f} +- {r['stderr'] / abs(r['one_loop']):.2f} (z "
-              f"{(r['beta'] - r['one_loop']) / r['stderr']:+.1f}){finite}")
+        print(f"  W {r['strength']:g} L {r['pair'][0]}->{r['pair'][1]}: {describe(r)}")
     confirm = summary(args.confirm)
     if confirm is not None:
         print("size route, confirmatory run")
@@ -126,11 +133,8 @@ def main():
         ax.errorbar([r["log_g"] for r in again], [r["beta"] for r in again], yerr=[r["stderr"] for r in again],
                     fmt="^", color="0.35", ms=5, capsize=2, label="size route, confirmatory run (fresh realizations)")
         for r in again:
-            print(f"  W {r['strength']:g} L {r['pair'][0]}->{r['pair'][1]}: g {np.exp(r['log_g']):.3f} beta "
-                  f"{r['beta']:+.4f} +- {r['stderr']:.4f}, one loop {r['one_loop']:+.4f} ratio "
-                  f"{r['beta'] / r['one_loop']:.3f} +- {r['stderr'] / abs(r['one_loop']):.3f} (z "
-                  f"{(r['beta'] - r['one_loop']) / r['stderr']:+.1f}; above 0.79: "
-                  f"{(r['beta'] / r['one_loop'] - 0.79) / (r['stderr'] / abs(r['one_loop'])):+.1f})")
+            print(f"  W {r['strength']:g} L {r['pair'][0]}->{r['pair'][1]}: {describe(r, 3)}; above 0.79: "
+                  f"{(r['beta'] / r['one_loop'] - 0.79) / (r['stderr'] / abs(r['one_loop'])):+.1f}")
             old = first.get((r["strength"], r["pair"]))
             if old is not None:
                 w1, w2 = old["stderr"] ** -2, r["stderr"] ** -2
@@ -152,12 +156,7 @@ def main():
         ratio_panel(bx, rows, "v", "tab:olive", "size route, symplectic (SU(2))",
                     scale=lambda r: math.sqrt(2) * r["pair"][0])
         for r in rows:
-            finite = f", finite square {r['finite']:+.4f} (z {(r['beta'] - r['finite']) / r['stderr']:+.1f})" \
-                if r["finite"] is not None else ""
-            print(f"  L {r['pair'][0]}->{r['pair'][1]}: g {np.exp(r['log_g']):.3f} beta {r['beta']:+.4f} +- "
-                  f"{r['stderr']:.4f} (z from 0 {r['beta'] / r['stderr']:+.1f}), one loop {r['one_loop']:+.4f} ratio "
-                  f"{r['beta'] / r['one_loop']:.2f} +- {r['stderr'] / abs(r['one_loop']):.2f} (z "
-                  f"{(r['beta'] - r['one_loop']) / r['stderr']:+.1f}){finite}")
+            print(f"  L {r['pair'][0]}->{r['pair'][1]}: {describe(r)}")
     for name, marker, label in (("derivative", "s", "derivative route, orthogonal"),
                                 ("symplectic", "D", "derivative route, symplectic (SU(2))")):
         print(label)
@@ -170,10 +169,7 @@ def main():
                     fmt=marker, mfc="none", color="tab:blue" if name == "derivative" else "tab:green", ms=6,
                     capsize=2, label=f"{label}, {length}$^2$")
         for r in rows:
-            print(f"  tau_phi {r['tau_phi']:g} flux {r['flux']:g}: g {np.exp(r['log_g']):.3f} beta_phi "
-                  f"{r['beta']:+.4f} +- {r['stderr']:.4f}, one loop {r['one_loop']:+.4f} ratio "
-                  f"{r['beta'] / r['one_loop']:.2f} +- {r['stderr'] / abs(r['one_loop']):.2f} (z "
-                  f"{(r['beta'] - r['one_loop']) / r['stderr']:+.1f})")
+            print(f"  tau_phi {r['tau_phi']:g} flux {r['flux']:g}: {describe(r)}")
     x = np.linspace(0.6, 2.2, 100)
     ax.plot(x, np.asarray(dt.beta_one_loop(np.exp(x), "orthogonal")), "k--", lw=1, label=r"$-1/\pi g$ (orthogonal)")
     ax.plot(x, np.asarray(dt.beta_one_loop(np.exp(x), "symplectic")), "k:", lw=1,
