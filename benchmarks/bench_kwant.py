@@ -4,20 +4,28 @@ conductance difference on identical potentials.
 
     bash benchmarks/kwant_env.sh                 # once: builds .kwant-venv (Kwant is never our dependency)
     python benchmarks/bench_kwant.py [--cases strip32 bar8] [--batch N] [--repeat 3] [--kwant-realizations N]
-                                     [--method rgf|transfer|auto]
+                                     [--method rgf|transfer|auto] [--workers N] [--kwant-processes N]
 
 Systems (all at E = 1, box disorder of width W_dis = 2, hopping t = 1, hard walls, clean leads of the same
 cross-section): spinless strips W x L = 32 x 128, 64 x 256, 128 x 512; a spinful strip with Rashba
 alpha = 0.2, 32 x 128; a cubic bar 8 x 8 x 64 (W x H x L). Conventions are those of the Kwant references
 (tests/data/REFERENCE_README.md), so one potential array V[x, y(, z)] feeds both codes unchanged.
 
-difftransport: a jitted vmap over a batch of realizations, best of ``--repeat`` calls after compilation
-(``bench_rgf.time_conductance``; its flop model, 16 n^3 real flops per slice, gives the GFLOP/s, RGF-equivalent
-for ``--method transfer``). Kwant:
+difftransport, two ways: "1 call", a jitted vmap over a batch of realizations, best of ``--repeat`` calls after
+compilation (``bench_rgf.time_conductance``; its flop model, 16 n^3 real flops per slice, gives the GFLOP/s,
+RGF-equivalent for ``--method transfer``); and "ensemble", what ``difftransport run`` does with an ensemble on
+this machine: chunks through ``runs.ChunkRunner``, ``--workers`` at once in threads (default: the runner's
+default, one per core on a CPU), each of batch / workers realizations (as many in flight as in the one call),
+wall clock per realization (``bench_rgf.time_ensemble``). K/ours
+is Kwant's time per realization over the ensemble time. Kwant:
 ``kwant.smatrix(...).transmission(1, 0)`` per realization on a system finalized once (the potential enters
 through ``params``), the default MUMPS solver, in a subprocess running ``.kwant-venv/bin/python``; its time
 per realization is the best over ``--kwant-realizations`` realizations, after an untimed warm-up on a small
-system. Those same realizations are evaluated by difftransport and max |G_ours - G_kwant| is printed.
+system. Those same realizations are evaluated by difftransport and max |G_ours - G_kwant| is printed. With
+``--kwant-processes N`` (N > 1) Kwant also runs once with its BLAS on one thread (faster than its threaded
+default on small systems) and then as N such processes at once, each on the same realizations; their ensemble
+time per realization (the slowest process's summed seconds over all realizations) is printed, so that both codes'
+ensembles use every core.
 Without the Kwant venv the suite says so and reports difftransport alone.
 """
 
@@ -38,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import difftransport as dt
-from bench_rgf import cpu_model, gemm_gflops, time_conductance
+from bench_rgf import cpu_model, gemm_gflops, time_conductance, time_ensemble
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 KWANT_PYTHON = ROOT / ".kwant-venv" / "bin" / "python"
@@ -124,16 +132,31 @@ json.dump({"G": conductances, "seconds": seconds, "finalize_s": finalize_s, "kwa
 '''
 
 
-def run_kwant(case: Case, potentials: np.ndarray, python: pathlib.Path) -> dict:
-    """Conductances and seconds per realization from Kwant for ``potentials`` (realization, x, y(, z))."""
+def run_kwant_parallel(case: Case, potentials: np.ndarray, python: pathlib.Path, processes: int) -> float:
+    """Kwant's ensemble seconds per realization with ``processes`` workers at once, each on ``potentials`` with its
+    BLAS on one thread (as one would run a process pool): the slowest worker's summed seconds over all the
+    realizations done."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(processes) as pool:
+        results = list(pool.map(lambda _: run_kwant(case, potentials, python, threads=1), range(processes)))
+    return max(sum(r["seconds"]) for r in results) / (processes * len(potentials))
+
+
+def run_kwant(case: Case, potentials: np.ndarray, python: pathlib.Path, threads: int | None = None) -> dict:
+    """Conductances and seconds per realization from Kwant for ``potentials`` (realization, x, y(, z)); ``threads``
+    sets its BLAS threads (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS; None: the library's default)."""
     spec = {"width": case.width, "length": case.length, "height": case.height, "spinful": case.spinful,
             "rashba": RASHBA if case.spinful else 0.0, "energy": ENERGY}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         (tmp / "worker.py").write_text(WORKER)
         np.savez(tmp / "in.npz", V=potentials, spec=json.dumps(spec))
+        env = dict(os.environ)
+        if threads is not None:
+            env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
         proc = subprocess.run([str(python), str(tmp / "worker.py"), str(tmp / "in.npz"), str(tmp / "out.json")],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"Kwant worker failed for {case.label}:\n{proc.stderr[-3000:]}")
         return json.loads((tmp / "out.json").read_text())
@@ -162,6 +185,10 @@ def main():
     parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the rows to this file")
     parser.add_argument("--method", choices=("rgf", "transfer", "auto"), default="rgf",
                         help="difftransport's sweep (auto: the transfer sweep wherever it applies, RGF elsewhere)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="difftransport chunks at once in the ensemble timing (default: the runner's default)")
+    parser.add_argument("--kwant-processes", type=int, default=1,
+                        help="also time N Kwant processes at once (their ensemble throughput)")
     args = parser.parse_args()
 
     kwant = kwant_version(args.kwant_python)
@@ -177,10 +204,13 @@ def main():
     peak = gemm_gflops()
     print(f"complex128 GEMM peak (numpy 1024^3): {peak:.1f} GFLOP/s")
     print(f"E = {ENERGY}, box disorder W_dis = {STRENGTH}, Rashba alpha = {RASHBA} (spinful); sweep {args.method}; "
-          "ours: best of repeats of a vmapped batch; Kwant: best over its realizations.\n")
+          "ours: best of repeats of a vmapped batch (1 call) and of the ensemble runner, chunks of batch / wk (ens); Kwant: best over its "
+          "realizations.\n")
 
-    header = (f"{'case':18s} {'n':>4s} {'ch':>4s} {'batch':>5s} {'ours ms':>9s} {'ours r/s':>9s} {'GFLOP/s':>8s} "
-              f"{'%peak':>6s} {'Kwant ms':>9s} {'Kwant r/s':>9s} {'K/ours':>7s} {'max|dG|':>9s} {'compile s':>9s}")
+    header = (f"{'case':18s} {'n':>4s} {'ch':>4s} {'batch':>5s} {'1 call ms':>9s} {'ens ms':>7s} {'wk':>3s} "
+              f"{'ens r/s':>8s} {'GFLOP/s':>8s} {'%peak':>6s} {'Kwant ms':>9s} {'Kwant r/s':>9s} {'K/ours':>7s} "
+              f"{'max|dG|':>9s} {'compile s':>9s}" + (f" {'K 1thr ms':>9s} {'K1/ours':>8s} {'Kwant xN ms':>11s} {'K xN/ours':>9s}"
+                                                     if args.kwant_processes > 1 else ""))
     print(header)
     rows = []
     for name in args.cases:
@@ -193,9 +223,14 @@ def main():
             continue
         per, gflops, compile_s = time_conductance(sample, model, batch, args.repeat, strength=STRENGTH,
                                                   method=args.method)
+        ens, workers = time_ensemble(sample, model, batch, args.repeat, strength=STRENGTH, method=args.method,
+                                     workers=args.workers)
+        gflops *= per / ens
         row = {"case": case.label, "method": args.method, "n": sample.slice_size, "channels": channels, "batch": batch,
-               "ours_ms": 1e3 * per, "gflops": gflops, "peak": peak, "compile_s": compile_s}
+               "one_call_ms": 1e3 * per, "ours_ms": 1e3 * ens, "workers": workers, "gflops": gflops, "peak": peak,
+               "compile_s": compile_s}
         kwant_cols = f"{'-':>9s} {'-':>9s} {'-':>7s} {'-':>9s}"
+        parallel_cols = ""
         if kwant is not None:
             count = args.kwant_realizations or case.kwant_realizations
             keys = jax.random.split(jax.random.key(1), count)
@@ -206,18 +241,29 @@ def main():
             kwant_ms = 1e3 * min(result["seconds"])
             diff = float(np.max(np.abs(np.asarray(ours) - np.asarray(result["G"]))))
             row.update(kwant_ms=kwant_ms, kwant_seconds=result["seconds"], ratio=kwant_ms / row["ours_ms"],
+                       ratio_one_call=kwant_ms / row["one_call_ms"],
                        max_dG=diff, mean_G=float(jnp.mean(ours)), kwant_finalize_s=result["finalize_s"],
                        kwant_blas=result["blas"])
             kwant_cols = f"{kwant_ms:9.1f} {1e3 / kwant_ms:9.2f} {row['ratio']:6.1f}x {diff:9.1e}"
+            if args.kwant_processes > 1:
+                one = run_kwant(case, np.asarray(potentials), args.kwant_python, threads=1)
+                one_ms = 1e3 * min(one["seconds"])
+                par_ms = 1e3 * run_kwant_parallel(case, np.asarray(potentials), args.kwant_python, args.kwant_processes)
+                row.update(kwant_one_thread_ms=one_ms, kwant_processes=args.kwant_processes, kwant_parallel_ms=par_ms,
+                           ratio_one_thread=one_ms / row["ours_ms"], ratio_parallel=par_ms / row["ours_ms"])
+                parallel_cols = (f" {one_ms:9.1f} {row['ratio_one_thread']:7.1f}x {par_ms:11.1f} "
+                                 f"{row['ratio_parallel']:8.1f}x")
         rows.append(row)
-        print(f"{case.label:18s} {sample.slice_size:4d} {channels:4d} {batch:5d} {row['ours_ms']:9.2f} "
-              f"{1e3 / row['ours_ms']:9.1f} {gflops:8.2f} {100 * gflops / peak:5.1f}% {kwant_cols} {compile_s:9.1f}",
-              flush=True)
+        print(f"{case.label:18s} {sample.slice_size:4d} {channels:4d} {batch:5d} {row['one_call_ms']:9.2f} "
+              f"{row['ours_ms']:7.2f} {workers:3d} {1e3 / row['ours_ms']:8.1f} {gflops:8.2f} {100 * gflops / peak:5.1f}% "
+              f"{kwant_cols} {compile_s:9.1f}{parallel_cols}", flush=True)
     blas = {lib for row in rows for lib in row.get("kwant_blas", [])}
     if blas:
         print(f"\nKwant's MUMPS ran on {', '.join(sorted(blas))}")
-    print(f"\nn: RGF block size (orbitals per slice); ch: open channels per lead; ms: per realization; "
-          f"r/s: realizations per second; K/ours: Kwant time / difftransport time.")
+    print(f"\nn: RGF block size (orbitals per slice); ch: open channels per lead; ms: per realization; wk: chunks at "
+          f"once in the ensemble runner; r/s: realizations per second; K/ours: Kwant time / difftransport ensemble "
+          f"time; GFLOP/s: of the ensemble; K 1thr: one Kwant process, BLAS on one thread; Kwant xN: N such processes at "
+          f"once, wall clock per realization.")
     print(f"load average {os.getloadavg()[0]:.2f} at the end (the machine has {os.cpu_count()} cores).")
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,

@@ -81,6 +81,29 @@ def time_conductance(sample, model, batch, repeat, strength=2.0, method="rgf", v
     return out + (np.asarray(run(keys)),) if values else out
 
 
+def time_ensemble(sample, model, batch, repeat, strength=2.0, method="rgf", workers=None, rounds=2):
+    """(seconds per realization, workers) of an ensemble as ``difftransport run`` computes it: chunks through
+    ``runs.ChunkRunner`` on one CPU device, ``workers`` at once in threads (None: the runner's default, one per
+    core), each of ``batch // workers`` realizations, so that as many realizations are in flight as in one call
+    of ``batch``. Each timed pass is ``rounds * workers`` chunks after a compiling one; best of ``repeat`` passes
+    (wall clock over the pass / its realizations)."""
+    root = jax.random.key(0)
+
+    def batched(indices):
+        keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(indices)
+        return {"g": jax.vmap(lambda k: dt.conductance(sample, model, dt.draw_disorder(k, sample, strength=strength),
+                                                       method=method))(keys)}
+
+    devices = jax.devices("cpu")[:1]
+    workers = dt.runs.default_workers(devices) if workers is None else workers
+    chunk = max(1, batch // workers)
+    runner = dt.runs.ChunkRunner(batched, None, devices, chunk, workers=workers)
+    runner(np.arange(chunk))
+    chunks = [np.arange(k * chunk, (k + 1) * chunk) for k in range(rounds * workers)]
+    best = min(_timed(lambda: list(runner.map(chunks))) for _ in range(repeat))
+    return best / (len(chunks) * chunk), workers
+
+
 def bench(width, length, spinful, batch, repeat, method="rgf"):
     sample = dt.Sample(dt.strip(width), length, spinful=spinful)
     model = dt.Model(energy=1.0, rashba=0.2) if spinful else dt.Model(energy=1.0)

@@ -105,6 +105,26 @@ def test_chunk_size_does_not_change_results(reference, tmp_path, chunk):
     _assert_same(_results(store.path), expected)
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+def test_worker_count_does_not_change_results(reference, tmp_path, workers):
+    """Chunks computed one at a time or three at once in threads (the reference ran with the default, one per
+    core) give the same arrays; the metadata records the count."""
+    config, _, expected = reference
+    store = _runner.run(config, tmp_path / "run", chunk=7, workers=workers, quiet=True, log=lambda *_: None)
+    _assert_same(_results(store.path), expected, tol=0)
+    assert store.metadata()["attempts"][-1]["workers"] == workers
+
+
+def test_default_workers_is_one_per_core_on_one_cpu_device():
+    import jax
+
+    cpu = jax.devices("cpu")[:1]
+    assert _ensemble.default_workers(cpu) == len(os.sched_getaffinity(0))
+    assert _ensemble.default_workers(cpu * 2) == 1  # sharded: the devices are the parallelism
+    with pytest.raises(ValueError, match="workers must be a whole number >= 1"):
+        _ensemble.ChunkRunner(lambda i: {"x": i}, None, cpu, 4, workers=0)
+
+
 def test_grid_batch_does_not_change_results_or_the_hash(reference, tmp_path):
     """grid_batch = 2 (the three fluxes of the strip in batches of 2, lax.map over the batches) gives the same
     arrays as the whole grid vmapped, and the same config hash, so a run can resume under either setting."""

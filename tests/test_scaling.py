@@ -241,7 +241,7 @@ def _tiny_beta():
         "system": {"dimension": 2, "boundary": "hardwall", "spinful": False, "su2": False, "energy": 0.5,
                    "hopping": 1.0, "flux": 0.0, "distribution": "box"},
         "ensemble": {"lengths": [4, 6, 8], "strengths": [2.0, 4.0, 8.0], "realizations": 16, "chunk": 16,
-                     "seed": 0, "contact_correction": True, "workers": 1},
+                     "seed": 0, "contact_correction": True, "workers": 0},
         "fit": {"knots": 2, "smoothing": 1.0, "substeps": 2, "asymptote": "orthogonal", "max_steps": 500,
                 "min_strength": 0.0, "min_length": 1},
     }

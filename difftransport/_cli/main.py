@@ -1,6 +1,6 @@
 """The ``difftransport`` command line.
 
-    difftransport run CONFIG.toml [--out DIR] [--chunk K] [--devices D] [--quiet] [--wait]
+    difftransport run CONFIG.toml [--out DIR] [--chunk K] [--devices D] [--workers N] [--quiet] [--wait]
                       [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
     difftransport plot RUN_DIR
     difftransport info
@@ -52,8 +52,8 @@ def _cmd_run(args) -> int:
     from .. import runs
 
     try:
-        store = runs.run(args.config, args.out, chunk=args.chunk, devices=args.devices, quiet=args.quiet,
-                         wait=args.wait)
+        store = runs.run(args.config, args.out, chunk=args.chunk, devices=args.devices, workers=args.workers,
+                         quiet=args.quiet, wait=args.wait)
     except (runs.ConfigError, runs.ConfigMismatch, runs.DirectoryLocked, runs.RunDirectoryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default: out/<config name>)")
     run.add_argument("--chunk", type=int, help="realizations per vmapped batch (overrides run.chunk)")
     run.add_argument("--devices", type=int, help="local devices per process to shard over (default: all)")
+    run.add_argument("--workers", type=int, help="chunks computed at once in threads (default: one per core on a "
+                                                 "single CPU device, else 1; no result depends on it)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--wait", action="store_true",
                      help="if another run holds the run directory, wait for it instead of refusing")

@@ -48,7 +48,6 @@ changed config leaves the last finished run's pair in place; the JSON's "config_
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import contextlib
 import functools
 import io
@@ -186,7 +185,9 @@ def run_fss(c: dict, out: pathlib.Path, stem: str, store: pathlib.Path, *, quiet
             _write_spectrum(path, res, seconds)
             return task, res, seconds
 
-        for (width, i, w), res, seconds in _progress(_parallel(work, tasks, t["workers"], stop), len(tasks),
+        from .._runs.ensemble import parallel_map
+
+        for (width, i, w), res, seconds in _progress(parallel_map(work, tasks, t["workers"], stop), len(tasks),
                                                      f"stage {stage + 1}", quiet, "run"):
             results[(width, i)] = (res, seconds)
             lam = float(res.localization_length) / width
@@ -264,21 +265,6 @@ def _open_stored(path: pathlib.Path):
             yield stored
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         raise StoredDataError(f"{path}: cannot be read ({_one_line(err)}); delete it to recompute it.") from None
-
-
-def _parallel(work, tasks, workers: int, stop: threading.Event):
-    """``work`` over ``tasks`` in ``workers`` threads, results in task order. When the caller stops iterating
-    (an error, Ctrl-C) ``stop`` is set and queued tasks are cancelled; running ones finish the chunk in hand,
-    which is stored, so that nothing computed is lost."""
-    pool = concurrent.futures.ThreadPoolExecutor(workers)
-    finished = False
-    try:
-        yield from pool.map(work, tasks)
-        finished = True
-    finally:
-        if not finished:
-            stop.set()
-        pool.shutdown(wait=True, cancel_futures=not finished)
 
 
 def _fss_table(results, widths, strengths):
@@ -448,12 +434,22 @@ def _beta_ensembles(c: dict, store: pathlib.Path, *, compute: bool = True, quiet
                               f" of {len(tasks)} chunks stored); rerun without --refit to finish them.")
     _log(f"  {len(tasks) - len(todo)} of {len(tasks)} chunks stored in {store}"
          + (f"; computing {len(todo)}" if todo else ""))
-    for L, i, w, span in _progress(todo, len(todo), "beta ensembles", quiet, "chunk"):
-        runner = _conductance_runner(tuple(sorted(system.items())), L, e["seed"], e["chunk"],
-                                     tuple(jax.local_devices()), e["method"])
+    from .._runs.ensemble import default_workers, parallel_map
+
+    devices = tuple(jax.local_devices())
+    workers = e["workers"] or default_workers(list(devices))
+
+    def work(task):  # computes and stores one chunk (in a worker thread)
+        L, i, w, span = task
+        runner = _conductance_runner(tuple(sorted(system.items())), L, e["seed"], e["chunk"], devices, e["method"])
         begin = time.perf_counter()
         values = np.concatenate([arrays["g"] for _, arrays in runner(np.arange(*span), np.int32(i), np.float64(w))])
         _write_chunk(path(L, i, span), L, w, values, time.perf_counter() - begin)
+
+    with _progress(None, len(todo), "beta ensembles", quiet, "chunk") as bar:
+        for L in sorted({task[0] for task in todo}, reverse=True):  # each size's first chunk compiles, alone
+            for _ in parallel_map(work, [task for task in todo if task[0] == L], workers, first_alone=True):
+                bar.update()
     g = np.zeros((len(strengths), len(lengths), n))
     seconds = 0.0
     for L, i, w, span in tasks:

@@ -154,6 +154,15 @@ def install() -> list[str]:
     return patched
 
 
+def concurrency_safe() -> bool:
+    """Whether programs may run concurrently (threads) without the batched-LAPACK deadlock: the running jaxlib is
+    not affected, or the guard is installed (every LAPACK call then runs inline)."""
+    if not _affected(jax.lib.__version__):
+        return True
+    original = mlir._platform_specific_lowerings["cpu"].get(_linalg.lu_p)
+    return bool(original is not None and getattr(original.rule, "_difftransport_guard", False))
+
+
 def lapack_blas_libraries() -> list[str]:
     """Paths of the OpenBLAS libraries bundled with scipy (``scipy.libs``), whose LAPACK jaxlib's CPU kernels call."""
     spec = importlib.util.find_spec("scipy")

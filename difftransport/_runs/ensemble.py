@@ -8,11 +8,14 @@ random numbers), so differences between grid points have small errors.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import math
+import os
 import re
-from typing import Callable
+import threading
+from typing import Callable, Iterable, Iterator
 
 import equinox as eqx
 import jax
@@ -20,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .._core import lapack_guard
 from .._core import lattice as lat
 from .._core.build import checked_model
 from .._core.model import Disorder, Model, draw_disorder, realization_twist, short_range_potential
@@ -195,18 +199,83 @@ def _batched(entry: str, seed: int, devices: tuple):
     return _sharded(lambda index: map_realizations(one, index, batch=index.shape[0]), devices)
 
 
+def default_workers(devices: list) -> int:
+    """Chunks run at once (threads) by default: one per usable core when a single process computes on a single CPU
+    device, else 1.
+
+    XLA runs one vmapped sweep on ~1.2-1.5 of 2 cores (its loop of small kernels is serial); independent chunks in
+    threads fill the rest: 1.4-2.1x the realizations per second of one chunk at a time on 2 cores
+    (docs/benchmarks.md#worker-threads). On accelerators and sharded or multi-process runs the devices are the
+    parallelism (and multi-process runs must call in the same order), so 1. Also 1 where concurrent programs could
+    deadlock: an affected jaxlib with the LAPACK guard turned off (``_core/lapack_guard.py``)."""
+    if jax.process_count() > 1 or len(devices) != 1 or devices[0].platform != "cpu":
+        return 1
+    if not lapack_guard.concurrency_safe():
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def parallel_map(work: Callable, tasks: Iterable, workers: int, stop: threading.Event | None = None, *,
+                 first_alone: bool = False) -> Iterator:
+    """``work`` over ``tasks`` in ``workers`` threads, results in task order. ``first_alone`` runs the first task
+    before the others start (it compiles what they share, once). When the caller stops iterating (an error,
+    Ctrl-C) ``stop`` is set and queued tasks are cancelled; running ones finish the task in hand, so a ``work``
+    that stores its result loses nothing computed."""
+    tasks = list(tasks)
+    if first_alone and tasks:
+        yield work(tasks[0])
+        tasks = tasks[1:]
+    if workers <= 1:
+        yield from map(work, tasks)
+        return
+    pool = concurrent.futures.ThreadPoolExecutor(workers)
+    finished = False
+    try:
+        yield from pool.map(work, tasks)
+        finished = True
+    finally:
+        if not finished and stop is not None:
+            stop.set()
+        pool.shutdown(wait=True, cancel_futures=not finished)
+
+
 class ChunkRunner:
     """Evaluates chunks of realization indices, sharded over a 1-D device mesh along the realization axis.
 
     ``entry`` is a normalized ensemble entry of a run config (realization r uses ``seed``), or any function
     ``batched(indices, *arguments)`` returning {name: (len(indices), ...)} in which each index's result depends
-    on that index alone (``seed`` is then unused; it compiles on its first call, so keep the runner)."""
+    on that index alone (``seed`` is then unused; it compiles on its first call, so keep the runner).
 
-    def __init__(self, entry: dict | Callable, seed: int | None, devices: list, chunk: int, *, arguments: int = 0):
+    ``workers``: chunks :meth:`map` runs at once in threads (None: :func:`default_workers`); no number depends on
+    it. A single call is safe from any thread."""
+
+    def __init__(self, entry: dict | Callable, seed: int | None, devices: list, chunk: int, *, arguments: int = 0,
+                 workers: int | None = None):
         self.mesh, self.sharding, self._batched = (_sharded(entry, tuple(devices), arguments) if callable(entry)
                                                    else _batched(json.dumps(entry), seed, tuple(devices)))
         # Every call has the same shape (one compilation): the chunk rounded up to a multiple of the devices.
         self.chunk = len(devices) * math.ceil(chunk / len(devices))
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ValueError(f"workers must be a whole number >= 1 (chunks run at once), got {workers!r}.")
+        self.workers = default_workers(devices) if workers is None else workers
+        self._compiled = False
+
+    def map(self, chunks: Iterable[np.ndarray], *arguments, sink: Callable | None = None,
+            stop: threading.Event | None = None) -> Iterator[tuple[np.ndarray, list]]:
+        """(indices, self(indices, *arguments)) for every chunk, in order, ``self.workers`` at a time (the first
+        alone if nothing has run yet: it compiles). ``sink(indices, shards)`` runs in the worker as soon as a chunk is done (store
+        it there: an interruption then loses only chunks in flight)."""
+
+        def work(indices):
+            shards = self(indices, *arguments)
+            if sink is not None:
+                sink(indices, shards)
+            return indices, shards
+
+        return parallel_map(work, chunks, self.workers, stop, first_alone=not self._compiled)
 
     def trace(self) -> None:
         """Trace the batched function once (no computation), so that its structural checks raise ValueError
@@ -227,6 +296,7 @@ class ChunkRunner:
         padded = np.concatenate([indices, np.full(total - n, indices[-1])]).astype(np.uint32)
         array = jax.make_array_from_callback((total,), self.sharding, lambda idx: padded[idx])
         out = self._batched(array, *arguments)
+        self._compiled = True
         shards: dict[int, tuple[slice, dict]] = {}
         for name, value in out.items():
             for shard in value.addressable_shards:

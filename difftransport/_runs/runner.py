@@ -95,7 +95,7 @@ def _check_out(out: pathlib.Path, given) -> None:
         raise RunDirectoryError(f"--out {out}: {existing} is not writable")
 
 
-def preflight(config: dict, source, devices: list) -> dict[str, _ensemble.ChunkRunner]:
+def preflight(config: dict, source, devices: list, workers: int | None = None) -> dict[str, _ensemble.ChunkRunner]:
     """Check every ensemble as far as possible without computing it: build its sample, run the model's value
     checks at every grid point and trace the batched function (structural checks). Returns the runners.
     Raises ConfigError naming the config file and the ensemble."""
@@ -103,7 +103,8 @@ def preflight(config: dict, source, devices: list) -> dict[str, _ensemble.ChunkR
     for name, entry in config["ensembles"].items():
         try:
             _ensemble.check_values(entry)
-            runners[name] = _ensemble.ChunkRunner(entry, config["run"]["seed"], devices, config["run"]["chunk"])
+            runners[name] = _ensemble.ChunkRunner(entry, config["run"]["seed"], devices, config["run"]["chunk"],
+                                                  workers=workers)
             runners[name].trace()
         except ValueError as exc:
             raise _config.ConfigError(f"{source}: ensembles.{name} cannot be run: {str(exc).strip()}") from None
@@ -117,14 +118,15 @@ def _barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def run(config_path, out=None, *, chunk: int | None = None, devices: int | None = None, quiet: bool = False,
-        wait: bool = False, log=print) -> RunDirectory:
+def run(config_path, out=None, *, chunk: int | None = None, devices: int | None = None, workers: int | None = None,
+        quiet: bool = False, wait: bool = False, log=print) -> RunDirectory:
     """Run (or resume) the ensembles of a config file; returns the run directory.
 
     ``out`` defaults to ``out/<config file stem>``. ``chunk`` overrides ``run.chunk`` (results do not depend
-    on it); ``devices`` limits the devices used per process. Everything that can be checked without
-    computing (the config, ``out``, the devices, every ensemble's parameters and shapes) is checked before
-    anything is written. The run holds the directory's lock (``directory_lock``, taken by process 0) until it
+    on it); ``devices`` limits the devices used per process; ``workers`` is how many chunks run at once in
+    threads (None: one per core on a single CPU device, else 1: ``ensemble.default_workers``; no result depends on
+    it). Everything that can be checked without computing (the config, ``out``, the devices, every ensemble's
+    parameters and shapes) is checked before anything is written. The run holds the directory's lock (``directory_lock``, taken by process 0) until it
     returns; if another run holds it, this raises ``DirectoryLocked``, or waits for it with ``wait``.
     """
     config = _config.load(config_path)
@@ -139,7 +141,9 @@ def run(config_path, out=None, *, chunk: int | None = None, devices: int | None 
         chosen = _ensemble.select_devices(devices)
     except ValueError as exc:
         raise _config.ConfigError(f"--devices {devices}: {exc}") from None
-    runners = preflight(config, config_path, chosen)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise _config.ConfigError(f"--workers = {workers!r} is out of range: must be an integer >= 1")
+    runners = preflight(config, config_path, chosen, workers)
     process = jax.process_index()
     store = RunDirectory(out, config, process, log=log)
     with contextlib.ExitStack() as held:
@@ -174,7 +178,8 @@ def _run_claimed(store: RunDirectory, config: dict, runners: dict, chosen: list,
     meta = store.metadata()
     meta.update({"environment": environment(), "seed": seed, "config_hash": store.hash, "status": "running"})
     meta["attempts"] = meta.get("attempts", []) + [
-        {"started": _now(), "resumed": resumed, "devices_used": len(chosen), "chunk": config["run"]["chunk"]}
+        {"started": _now(), "resumed": resumed, "devices_used": len(chosen), "chunk": config["run"]["chunk"],
+         "workers": max((r.workers for r in runners.values()), default=1)}
     ]
     if process == 0:
         store.write_metadata(meta)
@@ -189,15 +194,16 @@ def _run_claimed(store: RunDirectory, config: dict, runners: dict, chosen: list,
         size = runner.chunk
         if resumed and process == 0:
             log(f"[{name}] resuming: {int(done.sum())} of {n} realizations already stored")
+        def store_chunk(index, shards, name=name):
+            if shards:
+                merged_index = np.concatenate([i for i, _ in shards])
+                merged = {k: np.concatenate([a[k] for _, a in shards]) for k in shards[0][1]}
+                store.write_chunk(name, merged_index, merged)
+
         with tqdm(total=len(todo), desc=name, unit="real", disable=quiet or process != 0, dynamic_ncols=True,
                   smoothing=0.1) as bar:
-            for start in range(0, len(todo), size):
-                index = todo[start : start + size]
-                shards = runner(index)
-                if shards:
-                    merged_index = np.concatenate([i for i, _ in shards])
-                    merged = {k: np.concatenate([a[k] for _, a in shards]) for k in shards[0][1]}
-                    store.write_chunk(name, merged_index, merged)
+            chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
+            for index, _ in runner.map(chunks, sink=store_chunk):  # each chunk stored by its worker when done
                 bar.update(len(index))
     _barrier("difftransport-chunks-done")
     if process == 0:

@@ -75,7 +75,8 @@ ENSEMBLE = {
     "chunk": Field(int, 64, minimum=1, doc="realizations per stored chunk and vmapped batch"),
     "seed": Field(int, 0, minimum=0),
     "contact_correction": Field(bool, True, doc="remove the leads' contact resistance: 1/g = 1/G - 1/N"),
-    "workers": Field(int, 1, minimum=1, doc="accepted for old configs; the chunks are sharded over the devices"),
+    "workers": Field(int, 0, minimum=0, doc="chunks computed at once in threads; 0: one per core on a single CPU "
+                                             "device, else 1 (docs/benchmarks.md#worker-threads); changes no number"),
     "method": Field(str, "rgf", allowed=("rgf", "transfer"),
                     doc="the conductance solver: 'rgf' or 'transfer' (the transfer sweep: the same numbers to "
                         "~1e-11, many times faster on large squares, docs/benchmarks.md)"),
