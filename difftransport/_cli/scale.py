@@ -185,9 +185,10 @@ def run_fss(c: dict, out: pathlib.Path, stem: str, store: pathlib.Path, *, quiet
             _write_spectrum(path, res, seconds)
             return task, res, seconds
 
-        from .._runs.ensemble import parallel_map
+        from .._runs.ensemble import default_workers, parallel_map
 
-        for (width, i, w), res, seconds in _progress(parallel_map(work, tasks, t["workers"], stop), len(tasks),
+        workers = t["workers"] or default_workers(list(jax.local_devices()))
+        for (width, i, w), res, seconds in _progress(parallel_map(work, tasks, workers, stop), len(tasks),
                                                      f"stage {stage + 1}", quiet, "run"):
             results[(width, i)] = (res, seconds)
             lam = float(res.localization_length) / width
@@ -682,13 +683,21 @@ def _dephasing_ensembles(c: dict, store: pathlib.Path, *, quiet: bool = False) -
          + (f"; computing {len(todo)}" if todo else ""))
     runner = _dephasing_runner(tuple(sorted(system.items())), L, d["field_region"], tuple(fluxes), d["seed"],
                                d["chunk"], tuple(jax.local_devices())) if todo else None
-    for i, w, j, tau, span in _progress(todo, len(todo), "dephasing slopes", quiet, "chunk"):
+    def work(task):  # computes and stores one chunk (in a worker thread: runs.default_workers at once)
+        i, w, j, tau, span = task
         begin = time.perf_counter()
         shards = runner(np.arange(*span), np.int32(i), np.float64(w), np.float64(np.log(tau)))
         g = np.concatenate([arrays["g"] for _, arrays in shards])
         slope = np.concatenate([arrays["slope"] for _, arrays in shards])
         atomic_savez(path(i, j, span), g=g, slope=slope, strength=np.float64(w), tau_phi=np.float64(tau),
                      seconds=np.float64(time.perf_counter() - begin))
+
+    from .._runs.ensemble import default_workers, parallel_map
+
+    workers = default_workers(list(jax.local_devices()))
+    for _ in _progress(parallel_map(work, todo, workers, first_alone=True), len(todo), "dephasing slopes", quiet,
+                       "chunk"):
+        pass
     shape = (len(strengths), len(taus), n, len(fluxes))
     g, slope, seconds = np.zeros(shape), np.zeros(shape), 0.0
     for i, w, j, tau, span in tasks:
