@@ -3,13 +3,14 @@
 `difftransport scale` wrote for the studies below (run them first; docs/gallery.md#beta-routes).
 
     python experiments/beta_routes.py [--size out/scaling_beta_hardwall_2d] \
-        [--confirm out/scaling_beta_hardwall_2d_confirm] [--derivative out/scaling_dephasing_2d] \
+        [--confirm out/scaling_beta_hardwall_2d_confirm out/scaling_beta_hardwall_2d_confirm2] \
+        [--derivative out/scaling_dephasing_2d] \
         [--symplectic out/scaling_dephasing_su2_2d] [--symplectic-size out/scaling_beta_su2_hardwall_2d] \
         [--out out/beta_routes]
 
 Size route: beta between successive lengths (contacts removed) at g_mid = exp of the pair's mean <ln g>, with the
-finite-square one loop of the study beside it; the confirmatory run (fresh realizations of the same case, optional)
-is drawn beside the first and combined with it by inverse variance; the symplectic size route on the SU(2) model
+finite-square one loop of the study beside it; the confirmatory runs (fresh realizations of the same case, those
+that have been run) are drawn beside the first and every pair is combined over all runs by inverse variance; the symplectic size route on the SU(2) model
 (optional) beside the symplectic derivative route. Derivative route: beta_phi = 2 <slope(0) -
 slope(B)> / <g> at every (tau_phi, subtraction field), against -1/(pi g) (orthogonal) and +1/(pi g) (symplectic,
 total g). Every point is printed with its ratio to the one loop and its deviation in standard errors.
@@ -100,7 +101,9 @@ def describe(r: dict, digits: int = 2) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=pathlib.Path, default=pathlib.Path("out/scaling_beta_hardwall_2d"))
-    parser.add_argument("--confirm", type=pathlib.Path, default=pathlib.Path("out/scaling_beta_hardwall_2d_confirm"))
+    parser.add_argument("--confirm", type=pathlib.Path, nargs="+",
+                        default=[pathlib.Path("out/scaling_beta_hardwall_2d_confirm"),
+                                 pathlib.Path("out/scaling_beta_hardwall_2d_confirm2")])
     parser.add_argument("--derivative", type=pathlib.Path, default=pathlib.Path("out/scaling_dephasing_2d"))
     parser.add_argument("--symplectic", type=pathlib.Path, default=pathlib.Path("out/scaling_dephasing_su2_2d"))
     parser.add_argument("--symplectic-size", type=pathlib.Path,
@@ -125,27 +128,39 @@ def main():
                 mew=2)
     for r in size:
         print(f"  W {r['strength']:g} L {r['pair'][0]}->{r['pair'][1]}: {describe(r)}")
-    confirm = summary(args.confirm)
-    if confirm is not None:
-        print("size route, confirmatory run")
-        first = {(r["strength"], r["pair"]): r for r in size}
+    confirms = [(folder, summary(folder)) for folder in args.confirm]
+    confirms = [(folder, c) for folder, c in confirms if c is not None]
+    runs = {(r["strength"], r["pair"]): [r] for r in size}
+    for k, (folder, confirm) in enumerate(confirms):
+        seed = json.loads((folder / "config.json").read_text())["config"]["ensemble"]["seed"]
+        print(f"size route, confirmatory run {k + 1} ({folder.name}, seed {seed})")
         again = size_points(confirm)
         ax.errorbar([r["log_g"] for r in again], [r["beta"] for r in again], yerr=[r["stderr"] for r in again],
-                    fmt="^", color="0.35", ms=5, capsize=2, label="size route, confirmatory run (fresh realizations)")
+                    fmt="^>"[k % 2], color=("0.35", "tab:brown")[k % 2], ms=5, capsize=2,
+                    label=f"size route, confirmatory run {k + 1} (fresh realizations, seed {seed})")
         for r in again:
             print(f"  W {r['strength']:g} L {r['pair'][0]}->{r['pair'][1]}: {describe(r, 3)}; above 0.79: "
                   f"{(r['beta'] / r['one_loop'] - 0.79) / (r['stderr'] / abs(r['one_loop'])):+.1f}")
-            old = first.get((r["strength"], r["pair"]))
-            if old is not None:
-                w1, w2 = old["stderr"] ** -2, r["stderr"] ** -2
-                b, e = (w1 * old["beta"] + w2 * r["beta"]) / (w1 + w2), (w1 + w2) ** -0.5
-                one = 0.5 * (old["one_loop"] + r["one_loop"])
-                print(f"    combined with the first run: {b:+.4f} +- {e:.4f}, ratio {b / one:.3f} +- "
-                      f"{e / abs(one):.3f} (z {(b - one) / e:+.1f})")
+            runs.setdefault((r["strength"], r["pair"]), []).append(r)
+        ratio_panel(bx, again, "^>"[k % 2], ("0.35", "tab:brown")[k % 2],
+                    f"size route, confirmatory run {k + 1} (seed {seed})", scale=lambda r: math.sqrt(2) * r["pair"][0])
+    if confirms:
+        print("size route, every run combined by inverse variance")
+        combined = []
+        for (w, pair), rows in sorted(runs.items()):
+            if len(rows) < 2:
+                continue
+            weights = [r["stderr"] ** -2 for r in rows]
+            b = sum(wt * r["beta"] for wt, r in zip(weights, rows)) / sum(weights)
+            e = sum(weights) ** -0.5
+            one = sum(wt * r["one_loop"] for wt, r in zip(weights, rows)) / sum(weights)
+            print(f"  W {w:g} L {pair[0]}->{pair[1]} ({len(rows)} runs): {b:+.4f} +- {e:.4f}, ratio {b / one:.3f} +- "
+                  f"{e / abs(one):.3f} (z {(b - one) / e:+.1f}; above 0.79: {(b / one - 0.79) / (e / abs(one)):+.1f})")
+            g = math.exp(sum(wt * r["log_g"] for wt, r in zip(weights, rows)) / sum(weights))
+            combined.append({"pair": pair, "log_g": math.log(g), "beta": b, "stderr": e, "one_loop": one})
+        ratio_panel(bx, combined, "*", "k", "size route, all runs combined (drawn 6% to the right)",
+                    scale=lambda r: 1.06 * math.sqrt(2) * r["pair"][0])
     ratio_panel(bx, size, "o", "tab:purple", "size route (seed 6)", scale=lambda r: math.sqrt(2) * r["pair"][0])
-    if confirm is not None:
-        ratio_panel(bx, again, "^", "0.35", "size route, confirmatory run (seed 7)",
-                    scale=lambda r: math.sqrt(2) * r["pair"][0])
     su2 = summary(args.symplectic_size)
     if su2 is not None:
         print("size route, symplectic (SU(2))")
