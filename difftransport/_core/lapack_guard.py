@@ -73,11 +73,9 @@ def _cost(name: str, shapes: list[tuple], complex_: bool) -> int:
         "schur": 5 * n ** 3,
         "tridiagonal": -(-4 * n ** 3 // 3),
     }[name]
-    if name in ("eig",):
+    if name == "eig":  # no complex factor: the real kernel's estimate bounds both
         return per
-    if name == "eigh" and not complex_:
-        return 5 * n ** 3
-    return per * c
+    return 5 * n ** 3 if name == "eigh" and not complex_ else per * c
 
 
 def chunk_limit(name: str, shapes: list[tuple], complex_: bool) -> int:

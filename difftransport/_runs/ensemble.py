@@ -204,7 +204,7 @@ def default_workers(devices: list) -> int:
     device, else 1.
 
     XLA runs one vmapped sweep on ~1.2-1.5 of 2 cores (its loop of small kernels is serial); independent chunks in
-    threads fill the rest: 1.4-2.1x the realizations per second of one chunk at a time on 2 cores
+    threads fill the rest: 1.4-1.9x the realizations per second of one chunk at a time on 2 cores
     (docs/benchmarks.md#worker-threads). On accelerators and sharded or multi-process runs the devices are the
     parallelism (and multi-process runs must call in the same order), so 1. Also 1 where concurrent programs could
     deadlock: an affected jaxlib with the LAPACK guard turned off (``_core/lapack_guard.py``)."""
