@@ -117,6 +117,18 @@ def test_interrupted_beta_study_resumes_to_the_identical_result(reference, tmp_p
     assert json.loads((out / "config.json").read_text())["hash"] == resumed["config_hash"]
 
 
+def test_worker_count_does_not_change_a_beta_study(reference, tmp_path):
+    """The reference ran its chunks one per core at once (ensemble.workers = 0, the default); one at a time gives
+    the same chunk files and the same JSON (data, fit, hash)."""
+    done, _, expected = reference
+    config = _config(workers=1)
+    assert _main(_write(tmp_path / "study.toml", config), tmp_path / "out") == 0
+    for mine, theirs in zip(_chunks(tmp_path / "out", config), _chunks(done, _config()), strict=True):
+        with np.load(mine) as a, np.load(theirs) as b:
+            assert mine.name == theirs.name and np.array_equal(a["g"], b["g"])
+    assert _result(json.loads((tmp_path / "out" / "tiny_beta.json").read_text())) == _result(expected)
+
+
 def test_kill_9_at_a_random_chunk_resumes_to_the_identical_result(reference, tmp_path):
     """A real ``kill -9`` of a ``difftransport scale`` process after a random number of stored chunks (1-12 of
     24, drawn from a fixed seed): every stored chunk is whole, and the rerun's JSON equals the uninterrupted
