@@ -204,13 +204,14 @@ def main():
     peak = gemm_gflops()
     print(f"complex128 GEMM peak (numpy 1024^3): {peak:.1f} GFLOP/s")
     print(f"E = {ENERGY}, box disorder W_dis = {STRENGTH}, Rashba alpha = {RASHBA} (spinful); sweep {args.method}; "
-          "ours: best of repeats of a vmapped batch (1 call) and of the ensemble runner, chunks of batch / wk (ens); Kwant: best over its "
-          "realizations.\n")
+          "ours: best of repeats of a vmapped batch (1 call) and of the ensemble runner, chunks of batch / wk "
+          "(ens); Kwant: best over its realizations.\n")
 
     header = (f"{'case':18s} {'n':>4s} {'ch':>4s} {'batch':>5s} {'1 call ms':>9s} {'ens ms':>7s} {'wk':>3s} "
               f"{'ens r/s':>8s} {'GFLOP/s':>8s} {'%peak':>6s} {'Kwant ms':>9s} {'Kwant r/s':>9s} {'K/ours':>7s} "
-              f"{'max|dG|':>9s} {'compile s':>9s}" + (f" {'K 1thr ms':>9s} {'K1/ours':>8s} {'Kwant xN ms':>11s} {'K xN/ours':>9s}"
-                                                     if args.kwant_processes > 1 else ""))
+              f"{'max|dG|':>9s} {'compile s':>9s}")
+    if args.kwant_processes > 1:
+        header += f" {'K 1thr ms':>9s} {'K1/ours':>8s} {'Kwant xN ms':>11s} {'K xN/ours':>9s}"
     print(header)
     rows = []
     for name in args.cases:
@@ -255,15 +256,16 @@ def main():
                                  f"{row['ratio_parallel']:8.1f}x")
         rows.append(row)
         print(f"{case.label:18s} {sample.slice_size:4d} {channels:4d} {batch:5d} {row['one_call_ms']:9.2f} "
-              f"{row['ours_ms']:7.2f} {workers:3d} {1e3 / row['ours_ms']:8.1f} {gflops:8.2f} {100 * gflops / peak:5.1f}% "
+              f"{row['ours_ms']:7.2f} {workers:3d} {1e3 / row['ours_ms']:8.1f} {gflops:8.2f} "
+              f"{100 * gflops / peak:5.1f}% "
               f"{kwant_cols} {compile_s:9.1f}{parallel_cols}", flush=True)
     blas = {lib for row in rows for lib in row.get("kwant_blas", [])}
     if blas:
         print(f"\nKwant's MUMPS ran on {', '.join(sorted(blas))}")
     print(f"\nn: RGF block size (orbitals per slice); ch: open channels per lead; ms: per realization; wk: chunks at "
           f"once in the ensemble runner; r/s: realizations per second; K/ours: Kwant time / difftransport ensemble "
-          f"time; GFLOP/s: of the ensemble; K 1thr: one Kwant process, BLAS on one thread; Kwant xN: N such processes at "
-          f"once, wall clock per realization.")
+          f"time; GFLOP/s: of the ensemble; K 1thr: one Kwant process, BLAS on one thread; Kwant xN: N such "
+          f"processes at once, wall clock per realization.")
     print(f"load average {os.getloadavg()[0]:.2f} at the end (the machine has {os.cpu_count()} cores).")
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,

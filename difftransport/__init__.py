@@ -1,8 +1,8 @@
 """difftransport: differentiable quantum transport in disordered conductors, in JAX.
 
 Importing the package switches JAX to 64-bit floats (``jax_enable_x64``); every result is float64/complex128.
-On jaxlib 0.10 - 0.11.1 it also reroutes the batched CPU LAPACK calls that could deadlock in those versions, and it runs the
-OpenBLAS under jaxlib's CPU LAPACK kernels on one thread (``DIFFTRANSPORT_BLAS_THREADS`` or a user's
+On jaxlib 0.10 - 0.11.1 it also reroutes the batched CPU LAPACK calls that could deadlock in those versions, and it
+runs the OpenBLAS under jaxlib's CPU LAPACK kernels on one thread (``DIFFTRANSPORT_BLAS_THREADS`` or a user's
 ``OPENBLAS_NUM_THREADS`` overrides), so that it does not contend with XLA's own threads (``_core/lapack_guard.py``).
 
 Conventions: physics objects are positional, knobs keyword-only. A function that draws random numbers takes its PRNG

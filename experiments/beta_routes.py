@@ -10,8 +10,8 @@
 
 Size route: beta between successive lengths (contacts removed) at g_mid = exp of the pair's mean <ln g>, with the
 finite-square one loop of the study beside it; the confirmatory runs (fresh realizations of the same case, those
-that have been run) are drawn beside the first and every pair is combined over all runs by inverse variance; the symplectic size route on the SU(2) model
-(optional) beside the symplectic derivative route. Derivative route: beta_phi = 2 <slope(0) -
+that have been run) are drawn beside the first and every pair is combined over all runs by inverse variance; the
+symplectic size route on the SU(2) model (optional) beside the symplectic derivative route. Derivative route: beta_phi = 2 <slope(0) -
 slope(B)> / <g> at every (tau_phi, subtraction field), against -1/(pi g) (orthogonal) and +1/(pi g) (symplectic,
 total g). Every point is printed with its ratio to the one loop and its deviation in standard errors.
 """
@@ -156,8 +156,8 @@ def main():
             one = sum(wt * r["one_loop"] for wt, r in zip(weights, rows)) / sum(weights)
             print(f"  W {w:g} L {pair[0]}->{pair[1]} ({len(rows)} runs): {b:+.4f} +- {e:.4f}, ratio {b / one:.3f} +- "
                   f"{e / abs(one):.3f} (z {(b - one) / e:+.1f}; above 0.79: {(b / one - 0.79) / (e / abs(one)):+.1f})")
-            g = math.exp(sum(wt * r["log_g"] for wt, r in zip(weights, rows)) / sum(weights))
-            combined.append({"pair": pair, "log_g": math.log(g), "beta": b, "stderr": e, "one_loop": one})
+            log_g = sum(wt * r["log_g"] for wt, r in zip(weights, rows)) / sum(weights)
+            combined.append({"pair": pair, "log_g": log_g, "beta": b, "stderr": e, "one_loop": one})
         ratio_panel(bx, combined, "*", "k", "size route, all runs combined (drawn 6% to the right)",
                     scale=lambda r: 1.06 * math.sqrt(2) * r["pair"][0])
     ratio_panel(bx, size, "o", "tab:purple", "size route (seed 6)", scale=lambda r: math.sqrt(2) * r["pair"][0])

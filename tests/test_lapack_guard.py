@@ -64,7 +64,8 @@ affected = pytest.mark.skipif(not _lapack_guard._affected(jax.lib.__version__),
 
 
 @affected
-@pytest.mark.parametrize("code, guard", [(REPRO, "1"), (THREADS, "1"), (AT_LIMIT, "0")], ids=["guard", "threads", "at-limit-unguarded"])
+@pytest.mark.parametrize("code, guard", [(REPRO, "1"), (THREADS, "1"), (AT_LIMIT, "0")],
+                         ids=["guard", "threads", "at-limit-unguarded"])
 def test_concurrent_batched_lapack_calls_complete(code, guard):
     _runs(code, DIFFTRANSPORT_LAPACK_GUARD=guard)
 

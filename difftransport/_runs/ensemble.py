@@ -266,8 +266,8 @@ class ChunkRunner:
     def map(self, chunks: Iterable[np.ndarray], *arguments, sink: Callable | None = None,
             stop: threading.Event | None = None) -> Iterator[tuple[np.ndarray, list]]:
         """(indices, self(indices, *arguments)) for every chunk, in order, ``self.workers`` at a time (the first
-        alone if nothing has run yet: it compiles). ``sink(indices, shards)`` runs in the worker as soon as a chunk is done (store
-        it there: an interruption then loses only chunks in flight)."""
+        alone if nothing has run yet: it compiles). ``sink(indices, shards)`` runs in the worker as soon as a chunk
+        is done (store it there: an interruption then loses only chunks in flight)."""
 
         def work(indices):
             shards = self(indices, *arguments)

@@ -126,8 +126,9 @@ def run(config_path, out=None, *, chunk: int | None = None, devices: int | None 
     on it); ``devices`` limits the devices used per process; ``workers`` is how many chunks run at once in
     threads (None: one per core on a single CPU device, else 1: ``ensemble.default_workers``; no result depends on
     it). Everything that can be checked without computing (the config, ``out``, the devices, every ensemble's
-    parameters and shapes) is checked before anything is written. The run holds the directory's lock (``directory_lock``, taken by process 0) until it
-    returns; if another run holds it, this raises ``DirectoryLocked``, or waits for it with ``wait``.
+    parameters and shapes) is checked before anything is written. The run holds the directory's lock
+    (``directory_lock``, taken by process 0) until it returns; if another run holds it, this raises
+    ``DirectoryLocked``, or waits for it with ``wait``.
     """
     config = _config.load(config_path)
     if chunk is not None:

@@ -50,7 +50,8 @@ TMM = {
     "min_batches": Field(int, minimum=2),
     "seed": Field(int, 0, minimum=0),
     "workers": Field(int, 0, minimum=0, doc="parallel transfer-matrix runs (threads); 0: one per core on a single "
-                                             "CPU device, else 1 (docs/benchmarks.md#openblas-threads); changes no number"),
+                                             "CPU device, else 1 (docs/benchmarks.md#openblas-threads); changes no "
+                                             "number"),
 }
 FSS_FIT = {
     "relevant_order": Field(int, minimum=1),
