@@ -109,7 +109,7 @@ def rng():
 
 def paired_ensemble(sample, realizations, seed, fluxes, strength, moments=False, observables=None, **model):
     """(realizations, len(fluxes)) conductances, every realization at every flux (paired); realization r uses
-    fold_in(key(seed), r). Uses the transfer sweep (equal to RGF to ~1e-11, tests/test_transfer.py; 2-4x
+    fold_in(key(seed), r). Uses the transfer sweep (equal to RGF to ~1e-11, tests/test_transfer.py; 4-7x
     faster), so these ensembles cost a fraction of the suite's time. Batches of 100 (``ensemble_conductances``).
 
     With ``observables`` (names of ``dt.observe``), the same realizations give (realizations, len(fluxes),

@@ -290,7 +290,7 @@ def conductance(sample: Sample, model: Model, disorder: Disorder | None = None, 
             ``"buttiker"`` (a probe on every site: local dephasing, exact for any tau_phi). Without
             ``tau_phi`` all three give the coherent T(L->R).
         method: ``"rgf"`` (default), ``"transfer"``: a transfer-matrix sweep renormalized every 8 slices
-            (``_core/transfer.py``), 2-4x faster on CPU for square strips and cubic bars and up to 5x on zigzag
+            (``_core/transfer.py``), 4-7x faster on CPU for square strips and cubic bars and up to 5x on zigzag
             honeycomb cylinders (site-diagonal inter-slice hopping, on the cylinders in column slices: any field,
             spin-orbit, exchange, absorption), agreeing with RGF to ~1e-11. It gives the coherent (or
             ``dephasing="absorb"``) conductance and raises ValueError elsewhere (hard-wall honeycomb ribbons,

@@ -81,7 +81,7 @@ def sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last):
 CHECKPOINT_MIN_LENGTH = 64  # shorter sweeps store every step's residuals (cheaper than recomputing)
 
 
-def checkpointed_scan(step, init, xs, length: int):
+def checkpointed_scan(step, init, xs, length: int, unroll: int = 1):
     """Final carry of ``lax.scan(step, init, xs)`` (``step`` returns ``(carry, None)``), organised so that
     reverse-mode differentiation stores O(sqrt(length)) carries instead of every step's residuals.
 
@@ -89,20 +89,21 @@ def checkpointed_scan(step, init, xs, length: int):
     so the backward pass keeps only the carries between blocks and recomputes one block's forward steps at a
     time: memory O(sqrt(L) n^2) instead of O(L n^2), for one extra forward sweep. The forward pass and its
     results are unchanged (the same steps in the same order). Below ``CHECKPOINT_MIN_LENGTH`` a plain scan.
+    ``unroll`` steps run per loop iteration (``lax.scan``'s argument).
     """
     if length < CHECKPOINT_MIN_LENGTH:
-        return jax.lax.scan(step, init, xs)[0]
+        return jax.lax.scan(step, init, xs, unroll=unroll)[0]
     block = max(1, int(round(length**0.5)))
     blocks, rest = divmod(length, block)
     head = jax.tree.map(lambda x: x[: blocks * block].reshape((blocks, block) + x.shape[1:]), xs)
 
     @jax.checkpoint
     def run_block(carry, xs_block):
-        return jax.lax.scan(step, carry, xs_block)[0], None
+        return jax.lax.scan(step, carry, xs_block, unroll=unroll)[0], None
 
     carry = jax.lax.scan(run_block, init, head)[0]
     if rest:
-        carry = jax.lax.scan(step, carry, jax.tree.map(lambda x: x[blocks * block:], xs))[0]
+        carry = jax.lax.scan(step, carry, jax.tree.map(lambda x: x[blocks * block:], xs), unroll=unroll)[0]
     return carry
 
 

@@ -16,8 +16,10 @@ inverse and two products more, measured 5-15% slower overall). Any invertible ri
 space, Sigma and G_N1 unchanged. At the first slice Sigma = Y_1 X_0^-1 is the self-energy of everything to its
 right, G_11 = (E - H_1 - Sigma_L - Sigma)^-1 and G_N1 = X_N X_1^-1 G_11, with X_N carried through the
 renormalizations. RGF spends one n x n inverse and one product per slice; this sweep one LU per ``every``
-slices: 2-4x faster on CPU (4.4x for 32 x 128, 3x for 64 x 256, 2x spinful; docs/benchmarks.md), agreeing with
-RGF to ~1e-11 at ``every`` = 8.
+slices: 4-7x faster on CPU (4.9x for 32 x 128, 7.0x for 64 x 256, 4.4x spinful; docs/benchmarks.md), agreeing
+with RGF to ~1e-11 at ``every`` = 8. With one orbital per site the steps run as one flat loop and the
+renormalization as a ``lax.cond`` inside it (the nested loop of blocks copied the carry at every step,
+docs/benchmarks.md#flat-transfer-loop); with s x s site blocks, s >= 2, the nested loop stays (measured faster).
 Between renormalizations the basis loses e^(every kappa_max) of relative precision (kappa_max ~ 1-2 per slice
 for the square lattice): 16 slices leaves ~1e-8, which is why 8 is the default.
 """
@@ -92,7 +94,7 @@ def transfer_sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last, ever
     """G_N1, the block of the full retarded Green's function from the first to the last slice (module docstring).
 
     Needs site-diagonal hopping and L >= 2 (:func:`unsupported`); differentiable, and reverse mode stores
-    O(sqrt(L)) carries (the renormalization blocks run under ``jax.checkpoint``)."""
+    O(sqrt(L)) carries (blocks of steps run under ``jax.checkpoint``)."""
     if unsupported(ham):
         raise ValueError(f"transfer_sweep {unsupported(ham)}; use the RGF sweep.")
     if int(every) != every or every < 1:
@@ -117,20 +119,35 @@ def transfer_sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last, ever
         both = jax.scipy.linalg.solve_triangular(upper, jnp.concatenate([y_next, last]).T, trans="T").T
         return basis, both[:n], both[n:]
 
-    def block(carry, xs):
-        carry = jax.lax.scan(step, carry, xs)[0]
-        return renormalize(carry), None
-
     # slices L-1 ... 1 step to the slice before them, each with the hopping V_{s-1}
     xs = (site[1:][::-1], None if bonds is None else bonds[1:][::-1], v_inv[::-1], v_dag[::-1])
     steps = length - 1
     blocks, rest = divmod(steps, every)
-    head = jax.tree.map(lambda a: a[: blocks * every].reshape((blocks, every) + a.shape[1:]), xs)
     carry = (eye, sigma_last, eye)
-    if blocks:
-        carry = checkpointed_scan(block, carry, head, blocks)
-    if rest:
-        carry = jax.lax.scan(step, carry, jax.tree.map(lambda a: a[blocks * every:], xs))[0]
+    if ham.site.shape[-1] == 1:
+        # one flat loop, renormalizing after steps every-1, 2 every-1, ... through a cond on an unbatched flag:
+        # XLA keeps the carry in place and fuses each step (two per iteration) into one loop; the nested loop
+        # below copies the carry every step (1.1-1.3x slower here; docs/benchmarks.md#flat-transfer-loop)
+        j = np.arange(steps)
+        renorm = jnp.asarray(((j + 1) % every == 0) & (j < blocks * every))
+
+        def flat_step(carry, x):
+            carry = step(carry, x[:4])[0]
+            return jax.lax.cond(x[4], renormalize, lambda c: c, carry), None
+
+        carry = checkpointed_scan(flat_step, carry, xs + (renorm,), steps, unroll=2)
+    else:
+        # blocks of ``every`` steps, each followed by a renormalization (for 2 x 2 site blocks the flat loop
+        # was measured ~8% slower in ensembles, docs/benchmarks.md#flat-transfer-loop)
+        def block(carry, xs):
+            carry = jax.lax.scan(step, carry, xs)[0]
+            return renormalize(carry), None
+
+        head = jax.tree.map(lambda a: a[: blocks * every].reshape((blocks, every) + a.shape[1:]), xs)
+        if blocks:
+            carry = checkpointed_scan(block, carry, head, blocks)
+        if rest:
+            carry = jax.lax.scan(step, carry, jax.tree.map(lambda a: a[blocks * every:], xs))[0]
     x_0, y_1, last = carry
     x0_inv = inverse(x_0)
     h_first = ham.block(site[0], None if bonds is None else bonds[0])

@@ -63,7 +63,7 @@ ENSEMBLE = {
     "observables": Field(list, ["conductance"], doc=f"any of {list(OBSERVABLES)}"),
     "dephasing": Field(str, "probe", allowed=DEPHASING, doc="treatment of absorption from tau_phi"),
     "method": Field(str, "rgf", allowed=("rgf", "transfer", "auto"),
-                    doc="sweep: 'transfer' is 2-4x faster for square strips and cubic bars (coherent or absorbing "
+                    doc="sweep: 'transfer' is 4-7x faster for square strips and cubic bars (coherent or absorbing "
                         "conductance, transmission, Fano factor, eigenvalues) and agrees with 'rgf' to ~1e-11, so "
                         "it does not change stored results; 'auto' uses it wherever it applies"),
     "label": Field(str, "", doc="legend label (defaults to the ensemble name)"),
