@@ -14,9 +14,9 @@ alpha = 0.2, 32 x 128; a cubic bar 8 x 8 x 64 (W x H x L). Conventions are those
 difftransport, two ways: "1 call", a jitted vmap over a batch of realizations, best of ``--repeat`` calls after
 compilation (``bench_rgf.time_conductance``; its flop model, 16 n^3 real flops per slice, gives the GFLOP/s,
 RGF-equivalent for ``--method transfer``); and "ensemble", what ``difftransport run`` does with an ensemble on
-this machine: chunks through ``runs.ChunkRunner``, ``--workers`` at once in threads (default: the runner's
-default, one per core on a CPU), each of batch / workers realizations (as many in flight as in the one call),
-wall clock per realization (``bench_rgf.time_ensemble``). K/ours
+this machine: the conductance of a config entry for the case, in chunks through ``runs.ChunkRunner``, ``--workers``
+at once in threads (default: the runner's default, one per core on a CPU), each of batch / workers realizations
+(as many in flight as in the one call), wall clock per realization (``bench_rgf.time_ensemble``). K/ours
 is Kwant's time per realization over the ensemble time. Kwant:
 ``kwant.smatrix(...).transmission(1, 0)`` per realization on a system finalized once (the potential enters
 through ``params``), the default MUMPS solver, in a subprocess running ``.kwant-venv/bin/python``; its time
@@ -66,6 +66,13 @@ class Case:
     def sample(self) -> dt.Sample:
         lattice = dt.strip(self.width) if self.height is None else dt.bar(self.width, self.height)
         return dt.Sample(lattice, self.length, spinful=self.spinful)
+
+    def spec(self) -> dict:
+        """The ``[sample]`` table of this case (``difftransport run``'s config)."""
+        if self.height is None:
+            return {"lattice": "strip", "width": self.width, "length": self.length, "spinful": self.spinful}
+        return {"lattice": "bar", "width": self.width, "height": self.height, "length": self.length,
+                "spinful": self.spinful}
 
     def model(self) -> dt.Model:
         return dt.Model(energy=ENERGY, rashba=RASHBA if self.spinful else None)
@@ -224,8 +231,8 @@ def main():
             continue
         per, gflops, compile_s = time_conductance(sample, model, batch, args.repeat, strength=STRENGTH,
                                                   method=args.method)
-        ens, workers = time_ensemble(sample, model, batch, args.repeat, strength=STRENGTH, method=args.method,
-                                     workers=args.workers)
+        ens, workers = time_ensemble(case.spec(), {"energy": ENERGY, "rashba": RASHBA if case.spinful else None},
+                                     batch, args.repeat, strength=STRENGTH, method=args.method, workers=args.workers)
         gflops *= per / ens
         row = {"case": case.label, "method": args.method, "n": sample.slice_size, "channels": channels, "batch": batch,
                "one_call_ms": 1e3 * per, "ours_ms": 1e3 * ens, "workers": workers, "gflops": gflops, "peak": peak,

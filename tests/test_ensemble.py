@@ -10,8 +10,11 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
+
+import difftransport as dt
 
 from difftransport._runs import config as _config
 from difftransport._runs import ensemble as _ensemble
@@ -373,3 +376,16 @@ def test_shipped_ensemble_configs_are_valid(path):
     assert config["ensembles"]
     for entry in config["ensembles"].values():
         assert _ensemble.make_sample(entry["sample"]).length == entry["sample"]["length"]
+
+
+def test_shared_leads_equal_leads_computed_per_realization(reference):
+    """An entry without a grid or random twist computes its leads once (``clean_leads``) instead of in every
+    chunk: its realizations equal observe() of the same disorder, which computes them itself, to 1e-13."""
+    config, _, raw = reference
+    entry = _config.load(config)["ensembles"]["rashba"]
+    sample = _ensemble.make_sample(entry["sample"])
+    model = dt.Model(**{k: v for k, v in entry["model"].items() if v is not None})
+    for r in (0, 7):
+        disorder = dt.draw_disorder(jax.random.fold_in(jax.random.key(3), r), sample, strength=1.0)
+        direct = dt.observe(sample, model, disorder)["conductance"]
+        np.testing.assert_allclose(raw["rashba/conductance"][r], direct, rtol=0, atol=1e-13)

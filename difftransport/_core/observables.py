@@ -88,8 +88,18 @@ def _lead_self_energies(ham: SlicedHamiltonian, energy) -> LeadSelfEnergies:
                             open_channels=leads.open_channels, energy=leads.energy)
 
 
-def _solve(ham: SlicedHamiltonian, energy, method: Method = "rgf") -> _Solution:
-    leads = _lead_self_energies(ham, energy)
+@eqx.filter_jit
+def clean_leads(sample, model) -> LeadSelfEnergies:
+    """The leads' self-energies of ``sample`` under ``model``: they do not depend on the disorder, so an ensemble
+    whose realizations share the model computes them once and passes them to :func:`_evaluate` (``leads=``)
+    instead of once per chunk (docs/benchmarks.md#flat-transfer-loop). Not for derivatives: passed in, they are
+    constants."""
+    ham, model = prepare(sample, model, None, columns=True)
+    return _lead_self_energies(ham, model.energy)
+
+
+def _solve(ham: SlicedHamiltonian, energy, method: Method = "rgf", leads: LeadSelfEnergies | None = None) -> _Solution:
+    leads = _lead_self_energies(ham, energy) if leads is None else leads
     energy = leads.energy  # differs from the requested energy only at a subband edge
     if method == "transfer":
         return _Solution(leads=leads, g_last=None, g_last_first=transfer_sweep(energy, ham, leads.left, leads.right))
@@ -183,10 +193,12 @@ def _eigen_transmissions_jvp(primals, tangents):
 OBSERVABLES = ("conductance", "transmission", "reflection", "fano_factor", "transmission_eigenvalues", "open_channels")
 
 
-def _coherent(sample, model, disorder, method: Method = "rgf", names=("conductance",), dephasing="probe"):
-    """Checked model, Hamiltonian and the forward-sweep solution (the sweep chosen by :func:`_sweep`)."""
+def _coherent(sample, model, disorder, method: Method = "rgf", names=("conductance",), dephasing="probe",
+              leads: LeadSelfEnergies | None = None):
+    """Checked model, Hamiltonian and the forward-sweep solution (the sweep chosen by :func:`_sweep`); ``leads``:
+    the leads' self-energies from :func:`clean_leads` of the same sample and model, or None to compute them."""
     ham, model = prepare(sample, model, disorder, columns=True)
-    return model, ham, _solve(ham, model.energy, _sweep(method, names, model, dephasing, sample, ham))
+    return model, ham, _solve(ham, model.energy, _sweep(method, names, model, dephasing, sample, ham), leads)
 
 
 def _sweep(method, names, model, dephasing, sample, ham) -> str:
@@ -222,8 +234,8 @@ def _buttiker_rgf(ham, model, sol, orbitals, solver="auto"):
     return jnp.where(ok, i_l, coherent), jnp.where(ok, i_r, coherent)
 
 
-def _evaluate(sample, model, disorder, names, dephasing, method: Method = "rgf"):
-    model, ham, sol = _coherent(sample, model, disorder, method, names, dephasing)
+def _evaluate(sample, model, disorder, names, dephasing, method: Method = "rgf", leads: LeadSelfEnergies | None = None):
+    model, ham, sol = _coherent(sample, model, disorder, method, names, dephasing, leads)
     gl, gr = _gamma(sol.leads.left), _gamma(sol.leads.right)
     cache = {}
 

@@ -27,7 +27,7 @@ from .._core import lapack_guard
 from .._core import lattice as lat
 from .._core.build import checked_model
 from .._core.model import Disorder, Model, draw_disorder, realization_twist, short_range_potential
-from .._core.observables import map_realizations, observe
+from .._core.observables import _evaluate, clean_leads, map_realizations
 
 
 def make_sample(spec: dict) -> lat.Sample:
@@ -79,6 +79,10 @@ def realization_function(entry: dict, seed: int) -> Callable:
     short_density = dis.get("short_range_density", 0.0)
     random_twist = dis.get("random_twist", False)
     grid_batch = entry.get("grid_batch", 0)  # grid points vmapped together; the batches run in sequence
+    # Without a grid or a random twist every realization has the same leads: computed once here instead of in
+    # every chunk (18-21 ms for 64 orbitals; 6-13% of a CPU ensemble's time, docs/benchmarks.md#flat-transfer-loop),
+    # as host arrays, so that they enter the sharded function as constants on whatever devices it spans
+    shared_leads = None if points or random_twist else jax.tree.map(np.asarray, clean_leads(sample, Model(**base)))
 
     def at_point(unit: Disorder, short, values: dict, twist=None):
         params = {**base, **{k: v for k, v in values.items() if k != "strength"}}
@@ -92,7 +96,8 @@ def realization_function(entry: dict, seed: int) -> Callable:
             potential=potential, moments=unit.moments,
             su2_intra=unit.su2_intra, su2_inter=unit.su2_inter,
         )
-        return observe(sample, Model(**params), disorder, observables=names, dephasing=dephasing, method=method)
+        return _evaluate(sample, Model(**params), disorder, names, dephasing, method,
+                         shared_leads if not values and twist is None else None)
 
     def one(index):
         key = jax.random.fold_in(root, index)
