@@ -76,7 +76,8 @@ def test_transfer_conductance_and_observables():
 
 def test_transfer_gradients_and_long_samples():
     """Derivatives of G with respect to flux, energy and Rashba coupling equal those of RGF (1e-8 relative),
-    also for a sample long enough for the checkpointed block scan (L = 600: 74 renormalization blocks)."""
+    also for a sample long enough for the checkpointed scan (L = 600, one orbital per site: the flat loop in
+    checkpointed blocks of 24 steps, 74 renormalizations; the spinful sample runs the nested loop)."""
     sample = dt.Sample(dt.strip(6), 30, spinful=True)
     disorder = dt.draw_disorder(jax.random.key(1), sample, strength=1.0)
 
