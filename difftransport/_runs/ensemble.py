@@ -81,7 +81,8 @@ def realization_function(entry: dict, seed: int) -> Callable:
     grid_batch = entry.get("grid_batch", 0)  # grid points vmapped together; the batches run in sequence
     # Without a grid or a random twist every realization has the same leads: computed once here instead of in
     # every chunk (18-21 ms for 64 orbitals; 6-13% of a CPU ensemble's time, docs/benchmarks.md#flat-transfer-loop),
-    # as host arrays, so that they enter the sharded function as constants on whatever devices it spans
+    # as host arrays, so that they enter the sharded function as constants on whatever devices it spans (None, and
+    # computed in place, wherever a grid point or a realization's twist changes them)
     shared_leads = None if points or random_twist else jax.tree.map(np.asarray, clean_leads(sample, Model(**base)))
 
     def at_point(unit: Disorder, short, values: dict, twist=None):
@@ -96,8 +97,7 @@ def realization_function(entry: dict, seed: int) -> Callable:
             potential=potential, moments=unit.moments,
             su2_intra=unit.su2_intra, su2_inter=unit.su2_inter,
         )
-        return _evaluate(sample, Model(**params), disorder, names, dephasing, method,
-                         shared_leads if not values and twist is None else None)
+        return _evaluate(sample, Model(**params), disorder, names, dephasing, method, shared_leads)
 
     def one(index):
         key = jax.random.fold_in(root, index)
