@@ -20,6 +20,7 @@ def lu_basis(x):
     between renormalizations (docs/physics.md#renormalizing-by-lu).
     """
     lu, _, perm = jax.lax.linalg.lu(x)  # x[perm] = L U
-    k = x.shape[-1]
-    lower = jnp.tril(lu, -1) + jnp.eye(x.shape[-2], k, dtype=x.dtype)
-    return lower[jnp.argsort(perm)], jnp.triu(lu[:k])
+    m, k = x.shape[-2:]
+    lower = jnp.tril(lu, -1) + jnp.eye(m, k, dtype=x.dtype)
+    inverse_perm = jnp.zeros_like(perm).at[perm].set(jnp.arange(m, dtype=perm.dtype))  # a scatter: argsort sorts
+    return lower[inverse_perm], jnp.triu(lu[:k])

