@@ -4,7 +4,7 @@ conductance difference on identical potentials.
 
     bash benchmarks/kwant_env.sh                 # once: builds .kwant-venv (Kwant is never our dependency)
     python benchmarks/bench_kwant.py [--cases strip32 bar8] [--batch N] [--repeat 3] [--kwant-realizations N]
-                                     [--method rgf|transfer|auto] [--workers N] [--kwant-processes N]
+                                     [--method rgf|transfer|auto] [--workers N] [--chunk N] [--kwant-processes N]
 
 Systems (all at E = 1, box disorder of width W_dis = 2, hopping t = 1, hard walls, clean leads of the same
 cross-section): spinless strips W x L = 32 x 128, 64 x 256, 128 x 512; a spinful strip with Rashba
@@ -15,8 +15,8 @@ difftransport, two ways: "1 call", a jitted vmap over a batch of realizations, b
 compilation (``bench_rgf.time_conductance``; its flop model, 16 n^3 real flops per slice, gives the GFLOP/s,
 RGF-equivalent for ``--method transfer``); and "ensemble", what ``difftransport run`` does with an ensemble on
 this machine: the conductance of a config entry for the case, in chunks through ``runs.ChunkRunner``, ``--workers``
-at once in threads (default: the runner's default, one per core on a CPU), each of batch / workers realizations
-(as many in flight as in the one call), wall clock per realization (``bench_rgf.time_ensemble``). K/ours
+at once in threads (default: the runner's default, one per core on a CPU), in the config's default chunks of 64
+realizations (``--chunk``), wall clock per realization (``bench_rgf.time_ensemble``). K/ours
 is Kwant's time per realization over the ensemble time. Kwant:
 ``kwant.smatrix(...).transmission(1, 0)`` per realization on a system finalized once (the potential enters
 through ``params``), the default MUMPS solver, in a subprocess running ``.kwant-venv/bin/python``; its time
@@ -194,6 +194,8 @@ def main():
                         help="difftransport's sweep (auto: the transfer sweep wherever it applies, RGF elsewhere)")
     parser.add_argument("--workers", type=int, default=None,
                         help="difftransport chunks at once in the ensemble timing (default: the runner's default)")
+    parser.add_argument("--chunk", type=int, default=None,
+                        help="realizations per chunk in the ensemble timing (default: the config's default, 64)")
     parser.add_argument("--kwant-processes", type=int, default=1,
                         help="also time N Kwant processes at once (their ensemble throughput)")
     args = parser.parse_args()
@@ -211,8 +213,8 @@ def main():
     peak = gemm_gflops()
     print(f"complex128 GEMM peak (numpy 1024^3): {peak:.1f} GFLOP/s")
     print(f"E = {ENERGY}, box disorder W_dis = {STRENGTH}, Rashba alpha = {RASHBA} (spinful); sweep {args.method}; "
-          "ours: best of repeats of a vmapped batch (1 call) and of the ensemble runner, chunks of batch / wk "
-          "(ens); Kwant: best over its realizations.\n")
+          f"ours: best of repeats of a vmapped batch (1 call) and of the ensemble runner, wk workers on chunks of "
+          f"{args.chunk or 'the default'} (ens); Kwant: best over its realizations.\n")
 
     header = (f"{'case':18s} {'n':>4s} {'ch':>4s} {'batch':>5s} {'1 call ms':>9s} {'ens ms':>7s} {'wk':>3s} "
               f"{'ens r/s':>8s} {'GFLOP/s':>8s} {'%peak':>6s} {'Kwant ms':>9s} {'Kwant r/s':>9s} {'K/ours':>7s} "
@@ -232,7 +234,8 @@ def main():
         per, gflops, compile_s = time_conductance(sample, model, batch, args.repeat, strength=STRENGTH,
                                                   method=args.method)
         ens, workers = time_ensemble(case.spec(), {"energy": ENERGY, "rashba": RASHBA if case.spinful else None},
-                                     batch, args.repeat, strength=STRENGTH, method=args.method, workers=args.workers)
+                                     args.repeat, strength=STRENGTH, method=args.method, workers=args.workers,
+                                     chunk=args.chunk)
         gflops *= per / ens
         row = {"case": case.label, "method": args.method, "n": sample.slice_size, "channels": channels, "batch": batch,
                "one_call_ms": 1e3 * per, "ours_ms": 1e3 * ens, "workers": workers, "gflops": gflops, "peak": peak,

@@ -81,20 +81,21 @@ def time_conductance(sample, model, batch, repeat, strength=2.0, method="rgf", v
     return out + (np.asarray(run(keys)),) if values else out
 
 
-def time_ensemble(spec: dict, model: dict, batch, repeat, strength=2.0, method="rgf", workers=None, rounds=2):
+def time_ensemble(spec: dict, model: dict, repeat, strength=2.0, method="rgf", workers=None, rounds=2, chunk=None):
     """(seconds per realization, workers) of an ensemble exactly as ``difftransport run`` computes it: the
     conductance of an ensemble entry (``[sample]`` table ``spec``, ``[model]`` table ``model``, box disorder of
-    ``strength``) through ``runs.ChunkRunner`` on one CPU device, ``workers`` chunks at once in threads (None: the
-    runner's default, one per core), each of ``batch // workers`` realizations, so that as many realizations are
-    in flight as in one call of ``batch``. Each timed pass is ``rounds * workers`` chunks after a compiling one;
-    best of ``repeat`` passes (wall clock over the pass / its realizations)."""
+    ``strength``) through ``runs.ChunkRunner`` on one CPU device, ``workers`` chunks of ``chunk`` realizations at
+    once in threads (None: the runner's defaults, one worker per core and the config's default chunk, 64; inside
+    a chunk the runner vmaps ``runs.cpu_vmap_width`` realizations at a time). Each timed pass is
+    ``rounds * workers`` chunks after a compiling one; best of ``repeat`` passes (wall clock over the pass / its
+    realizations)."""
     entry = {"observables": ["conductance"], "sample": spec, "model": model, "disorder": {"strength": strength},
              "method": method}
-    entry = dt.runs.validate({"run": {"seed": 0, "realizations": 1}, "ensembles": {"bench": entry}})["ensembles"]
+    config = dt.runs.validate({"run": {"seed": 0, "realizations": 1}, "ensembles": {"bench": entry}})
+    chunk = config["run"]["chunk"] if chunk is None else chunk
     devices = jax.devices("cpu")[:1]
     workers = dt.runs.default_workers(devices) if workers is None else workers
-    chunk = max(1, batch // workers)
-    runner = dt.runs.ChunkRunner(entry["bench"], 0, devices, chunk, workers=workers)
+    runner = dt.runs.ChunkRunner(config["ensembles"]["bench"], 0, devices, chunk, workers=workers)
     runner(np.arange(chunk))
     chunks = [np.arange(k * chunk, (k + 1) * chunk) for k in range(rounds * workers)]
     best = min(_timed(lambda: list(runner.map(chunks))) for _ in range(repeat))

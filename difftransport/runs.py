@@ -6,13 +6,14 @@
   a schema being ``{key: Field(kind, default, allowed=, minimum=, doc=)}`` (default ``REQUIRED``: must be given).
 * Ensembles: :func:`make_sample` (the ``Sample`` of a ``[sample]`` table); :class:`ChunkRunner` (realization indices
   to observables on :func:`select_devices`; realization r's key is ``fold_in(key(seed), r)``; ``map`` runs chunks
-  :func:`default_workers` at a time in threads); :func:`parallel_map` (any work over tasks in threads, in order).
+  :func:`default_workers` at a time in threads, each vmapped :func:`cpu_vmap_width` realizations at a time on a CPU);
+  :func:`parallel_map` (any work over tasks in threads, in order).
 * Runs: :func:`run` runs or resumes a config into a :class:`RunDirectory` (``results_path(ensemble)``: its arrays) or
   raises :class:`ConfigMismatch`, :class:`DirectoryLocked`, :class:`RunDirectoryError`; :func:`plot_run`.
 """
 
 from ._runs.config import REQUIRED, ConfigError, Field, Validator, config_hash, dumps, load, read, validate
-from ._runs.ensemble import ChunkRunner, default_workers, make_sample, parallel_map, select_devices
+from ._runs.ensemble import ChunkRunner, cpu_vmap_width, default_workers, make_sample, parallel_map, select_devices
 from ._runs.plots import plot_run
 from ._runs.runner import run
 from ._runs.store import ConfigMismatch, DirectoryLocked, RunDirectory, RunDirectoryError

@@ -108,6 +108,22 @@ def test_chunk_size_does_not_change_results(reference, tmp_path, chunk):
     _assert_same(_results(store.path), expected)
 
 
+def test_vmap_width_follows_the_slice_size_and_does_not_change_results(reference, tmp_path, monkeypatch):
+    """On one CPU device a chunk is vmapped ``cpu_vmap_width`` realizations at a time (lax.map over the groups):
+    the rule's values, and a run whose chunks go one realization at a time equals the reference, whose chunks were
+    vmapped whole (its slices are 4 and 6 orbitals wide), to 1e-13."""
+    assert [_ensemble.cpu_vmap_width(n) for n in (4, 8, 16, 32, 64, 128)] == [64, 16, 4, 2, 2, 1]
+    assert (_ensemble.cpu_vmap_width(8, per_realization=3), _ensemble.cpu_vmap_width(64, per_realization=3)) == (5, 1)
+    config, _, expected = reference
+    monkeypatch.setattr(_ensemble, "cpu_vmap_width", lambda slice_size, per_realization=1: 1)
+    _ensemble._batched.cache_clear()
+    try:
+        store = _runner.run(config, tmp_path / "run", chunk=8, quiet=True, log=lambda *_: None)
+    finally:
+        _ensemble._batched.cache_clear()
+    _assert_same(_results(store.path), expected)
+
+
 @pytest.mark.parametrize("workers", [1, 3])
 def test_worker_count_does_not_change_results(reference, tmp_path, workers):
     """Chunks computed one at a time or three at once in threads (the reference ran with the default, one per

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run (or resume) the ensembles of a TOML config")
     run.add_argument("config", help="TOML config (see docs/ensembles.md)")
     run.add_argument("--out", help="run directory (default: out/<config name>)")
-    run.add_argument("--chunk", type=int, help="realizations per vmapped batch (overrides run.chunk)")
+    run.add_argument("--chunk", type=int, help="realizations per call, stored as a unit (overrides run.chunk)")
     run.add_argument("--devices", type=int, help="local devices per process to shard over (default: all)")
     run.add_argument("--workers", type=int, help="chunks computed at once in threads (default: one per core on a "
                                                  "single CPU device, else 1; no result depends on it)")

@@ -376,6 +376,20 @@ def hamiltonian_transmission(ham: SlicedHamiltonian, energy):
     return _left_to_right(_solve(ham, jnp.asarray(energy, jnp.result_type(float))))
 
 
+def cpu_vmap_width(slice_size: int, per_realization: int = 1) -> int:
+    """Realizations vmapped together inside a chunk on a single CPU device, for ``slice_size`` orbitals per slice
+    and ``per_realization`` grid points vmapped within each realization.
+
+    About 1024 / n^2 slices' n x n blocks at once (16 for n = 8, 4 for n = 16), at least two up to n = 64 and one
+    beyond: narrower than a chunk of 64 because each step of a sweep is a chain of small kernels whose vmapped
+    operands then stay in the core's caches: ensembles 1.3-2.1x faster than with the whole chunk of 64 vmapped,
+    n = 8 to 128, RGF and transfer sweeps (docs/benchmarks.md#vmap-width). On accelerators the runner vmaps the
+    whole chunk."""
+    n2 = slice_size**2
+    matrices = max(1024 // n2, 2 if n2 <= 64**2 else 1)
+    return max(1, matrices // per_realization)
+
+
 def map_realizations(f, realizations, *, batch: int):
     """``f`` over the leading (realization) axis of the pytree ``realizations`` (keys, indices or drawn
     disorders): vmapped over ``batch`` realizations at a time, ``lax.map`` over the batches, so that memory is
@@ -389,13 +403,15 @@ def map_realizations(f, realizations, *, batch: int):
 
 def ensemble_conductances(keys, sample: Sample, models, *, strength, distribution="box", correlation_length=0.0,
                           density=1.0, short_range_density=0.0, short_range_strength=0.0, moments: bool = False,
-                          su2: bool = False, dephasing: Dephasing = "probe", method: Method = "rgf", batch: int = 64):
+                          su2: bool = False, dephasing: Dephasing = "probe", method: Method = "rgf",
+                          batch: int | None = None):
     """Conductance G (e^2/h, see :func:`conductance`) of every realization of an ensemble of PRNG ``keys``:
     realization r is ``draw_disorder(keys[r], sample, strength=strength, ...)`` with the disorder keywords passed
     on (correlated and short-range disorder: :func:`draw_disorder`). ``models`` is one ``Model``
     (shape (len(keys),)) or a sequence of them, all evaluated on the same realizations (paired: common random
-    numbers; shape (len(keys), len(models))). Batched by :func:`map_realizations`; differentiable in the
-    models, ``strength`` and ``short_range_strength``."""
+    numbers; shape (len(keys), len(models))). Batched by :func:`map_realizations`, ``batch`` realizations at a
+    time (None: :func:`cpu_vmap_width` on a CPU, 64 on an accelerator); differentiable in the models, ``strength``
+    and ``short_range_strength``."""
     draw = dict(strength=strength, distribution=distribution, correlation_length=correlation_length, density=density,
                 short_range_density=short_range_density, short_range_strength=short_range_strength, moments=moments,
                 su2=su2)
@@ -406,4 +422,6 @@ def ensemble_conductances(keys, sample: Sample, models, *, strength, distributio
             return conductance(sample, models, disorder, dephasing=dephasing, method=method)
         return jnp.stack([conductance(sample, m, disorder, dephasing=dephasing, method=method) for m in models])
 
+    if batch is None:
+        batch = cpu_vmap_width(sample.slice_size) if jax.default_backend() == "cpu" else 64
     return map_realizations(one, keys, batch=batch)

@@ -56,7 +56,8 @@ class Field:
 RUN = {
     "seed": Field(int, 0, minimum=0, doc="PRNG seed; realization r uses fold_in(key(seed), r)"),
     "realizations": Field(int, minimum=1, doc="disorder realizations per ensemble"),
-    "chunk": Field(int, 64, minimum=1, doc="realizations per vmapped batch (memory bound); does not change results"),
+    "chunk": Field(int, 64, minimum=1, doc="realizations per call, stored as a unit (memory bound; vmapped "
+                                           "runs.cpu_vmap_width at a time on a CPU); does not change results"),
     "title": Field(str, "", doc="figure title"),
 }
 ENSEMBLE = {

@@ -27,7 +27,7 @@ from .._core import lapack_guard
 from .._core import lattice as lat
 from .._core.build import checked_model
 from .._core.model import Disorder, Model, draw_disorder, realization_twist, short_range_potential
-from .._core.observables import _evaluate, clean_leads, map_realizations
+from .._core.observables import _evaluate, clean_leads, cpu_vmap_width, map_realizations
 
 
 def make_sample(spec: dict) -> lat.Sample:
@@ -198,10 +198,19 @@ def _sharded(batched: Callable, devices: tuple, arguments: int = 0):
 
 @functools.lru_cache(maxsize=8)
 def _batched(entry: str, seed: int, devices: tuple):
-    """:func:`_sharded` of the realization function of a JSON-encoded ensemble entry. Cached, so that a rerun
-    in the same process (a resume, a test) reuses the compiled function instead of compiling again."""
-    one = realization_function(json.loads(entry), seed)
-    return _sharded(lambda index: map_realizations(one, index, batch=index.shape[0]), devices)
+    """:func:`_sharded` of the realization function of a JSON-encoded ensemble entry, each chunk vmapped
+    :func:`cpu_vmap_width` realizations at a time on one CPU device (whole on accelerators and meshes: a sharded
+    realization axis passes only a plain vmap unchanged). Cached, so that a rerun in the same process (a resume, a
+    test) reuses the compiled function instead of compiling again."""
+    entry = json.loads(entry)
+    one = realization_function(entry, seed)
+    width = None
+    if len(devices) == 1 and devices[0].platform == "cpu":
+        points = grid_points(entry)
+        count = len(next(iter(points.values()))) if points else 1
+        per_realization = min(entry.get("grid_batch", 0) or count, count)
+        width = cpu_vmap_width(make_sample(entry["sample"]).slice_size, per_realization)
+    return _sharded(lambda index: map_realizations(one, index, batch=width or index.shape[0]), devices)
 
 
 def default_workers(devices: list) -> int:
