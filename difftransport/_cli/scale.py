@@ -393,16 +393,20 @@ def _conductance_runner(system_items: tuple, length: int, seed: int, chunk: int,
     """The ChunkRunner of a beta study's L x L (x L) samples: ``runner(indices, strength_index, strength)`` gives
     their conductances g (``_core.scaling.beta_conductances`` with solver ``method``). Cached per (system, L, seed,
     chunk, devices, method): a refit or a second study in one process reuses the compiled function (W is
-    traced)."""
+    traced). On one CPU device a chunk is vmapped ``cpu_vmap_width`` realizations at a time, as in the runner."""
+    from .._core.observables import cpu_vmap_width
     from .._core.scaling import beta_conductances
     from .._runs.ensemble import ChunkRunner
 
     system = dict(system_items)
     sample, model = _sample(system, length, length), _model(system)
+    one_cpu = len(devices) == 1 and devices[0].platform == "cpu"
+    width = cpu_vmap_width(sample.slice_size) if one_cpu else None
 
     def batched(indices, strength_index, strength):
         return {"g": beta_conductances(sample, model, seed, indices, strength_index, strength,
-                                       distribution=system["distribution"], su2=system["su2"], method=method)}
+                                       distribution=system["distribution"], su2=system["su2"], method=method,
+                                       batch=width)}
 
     return ChunkRunner(batched, None, list(devices), chunk, arguments=2)
 

@@ -367,16 +367,17 @@ def finite_difference_beta(lengths, log_g, log_g_stderr):
 
 
 def beta_conductances(sample: Sample, model: Model, seed: int, indices, strength_index, strength, *,
-                      distribution: str = "box", su2: bool = False, method: str = "rgf"):
+                      distribution: str = "box", su2: bool = False, method: str = "rgf", batch: int | None = None):
     """Conductances g (e^2/h, all channels), shape (len(indices),), of realizations ``indices`` of the L x L
     (x L) ``sample`` at disorder ``strength`` (the ``strength_index``-th of its study). Realization j draws its
     disorder from fold_in(fold_in(fold_in(key(seed), L), strength_index), j), so it depends on nothing else
     (not on the chunk, the device or the other realizations). ``method``: the solver of
-    :func:`difftransport.conductance` ("rgf" or "transfer"). Jittable; ``strength_index`` and ``strength`` may be
-    traced (one compilation per L)."""
+    :func:`difftransport.conductance` ("rgf" or "transfer"). ``batch``: realizations vmapped at a time (None: all,
+    which a sharded realization axis needs; ``cpu_vmap_width`` is faster on one CPU device). Jittable;
+    ``strength_index`` and ``strength`` may be traced (one compilation per L)."""
     keys = study_keys(seed, sample.length, strength_index, indices)
     return ensemble_conductances(keys, sample, model, strength=strength, distribution=distribution, su2=su2,
-                                 method=method, batch=keys.shape[0])
+                                 method=method, batch=batch or keys.shape[0])
 
 
 def log_conductance_table(g, channels, *, contact_correction: bool) -> dict:

@@ -74,7 +74,8 @@ ENSEMBLE = {
     "strengths": Field(list, check=lambda v: _numbers(v, strict=False) and _increasing(v),
                        doc="increasing numbers >= 0"),
     "realizations": Field(int, minimum=2),
-    "chunk": Field(int, 64, minimum=1, doc="realizations per stored chunk and vmapped batch"),
+    "chunk": Field(int, 64, minimum=1, doc="realizations per stored chunk (and vmapped batch, but for "
+                                           "cpu_vmap_width at a time on one CPU device)"),
     "seed": Field(int, 0, minimum=0),
     "contact_correction": Field(bool, True, doc="remove the leads' contact resistance: 1/g = 1/G - 1/N"),
     "workers": Field(int, 0, minimum=0, doc="chunks computed at once in threads; 0: one per core on a single CPU "
