@@ -394,14 +394,12 @@ def _conductance_runner(system_items: tuple, length: int, seed: int, chunk: int,
     their conductances g (``_core.scaling.beta_conductances`` with solver ``method``). Cached per (system, L, seed,
     chunk, devices, method): a refit or a second study in one process reuses the compiled function (W is
     traced). On one CPU device a chunk is vmapped ``cpu_vmap_width`` realizations at a time, as in the runner."""
-    from .._core.observables import cpu_vmap_width
     from .._core.scaling import beta_conductances
-    from .._runs.ensemble import ChunkRunner
+    from .._runs.ensemble import ChunkRunner, vmap_width
 
     system = dict(system_items)
     sample, model = _sample(system, length, length), _model(system)
-    one_cpu = len(devices) == 1 and devices[0].platform == "cpu"
-    width = cpu_vmap_width(sample.slice_size) if one_cpu else None
+    width = vmap_width(devices, sample.slice_size)
 
     def batched(indices, strength_index, strength):
         return {"g": beta_conductances(sample, model, seed, indices, strength_index, strength,

@@ -196,20 +196,25 @@ def _sharded(batched: Callable, devices: tuple, arguments: int = 0):
     return mesh, sharding, jax.jit(batched, in_shardings=shardings, out_shardings=sharding)
 
 
+def vmap_width(devices, slice_size: int, per_realization: int = 1) -> int | None:
+    """Realizations a chunk on ``devices`` vmaps at a time: :func:`cpu_vmap_width` on one CPU device; None (the
+    whole chunk) on accelerators and meshes, where a sharded realization axis passes only a plain vmap."""
+    if len(devices) == 1 and devices[0].platform == "cpu":
+        return cpu_vmap_width(slice_size, per_realization)
+    return None
+
+
 @functools.lru_cache(maxsize=8)
 def _batched(entry: str, seed: int, devices: tuple):
     """:func:`_sharded` of the realization function of a JSON-encoded ensemble entry, each chunk vmapped
-    :func:`cpu_vmap_width` realizations at a time on one CPU device (whole on accelerators and meshes: a sharded
-    realization axis passes only a plain vmap unchanged). Cached, so that a rerun in the same process (a resume, a
+    :func:`vmap_width` realizations at a time. Cached, so that a rerun in the same process (a resume, a
     test) reuses the compiled function instead of compiling again."""
     entry = json.loads(entry)
     one = realization_function(entry, seed)
-    width = None
-    if len(devices) == 1 and devices[0].platform == "cpu":
-        points = grid_points(entry)
-        count = len(next(iter(points.values()))) if points else 1
-        per_realization = min(entry.get("grid_batch", 0) or count, count)
-        width = cpu_vmap_width(make_sample(entry["sample"]).slice_size, per_realization)
+    points = grid_points(entry)
+    count = len(next(iter(points.values()))) if points else 1
+    per_realization = min(entry.get("grid_batch", 0) or count, count)  # grid points vmapped within a realization
+    width = vmap_width(devices, make_sample(entry["sample"]).slice_size, per_realization)
     return _sharded(lambda index: map_realizations(one, index, batch=width or index.shape[0]), devices)
 
 
