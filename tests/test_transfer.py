@@ -27,6 +27,11 @@ CASES = {
     "magnetic moments": (dt.Sample(dt.strip(10), 30, spinful=True), dt.Model(energy=1.0, exchange=0.5),
                          {"moments": True}),
     "su2 hopping": (dt.Sample(dt.strip(6), 25, spinful=True), dt.Model(energy=1.0), {"su2": True}),
+    "rashba bar": (dt.Sample(dt.bar(3, 3), 20, spinful=True), dt.Model(energy=1.0, rashba=0.3), {}),
+    "rashba cylinder, twist": (dt.Sample(dt.strip(6, boundary="periodic"), 20, spinful=True),
+                               dt.Model(energy=0.7, rashba=0.2, twist=0.3), {}),
+    "rashba, field in the sample": (dt.Sample(dt.strip(5), 20, spinful=True, field_region="sample"),
+                                    dt.Model(energy=0.7, rashba=0.2, flux=0.02), {}),
 }
 
 
@@ -162,6 +167,34 @@ flux = [0.0, 0.02]
     for k in ("conductance", "fano_factor"):
         np.testing.assert_allclose(results["transfer"][k], results["rgf"][k], rtol=1e-10)
     assert results["transfer hash"] == results["rgf hash"]
+
+
+@eqx.filter_jit
+def _prepared(sample, model, disorder):
+    return prepare(sample, model, disorder)[0]
+
+
+def test_spin_axis_promise_of_the_builders():
+    """Where a builder promises a shared spin axis (``SiteBlockHopping.axis``), the transfer sweep's rotation makes
+    every inter-slice block diagonal to rounding, and ``scalar_sites`` holds: the promise holds for Rashba, field
+    (both gauges), twist, 3D bars and exchange (no Rashba: V = -t), and is absent under SU(2) disorder (whose blocks
+    the rotation would not diagonalize)."""
+    from difftransport._core.transfer import _SPIN_EIGENBASES
+
+    for name in ("rashba strip", "magnetic moments", "su2 hopping", "rashba bar", "rashba cylinder, twist",
+                 "rashba, field in the sample"):
+        sample, model, draw = CASES[name]
+        ham = _prepared(sample, model, dt.draw_disorder(jax.random.key(1), sample, strength=2.0, **draw))
+        blocks = np.asarray(ham.hops.blocks)
+        if name == "su2 hopping":
+            assert ham.hops.axis is None
+            continue
+        r = _SPIN_EIGENBASES[ham.hops.axis]
+        rotated = np.einsum("ab,...bc,cd->...ad", r.conj().T, blocks, r)
+        assert np.max(np.abs(rotated[..., 0, 1])) + np.max(np.abs(rotated[..., 1, 0])) < 1e-15, name
+        site = np.asarray(ham.site)
+        scalar = np.allclose(site, site[..., :1, :1] * np.eye(2), atol=0, rtol=0)
+        assert ham.scalar_sites == (name != "magnetic moments") and scalar == ham.scalar_sites, name
 
 
 @pytest.mark.parametrize("orbitals", [1, 2])

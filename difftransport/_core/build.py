@@ -326,16 +326,12 @@ def prepare(sample: Sample, model: Model, disorder: Disorder | None = None, *,
         intra = clean_intra if bond_values is None else bond_values
         site = _site_blocks(model, sample, disorder).astype(dtype)
         return _column_hamiltonian(sample, plan, site, intra, inter, lead, None), model
-    if lat.site_diagonal_hopping:
-        order = np.argsort([i for i, _ in lat.inter_bonds])
-        hops = SiteBlockHopping(inter[:, order])
-    else:
-        hops = DenseHopping(jax.vmap(lambda v: scatter_hop(v, lat.inter_bonds, m))(inter))
     site = _site_blocks(model, sample, disorder)
     ham = SlicedHamiltonian(
-        base=base.astype(dtype), site=site.astype(dtype), hops=hops, lead=lead,
+        base=base.astype(dtype), site=site.astype(dtype), hops=_hops(sample, disorder, inter), lead=lead,
         bond_values=bond_values, bond_index=lat.intra_bonds if bond_values is not None else (),
         base_bonds=lat.intra_bonds,  # the clean bonds, or a zero base beside the bond values
+        scalar_sites=model.exchange is None,
     )
     return ham, model
 
@@ -373,17 +369,26 @@ def _transverse_hamiltonian(sample: Sample, model: Model, disorder: Disorder, pl
     if plan is not None:
         site = _site_blocks(model, sample, disorder).astype(dtype)
         return _column_hamiltonian(sample, plan, site, bond_values, inter, left, right)
-    if lat.site_diagonal_hopping:
-        order = np.argsort([i for i, _ in lat.inter_bonds])
-        hops = SiteBlockHopping(inter[:, order])
-    else:
-        hops = DenseHopping(jax.vmap(lambda v: scatter_hop(v, lat.inter_bonds, m))(inter))
     return SlicedHamiltonian(
-        base=jnp.zeros((m * s, m * s), dtype), site=_site_blocks(model, sample, disorder).astype(dtype), hops=hops,
-        lead=left, right_lead=right,
+        base=jnp.zeros((m * s, m * s), dtype), site=_site_blocks(model, sample, disorder).astype(dtype),
+        hops=_hops(sample, disorder, inter), lead=left, right_lead=right,
         bond_values=bond_values, bond_index=lat.intra_bonds if bond_values is not None else (),
         base_bonds=lat.intra_bonds,  # a zero base
+        scalar_sites=model.exchange is None,
     )
+
+
+def _hops(sample: Sample, disorder: Disorder, inter):
+    """The inter-slice hopping from bond values (L - 1, B, s, s): site-diagonal blocks in site order where the
+    lattice allows, with the spin axis that all blocks share (``SiteBlockHopping.axis``): sigma_y when every
+    inter-slice bond runs along x and no SU(2) disorder rotates it (-t + i alpha sigma_y, times a phase)."""
+    lat = sample.lattice
+    if not lat.site_diagonal_hopping:
+        return DenseHopping(jax.vmap(lambda v: scatter_hop(v, lat.inter_bonds, lat.sites))(inter))
+    direction = _bond_geometry(lat, lat.inter_bonds, lat.inter_vectors)[2]
+    shared = sample.orbitals == 2 and disorder.su2_inter is None and bool(np.all(direction[:, 1] == 0))
+    order = np.argsort([i for i, _ in lat.inter_bonds])
+    return SiteBlockHopping(inter[:, order], 1 if shared else None)
 
 
 class _ColumnMaps(NamedTuple):

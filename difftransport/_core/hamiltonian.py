@@ -103,9 +103,15 @@ class Hopping(eqx.Module):
 
 class SiteBlockHopping(Hopping):
     """V = blockdiag(blocks): each site hops only to the same site of the next slice (square, cubic
-    lattices). V g V^dagger then costs O(n^2) instead of two matrix products."""
+    lattices). V g V^dagger then costs O(n^2) instead of two matrix products.
+
+    ``axis`` (static; 2 x 2 blocks only): when 0, 1 or 2, every block is a 1 + b sigma_axis (a, b complex), so one
+    spin rotation diagonalizes all of them at once (the transfer sweep uses this); the builders set it where the
+    model guarantees it (the x bonds of square and cubic lattices without SU(2) disorder: -t + i alpha sigma_y
+    times a phase). None: no such promise."""
 
     blocks: jax.Array  # (m, s, s)
+    axis: int | None = eqx.field(static=True, default=None)
 
     def sandwich(self, g):
         m, s, _ = self.blocks.shape
@@ -120,7 +126,7 @@ class SiteBlockHopping(Hopping):
         return site_apply(self.blocks, x)
 
     def dagger(self):
-        return SiteBlockHopping(_dag(self.blocks))
+        return SiteBlockHopping(_dag(self.blocks), self.axis)  # (a + b sigma)^dagger = a* + b* sigma
 
     def dense(self):
         return blockdiag(self.blocks)
@@ -172,6 +178,8 @@ class SlicedHamiltonian(eqx.Module):
             attach, in slice order, when the slices are smaller than the lead cell (column slicing,
             :func:`~difftransport._core.lattice.column_slicing`): the lead self-energies, which vanish outside
             those orbitals, are restricted to them. Empty when slices and lead cells coincide.
+        scalar_sites: static promise that every site block is a multiple of the identity (potential, mass,
+            absorption; no exchange), which the transfer sweep applies as a diagonal. False: no promise.
     """
 
     base: jax.Array
@@ -183,6 +191,7 @@ class SlicedHamiltonian(eqx.Module):
     base_bonds: tuple[tuple[int, int], ...] = eqx.field(static=True, default=())
     right_lead: Lead | None = None
     lead_sites: tuple[tuple[int, ...], tuple[int, ...]] | tuple[()] = eqx.field(static=True, default=())
+    scalar_sites: bool = eqx.field(static=True, default=False)
 
     @classmethod
     def from_dense(cls, onsite, hops, lead_cell, lead_hop) -> SlicedHamiltonian:
@@ -242,7 +251,7 @@ class SlicedHamiltonian(eqx.Module):
         return SlicedHamiltonian(
             base=self.base, site=self.site[::-1], hops=hops, lead=mirrored(left), bond_values=bonds,
             bond_index=self.bond_index, base_bonds=self.base_bonds, right_lead=mirrored(right),
-            lead_sites=self.lead_sites[::-1],
+            lead_sites=self.lead_sites[::-1], scalar_sites=self.scalar_sites,
         )
 
 
