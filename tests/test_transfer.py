@@ -197,6 +197,26 @@ def test_spin_axis_promise_of_the_builders():
         assert ham.scalar_sites == (name != "magnetic moments") and scalar == ham.scalar_sites, name
 
 
+def test_spin_axis_is_checked():
+    """A hand-made ``SiteBlockHopping`` with a spin axis its blocks do not share, an axis out of range or blocks that
+    are not 2 x 2 is refused in one line (the sweep would otherwise rotate into a wrong basis); blocks a + b sigma
+    pass, concrete or traced."""
+    from difftransport._core.hamiltonian import SiteBlockHopping
+
+    pauli = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]])
+    a, b = np.array([-1.0, -0.5j]), np.array([0.3j, 0.2])
+    for axis in (0, 1, 2):
+        blocks = jnp.asarray(a[:, None, None] * np.eye(2) + b[:, None, None] * pauli[axis])
+        assert SiteBlockHopping(blocks, axis).axis == axis
+        assert jax.jit(lambda x: SiteBlockHopping(x, axis).blocks)(blocks).shape == (2, 2, 2)
+        with pytest.raises(ValueError, match=r"a \+ b sigma_.*residual"):
+            SiteBlockHopping(blocks + 0.1 * jnp.asarray(pauli[(axis + 1) % 3]), axis)
+    with pytest.raises(ValueError, match="axis must be None or 0, 1, 2"):
+        SiteBlockHopping(jnp.eye(2)[None], 3)
+    with pytest.raises(ValueError, match="2 x 2 blocks"):
+        SiteBlockHopping(jnp.ones((4, 1, 1)), 1)
+
+
 @pytest.mark.parametrize("orbitals", [1, 2])
 def test_stencils_equal_dense_products(orbitals):
     """``site_apply`` and ``stencil_apply`` (written-out products, one home for the transfer sweep, the TMM and

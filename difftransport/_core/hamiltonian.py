@@ -23,6 +23,9 @@ from .leads import HopFactor, hop_factor_from_structure
 from .linalg import dag as _dag
 
 
+_PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]])
+
+
 def site_apply(blocks, x):
     """blockdiag(blocks) x for site blocks (m, s, s) and x (m s, k), written out over the s^2 block entries as
     broadcast products that XLA fuses into one loop: on CPU a batched dot of 2 x 2 blocks is ~2x slower and an
@@ -108,10 +111,29 @@ class SiteBlockHopping(Hopping):
     ``axis`` (static; 2 x 2 blocks only): when 0, 1 or 2, every block is a 1 + b sigma_axis (a, b complex), so one
     spin rotation diagonalizes all of them at once (the transfer sweep uses this); the builders set it where the
     model guarantees it (the x bonds of square and cubic lattices without SU(2) disorder: -t + i alpha sigma_y
-    times a phase). None: no such promise."""
+    times a phase). None: no such promise. A promise is checked against the blocks wherever they are concrete
+    (ValueError if a block has another form)."""
 
     blocks: jax.Array  # (m, s, s)
     axis: int | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        if self.axis is None:
+            return
+        shape = getattr(self.blocks, "shape", ())
+        if isinstance(self.axis, bool) or self.axis not in (0, 1, 2) or tuple(shape[-2:]) != (2, 2):
+            raise ValueError(f"SiteBlockHopping.axis must be None or 0, 1, 2 (sigma_x, y, z) with 2 x 2 blocks, got "
+                             f"axis={self.axis!r} with blocks of shape {tuple(shape)}.")
+        if isinstance(self.blocks, jax.core.Tracer):
+            return  # checked where the values are concrete
+        b = np.asarray(self.blocks)
+        sigma = _PAULI[self.axis]
+        a_part = np.trace(b, axis1=-2, axis2=-1)[..., None, None] / 2 * np.eye(2)
+        s_part = np.trace(sigma @ b, axis1=-2, axis2=-1)[..., None, None] / 2 * sigma
+        residual = np.max(np.abs(b - a_part - s_part), initial=0.0)
+        if not residual <= 1e-12 * max(1.0, np.max(np.abs(b), initial=0.0)):
+            raise ValueError(f"SiteBlockHopping(axis={self.axis}) needs every block of the form a + b sigma_"
+                             f"{'xyz'[self.axis]}; these blocks are not (residual {residual:.2e}): pass axis=None.")
 
     def sandwich(self, g):
         m, s, _ = self.blocks.shape
