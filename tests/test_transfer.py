@@ -200,7 +200,7 @@ def test_spin_axis_promise_of_the_builders():
 def test_spin_axis_is_checked():
     """A hand-made ``SiteBlockHopping`` with a spin axis its blocks do not share, an axis out of range or blocks that
     are not 2 x 2 is refused in one line (the sweep would otherwise rotate into a wrong basis); blocks a + b sigma
-    pass, concrete or traced."""
+    pass, concrete or traced. So is a ``SlicedHamiltonian`` that promises scalar site blocks it does not have."""
     from difftransport._core.hamiltonian import SiteBlockHopping
 
     pauli = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]])
@@ -215,6 +215,10 @@ def test_spin_axis_is_checked():
         SiteBlockHopping(jnp.eye(2)[None], 3)
     with pytest.raises(ValueError, match="2 x 2 blocks"):
         SiteBlockHopping(jnp.ones((4, 1, 1)), 1)
+    sample, model, draw = CASES["magnetic moments"]  # exchange: site blocks J m.sigma
+    ham = _prepared(sample, model, dt.draw_disorder(jax.random.key(1), sample, strength=2.0, **draw))
+    with pytest.raises(ValueError, match=r"scalar_sites=True\) needs every site block"):
+        dt.SlicedHamiltonian(ham.base, ham.site, ham.hops, ham.lead, base_bonds=ham.base_bonds, scalar_sites=True)
 
 
 @pytest.mark.parametrize("orbitals", [1, 2])

@@ -201,7 +201,8 @@ class SlicedHamiltonian(eqx.Module):
             :func:`~difftransport._core.lattice.column_slicing`): the lead self-energies, which vanish outside
             those orbitals, are restricted to them. Empty when slices and lead cells coincide.
         scalar_sites: static promise that every site block is a multiple of the identity (potential, mass,
-            absorption; no exchange), which the transfer sweep applies as a diagonal. False: no promise.
+            absorption; no exchange), which the transfer sweep applies as a diagonal. False: no promise; a
+            promise is checked where the site blocks are concrete.
     """
 
     base: jax.Array
@@ -214,6 +215,15 @@ class SlicedHamiltonian(eqx.Module):
     right_lead: Lead | None = None
     lead_sites: tuple[tuple[int, ...], tuple[int, ...]] | tuple[()] = eqx.field(static=True, default=())
     scalar_sites: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        if not self.scalar_sites or isinstance(self.site, jax.core.Tracer) or not hasattr(self.site, "shape"):
+            return  # traced values are checked where they are concrete
+        site = np.asarray(self.site)
+        s = site.shape[-1]
+        if s > 1 and np.any(site != site[..., :1, :1] * np.eye(s)):
+            raise ValueError("SlicedHamiltonian(scalar_sites=True) needs every site block to be a multiple of the "
+                             "identity; these are not (exchange?): pass scalar_sites=False.")
 
     @classmethod
     def from_dense(cls, onsite, hops, lead_cell, lead_hop) -> SlicedHamiltonian:
