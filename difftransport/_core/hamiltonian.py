@@ -221,7 +221,8 @@ class SlicedHamiltonian(eqx.Module):
             return  # traced values are checked where they are concrete
         site = np.asarray(self.site)
         s = site.shape[-1]
-        if s > 1 and np.any(site != site[..., :1, :1] * np.eye(s)):
+        scale = max(1.0, np.max(np.abs(site), initial=0.0))
+        if s > 1 and not np.max(np.abs(site - site[..., :1, :1] * np.eye(s)), initial=0.0) <= 1e-12 * scale:
             raise ValueError("SlicedHamiltonian(scalar_sites=True) needs every site block to be a multiple of the "
                              "identity; these are not (exchange?): pass scalar_sites=False.")
 

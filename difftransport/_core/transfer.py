@@ -77,7 +77,7 @@ def _spin_rotated(ham: SlicedHamiltonian, sigma_first, sigma_last):
 
     ham = SlicedHamiltonian(
         base=_site_conjugated(ham.base, rd, r), site=blocks(ham.site),
-        hops=SiteBlockHopping(blocks(ham.hops.blocks), ham.hops.axis), lead=None,
+        hops=SiteBlockHopping(blocks(ham.hops.blocks), 2), lead=None,  # now diagonal: a + b sigma_z
         bond_values=None if ham.bond_values is None else blocks(ham.bond_values), bond_index=ham.bond_index,
         base_bonds=ham.base_bonds, scalar_sites=ham.scalar_sites,
     )
