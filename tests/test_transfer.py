@@ -219,6 +219,13 @@ def test_spin_axis_is_checked():
     ham = _prepared(sample, model, dt.draw_disorder(jax.random.key(1), sample, strength=2.0, **draw))
     with pytest.raises(ValueError, match=r"scalar_sites=True\) needs every site block"):
         dt.SlicedHamiltonian(ham.base, ham.site, ham.hops, ham.lead, base_bonds=ham.base_bonds, scalar_sites=True)
+    # the sweep's own rotated Hamiltonian keeps both promises when built from concrete values (an eager sweep)
+    sample, model = dt.Sample(dt.strip(3), 4, spinful=True), dt.Model(energy=1.0, rashba=0.3)
+    disorder = dt.draw_disorder(jax.random.key(3), sample, strength=2.0)
+    ham, checked = prepare(sample, model, disorder)
+    leads = eqx.filter_jit(lead_self_energies)(checked.energy, ham.lead.cell, ham.lead.hop, ham.lead.factor)
+    eager = transfer_sweep(checked.energy, ham, leads.left, leads.right)
+    np.testing.assert_allclose(eager, _blocks(sample, model, disorder, 8)[1], rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("orbitals", [1, 2])
