@@ -108,7 +108,7 @@ class SiteBlockHopping(Hopping):
     """V = blockdiag(blocks): each site hops only to the same site of the next slice (square, cubic
     lattices). V g V^dagger then costs O(n^2) instead of two matrix products.
 
-    ``axis`` (static; 2 x 2 blocks only): when 0, 1 or 2, every block is a 1 + b sigma_axis (a, b complex), so one
+    ``axis`` (static; 2 x 2 blocks only): when 0, 1 or 2, every block is a + b sigma_axis (a, b complex), so one
     spin rotation diagonalizes all of them at once (the transfer sweep uses this); the builders set it where the
     model guarantees it (the x bonds of square and cubic lattices without SU(2) disorder: -t + i alpha sigma_y
     times a phase). None: no such promise. A promise is checked against the blocks wherever they are concrete
