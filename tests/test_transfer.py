@@ -37,22 +37,37 @@ CASES = {
 
 @eqx.filter_jit
 def _blocks(sample, model, disorder, every):
+    """(G_N1 by RGF, G_N1 by the transfer sweep, the Hamiltonian both swept)."""
     ham, model = prepare(sample, model, disorder)
     leads = lead_self_energies(model.energy, ham.lead.cell, ham.lead.hop, ham.lead.factor)
-    return sweep(model.energy, ham, leads.left, leads.right)[1], transfer_sweep(model.energy, ham, leads.left,
-                                                                               leads.right, every)
+    rgf = sweep(model.energy, ham, leads.left, leads.right)[1]
+    return rgf, transfer_sweep(model.energy, ham, leads.left, leads.right, every), ham
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_transfer_sweep_equals_rgf(name):
     """G_N1 of both sweeps, renormalized every 8 slices and, for three cases, every 3 (remainders) and every
     slice; measured agreement 1e-16 to 4e-11 relative (the periodic strip in a field is the worst: more evanescent
-    growth)."""
+    growth). The spinful cases also check the builders' promises that the rotated sweep relies on: where a builder
+    promises a shared spin axis (``SiteBlockHopping.axis``: Rashba, field in both gauges, twist, 3D bars, exchange
+    with V = -t) the rotation makes every inter-slice block diagonal to rounding; under SU(2) disorder (blocks no
+    fixed rotation diagonalizes) there is no promise; ``scalar_sites`` holds exactly where there is no exchange."""
+    from difftransport._core.transfer import _SPIN_EIGENBASES
+
     sample, model, draw = CASES[name]
     disorder = dt.draw_disorder(jax.random.key(3), sample, strength=2.0, **draw)
     for every in (8, 3, 1) if name in ("strip in a field", "bar", "two slices") else (8,):
-        rgf, transfer = _blocks(sample, model, disorder, every)
+        rgf, transfer, ham = _blocks(sample, model, disorder, every)
         assert np.max(np.abs(transfer - rgf)) < 1e-9 * np.max(np.abs(rgf)), every
+    if sample.orbitals == 2:
+        assert (ham.hops.axis is None) == (name == "su2 hopping")
+        if ham.hops.axis is not None:
+            r = _SPIN_EIGENBASES[ham.hops.axis]
+            rotated = np.einsum("ab,...bc,cd->...ad", r.conj().T, np.asarray(ham.hops.blocks), r)
+            assert np.max(np.abs(rotated[..., 0, 1])) + np.max(np.abs(rotated[..., 1, 0])) < 1e-15
+        site = np.asarray(ham.site)
+        assert ham.scalar_sites == (name != "magnetic moments")
+        assert ham.scalar_sites == bool(np.all(site == site[..., :1, :1] * np.eye(2)))
 
 
 def test_transfer_conductance_and_observables():
@@ -169,34 +184,6 @@ flux = [0.0, 0.02]
     assert results["transfer hash"] == results["rgf hash"]
 
 
-@eqx.filter_jit
-def _prepared(sample, model, disorder):
-    return prepare(sample, model, disorder)[0]
-
-
-def test_spin_axis_promise_of_the_builders():
-    """Where a builder promises a shared spin axis (``SiteBlockHopping.axis``), the transfer sweep's rotation makes
-    every inter-slice block diagonal to rounding, and ``scalar_sites`` holds: the promise holds for Rashba, field
-    (both gauges), twist, 3D bars and exchange (no Rashba: V = -t), and is absent under SU(2) disorder (whose blocks
-    the rotation would not diagonalize)."""
-    from difftransport._core.transfer import _SPIN_EIGENBASES
-
-    for name in ("rashba strip", "magnetic moments", "su2 hopping", "rashba bar", "rashba cylinder, twist",
-                 "rashba, field in the sample"):
-        sample, model, draw = CASES[name]
-        ham = _prepared(sample, model, dt.draw_disorder(jax.random.key(1), sample, strength=2.0, **draw))
-        blocks = np.asarray(ham.hops.blocks)
-        if name == "su2 hopping":
-            assert ham.hops.axis is None
-            continue
-        r = _SPIN_EIGENBASES[ham.hops.axis]
-        rotated = np.einsum("ab,...bc,cd->...ad", r.conj().T, blocks, r)
-        assert np.max(np.abs(rotated[..., 0, 1])) + np.max(np.abs(rotated[..., 1, 0])) < 1e-15, name
-        site = np.asarray(ham.site)
-        scalar = np.allclose(site, site[..., :1, :1] * np.eye(2), atol=0, rtol=0)
-        assert ham.scalar_sites == (name != "magnetic moments") and scalar == ham.scalar_sites, name
-
-
 def test_spin_axis_is_checked():
     """A hand-made ``SiteBlockHopping`` with a spin axis its blocks do not share, an axis out of range or blocks that
     are not 2 x 2 is refused in one line (the sweep would otherwise rotate into a wrong basis); blocks a + b sigma
@@ -215,8 +202,8 @@ def test_spin_axis_is_checked():
         SiteBlockHopping(jnp.eye(2)[None], 3)
     with pytest.raises(ValueError, match="2 x 2 blocks"):
         SiteBlockHopping(jnp.ones((4, 1, 1)), 1)
-    sample, model, draw = CASES["magnetic moments"]  # exchange: site blocks J m.sigma
-    ham = _prepared(sample, model, dt.draw_disorder(jax.random.key(1), sample, strength=2.0, **draw))
+    sample, model, draw = CASES["magnetic moments"]  # exchange: site blocks J m.sigma (compiled above)
+    ham = _blocks(sample, model, dt.draw_disorder(jax.random.key(3), sample, strength=2.0, **draw), 8)[2]
     with pytest.raises(ValueError, match=r"scalar_sites=True\) needs every site block"):
         dt.SlicedHamiltonian(ham.base, ham.site, ham.hops, ham.lead, base_bonds=ham.base_bonds, scalar_sites=True)
     # the sweep's own rotated Hamiltonian keeps both promises when built from concrete values (an eager sweep)
