@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .hamiltonian import Lead, SiteBlockHopping, DenseHopping, SlicedHamiltonian, lead_factor, scatter_bonds, scatter_hop
+from .hamiltonian import (PAULI, DenseHopping, Lead, SiteBlockHopping, SlicedHamiltonian, lead_factor, scatter_bonds,
+                          scatter_hop)
 from .lattice import Lattice, Sample, column_slicing
 from .model import Disorder, Model
 
 _UNIT_TOLERANCE = 1e-6  # of |m| for disorder.moments: a user's float32 normalization still passes
-PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=complex)
 
 
 def check_x64():

@@ -23,7 +23,7 @@ from .leads import HopFactor, hop_factor_from_structure
 from .linalg import dag as _dag
 
 
-_PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]])
+PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=complex)  # sigma_x, y, z
 
 
 def site_apply(blocks, x):
@@ -127,7 +127,7 @@ class SiteBlockHopping(Hopping):
         if isinstance(self.blocks, jax.core.Tracer):
             return  # checked where the values are concrete
         b = np.asarray(self.blocks)
-        sigma = _PAULI[self.axis]
+        sigma = PAULI[self.axis]
         a_part = np.trace(b, axis1=-2, axis2=-1)[..., None, None] / 2 * np.eye(2)
         s_part = np.trace(sigma @ b, axis1=-2, axis2=-1)[..., None, None] / 2 * sigma
         residual = np.max(np.abs(b - a_part - s_part), initial=0.0)
