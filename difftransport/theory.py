@@ -41,6 +41,7 @@ from ._core.theory import (
     wire_field_length,
     wire_magnetoconductance,
     wl_dephasing_slope,
+    cooperon_slope_fraction,
 )
 
 __all__ = [
@@ -82,4 +83,5 @@ __all__ = [
     "wire_field_length",
     "wire_magnetoconductance",
     "wl_dephasing_slope",
+    "cooperon_slope_fraction",
 ]

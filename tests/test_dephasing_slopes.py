@@ -3,6 +3,7 @@ automatic differentiation) and its one-loop comparator (``theory.wl_dephasing_sl
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,3 +80,37 @@ def test_symplectic_slope_antilocalizes():
     assert se < 0.02
     assert beta >= 4 * se
     assert raw > beta
+
+
+def test_field_residual_fraction_is_the_hln_derivative():
+    """theory.cooperon_slope_fraction(L_phi, flux) = 1 - x psi'(1/2 + x) is the share of the bulk Cooperon's ln
+    tau_phi slope that the field removes: pi times minus the ln B_phi derivative of the HLN weak-localization
+    magnetoconductance (spin-1/2, (1/pi) f(B_phi/B)) at B_phi = 1/(8 pi L_phi^2) flux quanta per plaquette, by
+    autodiff through digamma (an independent route: no polygamma). To 1e-10; it tends to 1 when L_phi >> l_B and
+    to 0 when L_phi << l_B (x psi'(1/2 + x) = 1 - 1/(12 x^2) + 7/(240 x^4) - ...), and bad input is refused."""
+    for l_phi, flux in [(15.0, 0.005), (10.0, 0.01), (4.0, 0.05), (30.0, 0.001)]:
+        b_phi = 1 / (8 * math.pi * l_phi**2)
+        hln = jax.grad(lambda lb: theory.hln(flux, jnp.exp(lb)))(jnp.log(b_phi))
+        assert abs(float(theory.cooperon_slope_fraction(l_phi, flux)) - (-math.pi * float(hln))) <= 1e-10
+    assert float(theory.cooperon_slope_fraction(math.sqrt(5.61 * 40), 0.005)) == pytest.approx(0.8442, abs=1e-4)
+    assert float(theory.cooperon_slope_fraction(1e4, 0.01)) > 1 - 1e-6
+    x = 1 / (8 * math.pi * 0.5**2 * 0.01)  # x = 15.9: 1/(12 x^2) - 7/(240 x^4), next term 4e-6 of it
+    assert float(theory.cooperon_slope_fraction(0.5, 0.01)) == pytest.approx(1 / (12 * x**2) - 7 / (240 * x**4),
+                                                                             rel=2e-5)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="l_phi must be positive"):
+        theory.cooperon_slope_fraction(0.0, 0.01)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="flux must be positive"):
+        theory.cooperon_slope_fraction(10.0, -0.01)
+
+
+def test_slopes_through_either_probe_solver_agree():
+    """``solver="gmres"`` (Krylov) and the default (the direct solve on this small strip) give the same g and
+    slopes to 1e-8 relative; an unknown solver is a one-line error."""
+    sample, model = dt.Sample(dt.strip(5), 5), dt.Model(energy=-1.0, tau_phi=8.0)
+    keys = jax.random.split(jax.random.key(5), 2)
+    dense = dt.dephasing_slopes(keys, sample, model, 2.0, fluxes=[0.0, 0.05])
+    gmres = dt.dephasing_slopes(keys, sample, model, 2.0, fluxes=[0.0, 0.05], solver="gmres")
+    np.testing.assert_allclose(np.asarray(gmres.g), np.asarray(dense.g), rtol=1e-8)
+    np.testing.assert_allclose(np.asarray(gmres.slope), np.asarray(dense.slope), rtol=1e-8)
+    with pytest.raises(ValueError, match="solver must be one of"):
+        dt.dephasing_slopes(keys, sample, model, 2.0, fluxes=[0.0, 0.05], solver="lu")

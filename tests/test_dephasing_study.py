@@ -15,7 +15,7 @@ from difftransport._core.scaling import DephasingSlopes, study_keys
 from difftransport._runs import study as _study
 from test_scale_resume import _main, _write
 
-SEED, LENGTH, TAU, FLUXES, REALIZATIONS = 3, 5, 8.0, [0.0, 0.05], 4
+SEED, LENGTH, TAU, FLUXES, REALIZATIONS, DIFFUSION = 3, 5, 8.0, [0.0, 0.05], 4, 2.0
 
 
 def _config(**dephasing):
@@ -31,7 +31,7 @@ def _config(**dephasing):
 
 
 def test_dephasing_study_stores_the_library_slopes_and_resumes_bit_identically(tmp_path):
-    path, out = _write(tmp_path / "study.toml", _config()), tmp_path / "out"
+    path, out = _write(tmp_path / "study.toml", _config(diffusion=DIFFUSION)), tmp_path / "out"
     assert _main(path, out, "--quiet") == 0
     summary = json.loads((out / "tiny_dephasing.json").read_text())
     store = out / "data" / _study.config_hash(_study.validate(_config()))[:16]
@@ -58,6 +58,16 @@ def test_dephasing_study_stores_the_library_slopes_and_resumes_bit_identically(t
     one_loop = -1 / (math.pi * gc.mean())
     assert row["one_loop"] == pytest.approx(one_loop, rel=1e-12)
     assert row["fields"][0]["z"] == pytest.approx((beta - one_loop) / se, rel=1e-12)
+    # The field-residual correction at L_phi = sqrt(D tau_phi) = 4: beta and its error over the fraction.
+    corrected, fraction = row["fields"][0]["corrected"], float(dt.theory.cooperon_slope_fraction(4.0, FLUXES[1]))
+    assert row["l_phi"] == pytest.approx(4.0, rel=1e-15) and corrected["field_fraction"] == fraction
+    assert 0 < fraction < 1
+    assert corrected["beta"] == pytest.approx(beta / fraction, rel=1e-12)
+    assert corrected["beta_stderr"] == pytest.approx(se / fraction, rel=1e-12)
+    assert corrected["z"] == pytest.approx((beta / fraction - one_loop) / (se / fraction), rel=1e-12)
+    assert (corrected["beta"], corrected["beta_stderr"]) == s.beta(1, l_phi=4.0)
+    with pytest.raises(ValueError, match="with field=None there is nothing to correct"):
+        s.beta(None, l_phi=4.0)
 
     chunks[1].unlink()
     assert _main(path, out, "--quiet") == 0
@@ -76,6 +86,8 @@ def test_dephasing_study_stores_the_library_slopes_and_resumes_bit_identically(t
         ({"dephasing": {"fluxes": [False, 0.05]}}, "dephasing.fluxes"),
         ({"system": {"spinful": True, "su2": True}}, "the SU\\(2\\) model is symplectic"),
         ({"system": {"boundary": "periodic"}, "dephasing": {"fluxes": [0.0, 0.05]}}, "flux \\* L to be an integer"),
+        ({"dephasing": {"diffusion": -1.0}}, "dephasing.diffusion = -1.0 .*>= 0"),
+        ({"dephasing": {"solver": "lu"}}, "dephasing.solver = 'lu' .*one of"),
     ],
 )
 def test_dephasing_config_errors(tmp_path, capsys, edit, match):
@@ -89,7 +101,10 @@ def test_dephasing_config_errors(tmp_path, capsys, edit, match):
 
 
 def test_dephasing_hash_ignores_the_comparator_only():
+    """The comparator, the analysis's D and the probe solver (the same numbers to ~1e-9) leave the stored data
+    where they are; what draws or defines the realizations moves them."""
     base = _study.config_hash(_study.validate(_config()))
     assert _study.config_hash(_study.validate(_config(one_loop="symplectic"))) == base
+    assert _study.config_hash(_study.validate(_config(diffusion=5.6, solver="gmres"))) == base
     assert _study.config_hash(_study.validate(_config(seed=4))) != base
     assert _study.config_hash(_study.validate(_config(field_region="everywhere"))) != base

@@ -10,7 +10,8 @@ Three kinds of study (``[study] kind``):
 * ``"dephasing"``: beta from derivatives (docs/physics.md#beta-function): on L x L squares with a Buttiker probe
   on every site, dg/d ln tau_phi of every realization by forward-mode differentiation, at zero field and at the
   fields of ``dephasing.fluxes`` (common random numbers), and beta_phi = 2 <slope(0) - slope(B)> / <g> per
-  (W, tau_phi) with jackknife errors, against the one-loop beta at <g>.
+  (W, tau_phi) with jackknife errors, against the one-loop beta at <g>; given ``dephasing.diffusion`` (D of a
+  stated rule), also beta_phi divided by the fraction of the Cooperon's slope that the field removes.
 
 The config is validated by the engine of ``difftransport run`` (``_runs/study.py``): unknown keys, wrong types
 and out-of-range values are errors naming the file, line, key and value, and every default is written out in
@@ -31,9 +32,9 @@ Outputs in ``--out`` (default ``out/<config name>``)::
     OUT/config.toml, OUT/config.json             the config of that JSON, and {"hash", "config"}
 
 ``<hash>`` is the first 16 hex digits of the SHA-256 of the result-relevant part of the config ([system]
-and [ensemble], [tmm] or [dephasing], all but ``workers`` and ``one_loop``): a config that differs in anything
-that changes the numbers stores its data in another folder, so old and new data never mix, and the old data stay
-where they are.
+and [ensemble], [tmm] or [dephasing], all but ``workers``, ``method``, ``solver``, ``one_loop`` and ``diffusion``):
+a config that differs in anything that changes the numbers stores its data in another folder, so old and new data
+never mix, and the old data stay where they are.
 Each file is written to a temporary name and renamed (``_store.atomic_savez``), as soon as it is computed:
 an interrupted run (a failing fit, Ctrl-C, ``kill -9``) loses at most the chunks in flight, and rerunning
 the same command skips what is stored and reaches the same result, bit for bit, as an uninterrupted run.
@@ -637,7 +638,7 @@ def _plot_beta(c, lengths, strengths, mean, err, fit, grid, beta, band, raw, pat
 
 @functools.lru_cache(maxsize=8)
 def _dephasing_runner(system_items: tuple, length: int, field_region: str, fluxes: tuple, seed: int, chunk: int,
-                      devices: tuple):
+                      devices: tuple, solver: str = "auto"):
     """The ChunkRunner of a dephasing study: ``runner(indices, strength_index, strength, log_tau)`` gives
     {"g", "slope"} (indices, fields) (``_core.scaling.study_dephasing_slopes``). Cached like
     :func:`_conductance_runner` (W and ln tau_phi are traced: one compilation per study)."""
@@ -649,7 +650,8 @@ def _dephasing_runner(system_items: tuple, length: int, field_region: str, fluxe
 
     def batched(indices, strength_index, strength, log_tau):
         return study_dephasing_slopes(sample, model, seed, indices, strength_index, strength, log_tau,
-                                      fluxes=fluxes, distribution=system["distribution"], su2=system["su2"])
+                                      fluxes=fluxes, distribution=system["distribution"], su2=system["su2"],
+                                      solver=solver)
 
     return ChunkRunner(batched, None, list(devices), chunk, arguments=3)
 
@@ -684,7 +686,7 @@ def _dephasing_ensembles(c: dict, store: pathlib.Path, *, quiet: bool = False) -
     _log(f"  {len(tasks) - len(todo)} of {len(tasks)} chunks stored in {store}"
          + (f"; computing {len(todo)}" if todo else ""))
     runner = _dephasing_runner(tuple(sorted(system.items())), L, d["field_region"], tuple(fluxes), d["seed"],
-                               d["chunk"], tuple(jax.local_devices())) if todo else None
+                               d["chunk"], tuple(jax.local_devices()), d["solver"]) if todo else None
     def work(task):  # computes and stores one chunk (in a worker thread: runs.default_workers at once)
         i, w, j, tau, span = task
         begin = time.perf_counter()
@@ -721,9 +723,12 @@ def _dephasing_ensembles(c: dict, store: pathlib.Path, *, quiet: bool = False) -
 def run_dephasing(c: dict, out: pathlib.Path, stem: str, data: dict) -> dict:
     """The table and figure of a dephasing study: per (W, tau_phi) the mean g, the raw zero-field slope and, per
     field, the subtracted slope and beta_phi = 2 <slope(0) - slope(B)> / <g> (``DephasingSlopes.beta``), each
-    with its standard error, and the one-loop beta at the mean g with the deviation in standard errors."""
+    with its standard error, and the one-loop beta at the mean g with the deviation in standard errors; with
+    ``dephasing.diffusion`` > 0 also beta_phi with the field-residual correction at L_phi = sqrt(D tau_phi)
+    (``corrected``: divided by ``theory.cooperon_slope_fraction``)."""
     from .._core.scaling import DephasingSlopes, beta_one_loop
     from .._core.stats import mean_stderr
+    from .._core.theory import cooperon_slope_fraction
 
     d = c["dephasing"]
     contact, symmetry = d["contact_correction"], d["one_loop"]
@@ -739,11 +744,20 @@ def run_dephasing(c: dict, out: pathlib.Path, stem: str, data: dict) -> dict:
                    "fields": []}
             one_loop = float(beta_one_loop(g_mean, symmetry)) if symmetry != "none" and g_mean > 0 else None
             row["one_loop"] = one_loop
+            l_phi = float(np.sqrt(d["diffusion"] * tau)) if d["diffusion"] > 0 else None
+            row["l_phi"] = l_phi
             for k, flux in enumerate(d["fluxes"][1:], start=1):
                 beta, se = s.beta(k, contact=contact)
                 entry = {"flux": flux, "subtracted": s.subtracted(k, contact=contact), "beta": beta, "beta_stderr": se}
                 if one_loop is not None:
                     entry.update(ratio_to_one_loop=beta / one_loop, z=(beta - one_loop) / se)
+                if l_phi is not None:  # the field-residual correction (DephasingSlopes.beta)
+                    value, error = s.beta(k, contact=contact, l_phi=l_phi)
+                    entry["corrected"] = {"field_fraction": float(cooperon_slope_fraction(l_phi, flux)),
+                                          "beta": value, "beta_stderr": error}
+                    if one_loop is not None:
+                        entry["corrected"].update(ratio_to_one_loop=value / one_loop, z=(value - one_loop) / error,
+                                                  ratio_stderr=error / abs(one_loop))
                 row["fields"].append(entry)
             rows.append(row)
     summary = {"kind": "dephasing", "title": c["study"]["title"], "seconds": data["seconds"],
@@ -776,8 +790,12 @@ def _plot_dephasing(c, rows, path):
         x = np.log(row["g"])
         ax.errorbar(x, row["beta_raw"][0], yerr=row["beta_raw"][1], fmt="x", color=col, alpha=0.5, capsize=1.5)
         for k, f in enumerate(row["fields"]):
+            corrected = "corrected" in f
             ax.errorbar(x + 0.01 * k, f["beta"], yerr=f["beta_stderr"], fmt=markers[k % len(markers)], ms=4,
-                        color=col, capsize=2)
+                        color=col, capsize=2, mfc="none" if corrected else col, alpha=0.5 if corrected else 1.0)
+            if corrected:
+                ax.errorbar(x + 0.01 * k + 0.005, f["corrected"]["beta"], yerr=f["corrected"]["beta_stderr"],
+                            fmt=markers[k % len(markers)], ms=4, color=col, capsize=2)
     finite = [r["g"] for r in rows if r["finite"] and r["g"] > 0]
     if d["one_loop"] != "none" and finite:
         gg = np.exp(np.linspace(np.log(min(finite)) - 0.2, np.log(max(finite)) + 0.2, 100))
@@ -787,6 +805,8 @@ def _plot_dephasing(c, rows, path):
         ax.plot([], [], "s", color=colors[j], label=rf"$\tau_\varphi$ = {tau:g}")
     for k, flux in enumerate(d["fluxes"][1:]):
         ax.plot([], [], markers[k % len(markers)], color="0.3", label=f"subtracted at flux {flux:g}")
+    if d["diffusion"] > 0:
+        ax.plot([], [], "o", color="0.3", mfc="none", alpha=0.5, label="subtracted, field residual not corrected")
     ax.plot([], [], "x", color="0.3", label="raw (Drude term included)")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel(r"$\ln g$  ($g$ in $e^2/h$" + (", contacts removed)" if d["contact_correction"] else ")"))

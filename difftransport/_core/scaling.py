@@ -38,9 +38,9 @@ from jaxtyping import Array, Float
 
 from .lattice import Sample
 from .model import Model, draw_disorder
-from .observables import conductance, ensemble_conductances, map_realizations, open_channels
+from .observables import buttiker_currents, conductance, ensemble_conductances, map_realizations, open_channels
 from .stats import Estimate, chi2_pvalue, confidence_z, gauss_newton_covariance, jackknife, mean_stderr
-from .theory import diffusive_cutoff, intrinsic_conductance, lattice_wl_correction
+from .theory import cooperon_slope_fraction, diffusive_cutoff, intrinsic_conductance, lattice_wl_correction
 
 
 def _float_data(name, value, ndim=None):
@@ -462,32 +462,43 @@ class DephasingSlopes(eqx.Module):
         mean, stderr = mean_stderr(np.asarray(slope[:, 0] - slope[:, field]))
         return float(mean), float(stderr)
 
-    def beta(self, field: int | None, *, contact: bool = True, blocks: int = 32):
+    def beta(self, field: int | None, *, contact: bool = True, blocks: int = 32, l_phi=None):
         """(beta_phi, standard error) in 2D: d ln g / d ln L_phi = 2 <dg/d ln tau_phi> / <g> at zero field
         (L_phi = sqrt(D tau_phi)), with the slope subtracted at ``fluxes[field]`` (:meth:`subtracted`; None: the
         raw zero-field slope, Drude term included). The error is a delete-a-block jackknife over the
         realizations (:func:`difftransport.stats.jackknife`, ``blocks`` blocks), so the correlation of the
-        slope with g in the ratio is kept. docs/physics.md#beta-function."""
+        slope with g in the ratio is kept.
+
+        A field removes only the fraction :func:`difftransport.theory.cooperon_slope_fraction` of the Cooperon's
+        ln L_phi dependence (0.84 at L_phi = 15 and 0.005 flux quanta per plaquette), so the subtracted slope
+        underestimates |beta| by that factor. Given ``l_phi`` (lattice constants; from a stated rule for D),
+        the estimate is divided by it: the field-residual correction, exact in the bulk at one loop.
+        docs/physics.md#beta-function."""
         if field is not None:
             self._field(field)
+        elif l_phi is not None:
+            raise ValueError("l_phi corrects a field-subtracted beta; with field=None there is nothing to correct.")
+        fraction = 1.0 if l_phi is None else float(cooperon_slope_fraction(l_phi, self.fluxes[field]))
         g = np.asarray(self.g_contact if contact else self.g)[:, 0]
         slope = np.asarray(self.slope_contact if contact else self.slope)
         d = slope[:, 0] - (slope[:, field] if field is not None else 0.0)
         value, error = jackknife(lambda rows: 2 * rows[:, 0].mean() / rows[:, 1].mean(), np.stack([d, g], 1),
                                  blocks=blocks)
-        return float(value), float(error)
+        return float(value) / fraction, float(error) / fraction
 
 
-def _slopes(key, sample: Sample, model: Model, draw: dict, log_tau, fluxes):
+def _slopes(key, sample: Sample, model: Model, draw: dict, log_tau, fluxes, solver: str = "auto"):
     """(fields, 2): the Buttiker-probe g and dg/d ln tau_phi at every flux of the realization
     ``draw_disorder(key, sample, **draw)``. Forward mode (one tangent, one scalar input): 1.0-1.3x faster than
-    reverse mode through the probe solve (docs/benchmarks.md#buttiker-solver), the same numbers to roundoff."""
+    reverse mode through the probe solve (docs/benchmarks.md#buttiker-solver), the same numbers to roundoff.
+    ``solver``: the probe equations' solver of :func:`difftransport.buttiker_currents` ("auto" is what
+    ``conductance(..., dephasing="buttiker")`` uses)."""
     disorder = draw_disorder(key, sample, **draw)
     log_tau = jnp.asarray(log_tau, jnp.result_type(float))
 
     def g(lt, flux):
         m = eqx.tree_at(lambda x: (x.tau_phi, x.flux), model, (jnp.exp(lt), flux), is_leaf=lambda x: x is None)
-        return conductance(sample, m, disorder, dephasing="buttiker")
+        return buttiker_currents(sample, m, disorder, solver=solver)[1]
 
     return jax.vmap(lambda f: jnp.stack(jax.jvp(lambda lt: g(lt, f), (log_tau,), (jnp.ones_like(log_tau),))))(fluxes)
 
@@ -500,7 +511,7 @@ def _fluxes(fluxes):
 
 
 def dephasing_slopes(keys, sample: Sample, model: Model, strength, *, fluxes, batch: int = 1,
-                     distribution: str = "box", su2: bool = False) -> DephasingSlopes:
+                     distribution: str = "box", su2: bool = False, solver: str = "auto") -> DephasingSlopes:
     """d g / d ln tau_phi by forward-mode differentiation through the Buttiker-probe solve (a probe on every site,
     ``conductance(..., dephasing="buttiker")``), per realization (``draw_disorder(keys[r], sample,
     strength=strength, distribution=distribution, su2=su2)``; box disorder by default, the Anderson potential
@@ -513,7 +524,8 @@ def dephasing_slopes(keys, sample: Sample, model: Model, strength, *, fluxes, ba
     leaves the Drude term nearly unchanged (to order (omega_c tau)^2), so :meth:`DephasingSlopes.subtracted`
     isolates the Cooperon. Its one-loop value for the sample: :func:`difftransport.theory.wl_dephasing_slope`.
     docs/physics.md#beta-function (the derivative route). Pure JAX per realization (vmapped over fields, mapped
-    over realizations ``batch`` at a time)."""
+    over realizations ``batch`` at a time). ``solver``: "auto", "dense" or "gmres", the probe solve of
+    :func:`difftransport.buttiker_currents` (the same numbers to ~1e-9; docs/benchmarks.md#buttiker-solver)."""
     if model.tau_phi is None:
         raise ValueError("dephasing_slopes needs model.tau_phi (the probes' dephasing time).")
     keys = jnp.asarray(keys)
@@ -524,8 +536,8 @@ def dephasing_slopes(keys, sample: Sample, model: Model, strength, *, fluxes, ba
     log_tau = jnp.log(jnp.asarray(model.tau_phi, float))
 
     draw = dict(strength=strength, distribution=distribution, su2=su2)
-    out = jax.jit(lambda k: map_realizations(lambda key: _slopes(key, sample, model, draw, log_tau, fluxes), k,
-                                             batch=batch))(keys)
+    out = jax.jit(lambda k: map_realizations(lambda key: _slopes(key, sample, model, draw, log_tau, fluxes, solver),
+                                             k, batch=batch))(keys)
     return DephasingSlopes.from_values(fluxes, out[..., 0], out[..., 1], _channels(sample, model, fluxes))
 
 
@@ -545,16 +557,19 @@ def study_keys(seed: int, length: int, strength_index, indices):
 
 
 def study_dephasing_slopes(sample: Sample, model: Model, seed: int, indices, strength_index, strength, log_tau, *,
-                           fluxes, distribution: str = "box", su2: bool = False, batch: int = 1) -> dict:
+                           fluxes, distribution: str = "box", su2: bool = False, batch: int = 1,
+                           solver: str = "auto") -> dict:
     """{"g", "slope"}, each (len(indices), fields): the Buttiker-probe conductance and dg/d ln tau_phi at
     tau_phi = exp(``log_tau``) of realizations ``indices`` (keys of :func:`study_keys`), at every flux of
     ``fluxes`` (``model.flux`` is replaced), ``batch`` realizations at a time (:func:`map_realizations`: the
-    derivative through a dense probe solve holds a few (L n)^2 matrices per realization and field). Jittable;
-    ``strength_index``, ``strength`` and ``log_tau`` may be traced (one compilation per sample)."""
+    derivative through a dense probe solve holds a few (L n)^2 matrices per realization and field), with the
+    probe solve ``solver`` (:func:`dephasing_slopes`). Jittable; ``strength_index``, ``strength`` and ``log_tau``
+    may be traced (one compilation per sample)."""
     fluxes = _fluxes(fluxes)
     keys = study_keys(seed, sample.length, strength_index, indices)
     draw = dict(strength=strength, distribution=distribution, su2=su2)
-    out = map_realizations(lambda key: _slopes(key, sample, model, draw, log_tau, fluxes), keys, batch=batch)
+    out = map_realizations(lambda key: _slopes(key, sample, model, draw, log_tau, fluxes, solver), keys,
+                           batch=batch)
     return {"g": out[..., 0], "slope": out[..., 1]}
 
 

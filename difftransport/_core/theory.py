@@ -32,7 +32,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import digamma
+from jax.scipy.special import digamma, polygamma
 
 from .checks import nonnegative as _nonnegative, positive as _positive, real_float as _float
 from .stats import line_fit
@@ -435,6 +435,17 @@ def wl_dephasing_slope(length: int, width: int, *, diffusion, tau_phi, flux=0.0,
                                      cutoff=cutoff, periodic=periodic)
 
     return jax.grad(correction)(jnp.log(_positive("tau_phi", _float(tau_phi))))
+
+
+def cooperon_slope_fraction(l_phi, flux):
+    """1 - x psi'(1/2 + x), x = 1/(8 pi L_phi^2 flux): the fraction of the bulk 2D Cooperon's dependence on
+    ln L_phi (or ln tau_phi) that a field of ``flux`` flux quanta per plaquette removes (lengths in lattice
+    constants). The one-loop correction in a field, -(1/2 pi)[psi(1/2 + B_tr/B) - psi(1/2 + B_phi/B)] with
+    B_phi/B = x, has d/d ln tau_phi = -(1/2 pi) x psi'(1/2 + x): -1/(2 pi) at zero field (x -> infinity) and
+    -> 0 as B >> B_phi. So slope(0) - slope(B) = -(1/2 pi) times this fraction, which tends to 1 for
+    L_phi >> l_B and is 0.84 at L_phi = 15, flux = 0.005. Differentiable. docs/physics.md#beta-function."""
+    x = 1.0 / (8 * jnp.pi * _positive("l_phi", _float(l_phi)) ** 2 * _positive("flux", _float(flux)))
+    return 1.0 - x * polygamma(1, 0.5 + x)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))

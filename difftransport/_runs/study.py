@@ -110,6 +110,11 @@ DEPHASING = {
     "contact_correction": ENSEMBLE["contact_correction"],
     "one_loop": Field(str, "orthogonal", allowed=("orthogonal", "symplectic", "unitary", "none"),
                       doc="the one-loop beta drawn and compared with"),
+    "diffusion": Field((int, float), 0.0, minimum=0, doc="a number >= 0: the diffusion constant D (a^2 t/hbar) "
+                       "of a stated rule, for L_phi = sqrt(D tau_phi) in the field-residual correction of beta_phi; "
+                       "0: not corrected"),
+    "solver": Field(str, "auto", allowed=("auto", "dense", "gmres"),
+                    doc="the probe equations' solver (buttiker_currents); the same numbers to ~1e-9"),
 }
 SCHEMAS = {
     "fss": {"study": STUDY, "system": SYSTEM, "tmm": TMM, "fit": FSS_FIT},
@@ -208,12 +213,13 @@ def result_relevant(config: dict) -> dict:
     """The part of a normalized study config that determines its numbers: its kind, [system] and [ensemble]
     (beta), [tmm] (fss) or [dephasing], without ``workers`` (how many runs go in parallel changes no number),
     the beta study's ``method`` (the two solvers give the same conductances to ~1e-11, tests/test_transfer.py, so
-    chunks stored by one are reused by the other) and the dephasing study's ``one_loop`` (what it is compared
-    with)."""
+    chunks stored by one are reused by the other) and the dephasing study's ``one_loop`` and ``diffusion`` (what
+    it is compared with and how it is analysed) and ``solver`` (the probe solves agree to ~1e-9)."""
     kind = config["study"]["kind"]
     section = SECTIONS[kind]
+    skip = ("workers", "method", "one_loop", "diffusion", "solver")
     return {"kind": kind, "system": dict(config["system"]),
-            section: {k: v for k, v in config[section].items() if k not in ("workers", "method", "one_loop")}}
+            section: {k: v for k, v in config[section].items() if k not in skip}}
 
 
 def config_hash(config: dict) -> str:
