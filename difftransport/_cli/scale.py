@@ -804,7 +804,8 @@ def _plot_dephasing(c, rows, path):
     for j, tau in enumerate(taus):
         ax.plot([], [], "s", color=colors[j], label=rf"$\tau_\varphi$ = {tau:g}")
     for k, flux in enumerate(d["fluxes"][1:]):
-        ax.plot([], [], markers[k % len(markers)], color="0.3", label=f"subtracted at flux {flux:g}")
+        ax.plot([], [], markers[k % len(markers)], color="0.3", label=f"subtracted at flux {flux:g}"
+                + (", field residual corrected" if d["diffusion"] > 0 else ""))
     if d["diffusion"] > 0:
         ax.plot([], [], "o", color="0.3", mfc="none", alpha=0.5, label="subtracted, field residual not corrected")
     ax.plot([], [], "x", color="0.3", label="raw (Drude term included)")
