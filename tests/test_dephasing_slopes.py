@@ -37,8 +37,15 @@ def test_slopes_are_the_finite_differences_and_contacts_are_removed_exactly():
     mean, se = s.subtracted(1)
     d = np.asarray(s.slope_contact[:, 0] - s.slope_contact[:, 1])
     assert abs(mean - d.mean()) <= 1e-12 and abs(se - d.std(ddof=1) / math.sqrt(2)) <= 1e-12
+    mean, se = s.magnetoconductance(1)
+    dg = np.asarray(s.g_contact[:, 1] - s.g_contact[:, 0])
+    assert abs(mean - dg.mean()) <= 1e-12 and abs(se - dg.std(ddof=1) / math.sqrt(2)) <= 1e-12
+    raw = np.asarray(s.g[:, 1] - s.g[:, 0]).mean()
+    assert abs(s.magnetoconductance(1, contact=False)[0] - raw) <= 1e-12
     with pytest.raises(ValueError, match="fluxes\\[0\\] = 0"):
         s.subtracted(0)
+    with pytest.raises(ValueError, match="fluxes\\[0\\] = 0"):
+        s.magnetoconductance(2)
     with pytest.raises(ValueError, match="needs model.tau_phi"):
         dt.dephasing_slopes(keys, sample, dt.Model(energy=-1.0), 2.0, fluxes=[0.0])
 

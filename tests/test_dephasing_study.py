@@ -52,6 +52,7 @@ def test_dephasing_study_stores_the_library_slopes_and_resumes_bit_identically(t
     assert row["beta_raw"] == list(s.beta(None))
     beta, se = s.beta(1)
     assert (row["fields"][0]["beta"], row["fields"][0]["beta_stderr"]) == (beta, se)
+    assert tuple(row["fields"][0]["magnetoconductance"]) == s.magnetoconductance(1)
     gc = np.asarray(s.g_contact)[:, 0]
     d = np.asarray(s.slope_contact[:, 0] - s.slope_contact[:, 1])
     assert abs(beta - 2 * d.mean() / gc.mean()) <= 1e-12 * abs(beta)

@@ -722,8 +722,9 @@ def _dephasing_ensembles(c: dict, store: pathlib.Path, *, quiet: bool = False) -
 
 def run_dephasing(c: dict, out: pathlib.Path, stem: str, data: dict) -> dict:
     """The table and figure of a dephasing study: per (W, tau_phi) the mean g, the raw zero-field slope and, per
-    field, the subtracted slope and beta_phi = 2 <slope(0) - slope(B)> / <g> (``DephasingSlopes.beta``), each
-    with its standard error, and the one-loop beta at the mean g with the deviation in standard errors; with
+    field, the subtracted slope, beta_phi = 2 <slope(0) - slope(B)> / <g> (``DephasingSlopes.beta``) and the
+    paired magnetoconductance <g(B) - g(0)> (``DephasingSlopes.magnetoconductance``), each with its standard
+    error, and the one-loop beta at the mean g with the deviation in standard errors; with
     ``dephasing.diffusion`` > 0 also beta_phi with the field-residual correction at L_phi = sqrt(D tau_phi)
     (``corrected``: divided by ``theory.cooperon_slope_fraction``)."""
     from .._core.scaling import DephasingSlopes, beta_one_loop
@@ -748,7 +749,8 @@ def run_dephasing(c: dict, out: pathlib.Path, stem: str, data: dict) -> dict:
             row["l_phi"] = l_phi
             for k, flux in enumerate(d["fluxes"][1:], start=1):
                 beta, se = s.beta(k, contact=contact)
-                entry = {"flux": flux, "subtracted": s.subtracted(k, contact=contact), "beta": beta, "beta_stderr": se}
+                entry = {"flux": flux, "subtracted": s.subtracted(k, contact=contact), "beta": beta, "beta_stderr": se,
+                         "magnetoconductance": s.magnetoconductance(k, contact=contact)}
                 if one_loop is not None:
                     entry.update(ratio_to_one_loop=beta / one_loop, z=(beta - one_loop) / se)
                 if l_phi is not None:  # the field-residual correction (DephasingSlopes.beta)

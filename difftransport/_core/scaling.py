@@ -450,8 +450,9 @@ class DephasingSlopes(eqx.Module):
 
     def _field(self, field: int) -> None:
         if float(self.fluxes[0]) != 0.0 or not 0 < field < self.fluxes.shape[0]:
-            raise ValueError(f"subtracted needs fluxes[0] = 0 and 0 < field < {self.fluxes.shape[0]}, got field "
-                             f"{field!r} with fluxes {np.asarray(self.fluxes).tolist()}.")
+            raise ValueError(f"a comparison with zero field needs fluxes[0] = 0 and 0 < field < "
+                             f"{self.fluxes.shape[0]}, got field {field!r} with fluxes "
+                             f"{np.asarray(self.fluxes).tolist()}.")
 
     def subtracted(self, field: int, *, contact: bool = True):
         """(mean, standard error) over the realizations of slope(B = 0) - slope(fluxes[field]): the Cooperon's
@@ -460,6 +461,17 @@ class DephasingSlopes(eqx.Module):
         self._field(field)
         slope = self.slope_contact if contact else self.slope
         mean, stderr = mean_stderr(np.asarray(slope[:, 0] - slope[:, field]))
+        return float(mean), float(stderr)
+
+    def magnetoconductance(self, field: int, *, contact: bool = True):
+        """(mean, standard error) over the realizations of g(fluxes[field]) - g(B = 0) (e^2/h; contact-corrected
+        by default): the field response of the same Cooperon whose ln tau_phi dependence :meth:`subtracted`
+        measures, paired realization by realization. Its one loop for the sample is a difference of
+        :func:`difftransport.theory.lattice_wl_correction` (docs/physics.md#beta-function). Needs
+        ``fluxes[0] == 0``."""
+        self._field(field)
+        g = np.asarray(self.g_contact if contact else self.g)
+        mean, stderr = mean_stderr(g[:, field] - g[:, 0])
         return float(mean), float(stderr)
 
     def beta(self, field: int | None, *, contact: bool = True, blocks: int = 32, l_phi=None):
