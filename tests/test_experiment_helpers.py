@@ -46,3 +46,17 @@ def test_sheet_conductance_takes_the_lead_channels_at_each_flux():
         sheet_conductance(config, "sq", g[:, 0])
     _, fixed = sheet_conductance(config, "sq", g[:, 0], flux=0.01)
     assert fixed.shape == () and float(fixed) == 30.0
+
+
+def test_dephasing_fields_compares_with_the_comparator_the_configs_state():
+    """experiments/dephasing_fields.py divides by the finite square's one loop that
+    configs/scaling_dephasing_2d_48_fields.toml wrote down before its run (48^2, D = 5.61, l = 4.99, tau_phi = 40):
+    magnetoconductance 0.2181 at flux 0.005 and the corrected beta_phi 0.858 of -1/(pi g) at g = 4; the singlet
+    (symplectic) sign reverses both."""
+    import math
+
+    fields = experiment("dephasing_fields")
+    mc, beta, mfp = fields.one_loop(48, 5.61, 2 * 5.61 / 4.99, 40.0, 0.005, 4.0, 1.0)
+    assert abs(mfp - 4.99) < 1e-12
+    assert abs(mc - 0.2181) < 5e-4 and abs(beta / (-1 / (math.pi * 4.0)) - 0.858) < 5e-4
+    assert fields.one_loop(48, 5.61, 2 * 5.61 / 4.99, 40.0, 0.005, 4.0, -1.0)[:2] == (-mc, -beta)
