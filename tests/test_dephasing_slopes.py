@@ -121,3 +121,32 @@ def test_slopes_through_either_probe_solver_agree():
     np.testing.assert_allclose(np.asarray(gmres.slope), np.asarray(dense.slope), rtol=1e-8)
     with pytest.raises(ValueError, match="solver must be one of"):
         dt.dephasing_slopes(keys, sample, model, 2.0, fluxes=[0.0, 0.05], solver="lu")
+
+
+def test_einstein_beta_is_the_finite_difference_of_its_definition():
+    """3D: beta_einstein = (1 + 3s)/(1 + s) is 1 + d ln sigma / d ln L_phi with sigma = <g_c>/L and
+    L_phi = sqrt(sigma tau_phi / (2 pi rho)) (the Einstein rule), checked by central differences in ln tau_phi
+    (step 1e-4) through the ensemble's own conductances on a 4^3 cube, for any rho (it drops out), to 1e-6;
+    s <= -1 (an L_phi that does not grow with tau_phi) is refused."""
+    sample = dt.Sample(dt.bar(4, 4), 4)
+    keys = jax.random.split(jax.random.key(5), 3)
+    s = dt.dephasing_slopes(keys, sample, dt.Model(energy=0.0, tau_phi=20.0), 10.0, fluxes=[0.0])
+    beta, se = s.beta_einstein(blocks=3)
+    n = float(s.channels[0])
+
+    def sigma(tau):
+        g = [float(dt.conductance(sample, dt.Model(energy=0.0, tau_phi=tau),
+                                  dt.Disorder(potential=dt.anderson_potential(k, sample, 10.0)), dephasing="buttiker"))
+             for k in keys]
+        return np.mean([1 / (1 / x - 1 / n) for x in g]) / 4
+
+    taus = (20.0 * math.exp(-1e-4), 20.0 * math.exp(1e-4))
+    sigmas = [sigma(t) for t in taus]
+    for rho in (0.05, 0.2):
+        l_phi = [math.sqrt(x * t / (2 * math.pi * rho)) for x, t in zip(sigmas, taus)]
+        fd = 1 + math.log(sigmas[1] / sigmas[0]) / math.log(l_phi[1] / l_phi[0])
+        assert abs(beta - fd) <= 1e-6
+    assert se > 0
+    bad = dt.DephasingSlopes.from_values([0.0], np.ones((3, 1)), -2 * np.ones((3, 1)), [10.0])
+    with pytest.raises(ValueError, match="not above -1"):
+        bad.beta_einstein(blocks=3)

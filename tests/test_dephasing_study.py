@@ -79,7 +79,11 @@ def test_dephasing_study_stores_the_library_slopes_and_resumes_bit_identically(t
 @pytest.mark.parametrize(
     "edit, match",
     [
-        ({"system": {"dimension": 3}}, "system.dimension = 3: a dephasing study needs dimension 2"),
+        ({"system": {"dimension": 3}}, "dephasing.fluxes = .* in 3D: set \\[0.0\\]"),
+        ({"system": {"dimension": 3}, "dephasing": {"fluxes": [0.0]}}, "dephasing.one_loop = 'orthogonal' in 3D"),
+        ({"system": {"dimension": 3}, "dephasing": {"fluxes": [0.0], "one_loop": "none", "diffusion": 2.0}},
+         "dephasing.diffusion = 2.0 in 3D"),
+        ({"dephasing": {"density_of_states": 0.1}}, "dephasing.density_of_states is for the 3D estimator"),
         ({"system": {"flux": 0.1}}, "takes its fields from dephasing.fluxes"),
         ({"dephasing": {"fluxes": [0.01, 0.05]}}, "dephasing.fluxes"),
         ({"dephasing": {"fluxes": [0.0]}}, "dephasing.fluxes"),
@@ -107,5 +111,39 @@ def test_dephasing_hash_ignores_the_comparator_only():
     base = _study.config_hash(_study.validate(_config()))
     assert _study.config_hash(_study.validate(_config(one_loop="symplectic"))) == base
     assert _study.config_hash(_study.validate(_config(diffusion=5.6, solver="gmres"))) == base
+    three = {**_config(fluxes=[0.0], one_loop="none"), "system": {**_config()["system"], "dimension": 3}}
+    cube = _study.config_hash(_study.validate(three))
+    three["dephasing"]["density_of_states"] = 0.1
+    assert _study.config_hash(_study.validate(three)) == cube != base
     assert _study.config_hash(_study.validate(_config(seed=4))) != base
     assert _study.config_hash(_study.validate(_config(field_region="everywhere"))) != base
+
+
+def test_cube_study_reports_the_einstein_beta_of_the_library(tmp_path):
+    """3D: L^3 cubes at zero field; the stored slopes are the library's dephasing_slopes on the study's
+    realizations, beta_einstein is DephasingSlopes.beta_einstein of them, and with rho given sigma = <g_c>/L,
+    L_phi = sqrt(sigma tau_phi / (2 pi rho)) and g_phi = sigma L_phi."""
+    config = _config(length=4, fluxes=[0.0], one_loop="none", density_of_states=0.1, strengths=[10.0])
+    config["system"].update(dimension=3, energy=0.0)
+    path, out = _write(tmp_path / "cube.toml", config), tmp_path / "out"
+    assert _main(path, out, "--quiet") == 0
+    summary = json.loads((out / "tiny_dephasing.json").read_text())
+    assert summary["data"]["dimension"] == 3
+    store = out / "data" / _study.config_hash(_study.validate(config))[:16]
+    chunks = sorted(store.glob("W*.npz"))
+    g = np.concatenate([np.load(c)["g"] for c in chunks])
+    slope = np.concatenate([np.load(c)["slope"] for c in chunks])
+    sample = dt.Sample(dt.bar(4, 4), 4, field_region="sample")
+    ref = dt.dephasing_slopes(study_keys(SEED, 4, 0, np.arange(REALIZATIONS)), sample,
+                              dt.Model(energy=0.0, tau_phi=TAU), 10.0, fluxes=[0.0])
+    np.testing.assert_allclose(g, np.asarray(ref.g), rtol=1e-12)
+    np.testing.assert_allclose(slope, np.asarray(ref.slope), rtol=1e-10)
+    (row,) = summary["data"]["table"]
+    s = DephasingSlopes.from_values([0.0], g, slope, summary["data"]["open_channels"])
+    assert tuple(row["beta_einstein"]) == s.beta_einstein()
+    gc = np.asarray(s.g_contact)[:, 0]
+    assert row["s"] == pytest.approx(np.asarray(s.slope_contact)[:, 0].mean() / gc.mean(), rel=1e-12)
+    sigma = gc.mean() / 4
+    l_phi = math.sqrt(sigma * TAU / (2 * math.pi * 0.1))
+    assert row["sigma"] == pytest.approx(sigma, rel=1e-12) and row["l_phi"] == pytest.approx(l_phi, rel=1e-12)
+    assert row["g_phi"] == pytest.approx(sigma * l_phi, rel=1e-12) and row["fields"] == []

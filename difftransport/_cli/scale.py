@@ -11,7 +11,9 @@ Three kinds of study (``[study] kind``):
   on every site, dg/d ln tau_phi of every realization by forward-mode differentiation, at zero field and at the
   fields of ``dephasing.fluxes`` (common random numbers), and beta_phi = 2 <slope(0) - slope(B)> / <g> per
   (W, tau_phi) with jackknife errors, against the one-loop beta at <g>; given ``dephasing.diffusion`` (D of a
-  stated rule), also beta_phi divided by the fraction of the Cooperon's slope that the field removes.
+  stated rule), also beta_phi divided by the fraction of the Cooperon's slope that the field removes. On L^3
+  cubes (dimension 3, zero field only) beta = (1 + 3s)/(1 + s), s = d ln <g> / d ln tau_phi, with L_phi from
+  the Einstein relation (and g = sigma L_phi given the density of states).
 
 The config is validated by the engine of ``difftransport run`` (``_runs/study.py``): unknown keys, wrong types
 and out-of-range values are errors naming the file, line, key and value, and every default is written out in
@@ -657,9 +659,11 @@ def _dephasing_runner(system_items: tuple, length: int, field_region: str, fluxe
 
 
 def _dephasing_sample(system: dict, length: int, field_region: str):
+    """An L x L square (dimension 2) or an L x L x L cube (3) of the study."""
     from .._runs.ensemble import make_sample
 
-    return make_sample({"lattice": "strip", "width": length, "length": length, "boundary": system["boundary"],
+    return make_sample({"lattice": "strip" if system["dimension"] == 2 else "bar", "width": length,
+                        "height": length, "length": length, "boundary": system["boundary"],
                         "spinful": system["spinful"], "field_region": field_region})
 
 
@@ -726,7 +730,10 @@ def run_dephasing(c: dict, out: pathlib.Path, stem: str, data: dict) -> dict:
     paired magnetoconductance <g(B) - g(0)> (``DephasingSlopes.magnetoconductance``), each with its standard
     error, and the one-loop beta at the mean g with the deviation in standard errors; with
     ``dephasing.diffusion`` > 0 also beta_phi with the field-residual correction at L_phi = sqrt(D tau_phi)
-    (``corrected``: divided by ``theory.cooperon_slope_fraction``)."""
+    (``corrected``: divided by ``theory.cooperon_slope_fraction``). In 3D (cubes, zero field only) each row holds
+    instead s = d ln <g> / d ln tau_phi and ``beta_einstein`` = (1 + 3s)/(1 + s) (``DephasingSlopes.
+    beta_einstein``), and with ``dephasing.density_of_states`` rho > 0 also sigma = <g>/L, L_phi = sqrt(sigma
+    tau_phi / (2 pi rho)) and g_phi = sigma L_phi, the g that beta belongs to."""
     from .._core.scaling import DephasingSlopes, beta_one_loop
     from .._core.stats import mean_stderr
     from .._core.theory import cooperon_slope_fraction
@@ -761,14 +768,35 @@ def run_dephasing(c: dict, out: pathlib.Path, stem: str, data: dict) -> dict:
                         entry["corrected"].update(ratio_to_one_loop=value / one_loop, z=(value - one_loop) / error,
                                                   ratio_stderr=error / abs(one_loop))
                 row["fields"].append(entry)
+            if c["system"]["dimension"] == 3:
+                row.update(_einstein_row(s, contact, d["length"], tau, d["density_of_states"]))
             rows.append(row)
     summary = {"kind": "dephasing", "title": c["study"]["title"], "seconds": data["seconds"],
-               "data": {"length": d["length"], "strengths": d["strengths"], "tau_phi": d["tau_phi"],
+               "data": {"dimension": c["system"]["dimension"], "length": d["length"], "strengths": d["strengths"],
+                        "tau_phi": d["tau_phi"],
                         "fluxes": d["fluxes"], "realizations": d["realizations"],
                         "open_channels": np.asarray(data["channels"]).tolist(), "contact_correction": contact,
                         "one_loop": symmetry, "table": rows}}
     _plot_dephasing(c, rows, out / f"{stem}.png")
     return summary
+
+
+def _einstein_row(s, contact: bool, length: int, tau: float, rho: float) -> dict:
+    """The 3D entries of a dephasing study's row (``run_dephasing``)."""
+    from .._core.theory import coherence_length, diffusion_constant
+
+    g0 = np.asarray(s.g_contact if contact else s.g)[:, 0]
+    slope = np.asarray(s.slope_contact if contact else s.slope)[:, 0]
+    out = {"s": float(slope.mean() / g0.mean())}
+    try:
+        out["beta_einstein"] = s.beta_einstein(contact=contact)
+    except ValueError as err:  # s <= -1: L_phi by the Einstein rule does not grow with tau_phi
+        out["beta_einstein"], out["beta_einstein_note"] = None, str(err)
+    if rho > 0:
+        sigma = float(g0.mean()) / length
+        l_phi = float(coherence_length(diffusion_constant(sigma, rho), tau))
+        out.update(sigma=sigma, l_phi=l_phi, g_phi=sigma * l_phi)
+    return out
 
 
 def _plot_dephasing(c, rows, path):
@@ -785,11 +813,17 @@ def _plot_dephasing(c, rows, path):
     markers = "osD^v<>"
     taus = d["tau_phi"]
     colors = plt.cm.viridis(np.linspace(0, 0.85, len(taus)))
+    three = c["system"]["dimension"] == 3
     for row in rows:
         if not row["finite"] or row["g"] <= 0:
             continue
         col = colors[taus.index(row["tau_phi"])]
         x = np.log(row["g"])
+        if three:  # beta with the Einstein L_phi, against g_phi = sigma L_phi where rho was given
+            if row["beta_einstein"] is not None:
+                ax.errorbar(np.log(row.get("g_phi", row["g"])), row["beta_einstein"][0],
+                            yerr=row["beta_einstein"][1], fmt="o", ms=4, color=col, capsize=2)
+            continue
         ax.errorbar(x, row["beta_raw"][0], yerr=row["beta_raw"][1], fmt="x", color=col, alpha=0.5, capsize=1.5)
         for k, f in enumerate(row["fields"]):
             corrected = "corrected" in f
@@ -810,11 +844,18 @@ def _plot_dephasing(c, rows, path):
                 + (", field residual corrected" if d["diffusion"] > 0 else ""))
     if d["diffusion"] > 0:
         ax.plot([], [], "o", color="0.3", mfc="none", alpha=0.5, label="subtracted, field residual not corrected")
-    ax.plot([], [], "x", color="0.3", label="raw (Drude term included)")
+    if three:
+        ax.plot([], [], "o", color="0.3", label=r"$\beta = (1 + 3s)/(1 + s)$, Einstein $L_\varphi$")
+        ax.set_xlabel(r"$\ln g_\varphi$, $g_\varphi = \sigma L_\varphi$ ($e^2/h$)" if d["density_of_states"] > 0
+                      else r"$\ln \langle g\rangle$ of the cube ($e^2/h$; no $\rho$ given)")
+        ax.set_ylabel(r"$\beta = 1 + d\ln\sigma / d\ln L_\varphi$")
+    else:
+        ax.plot([], [], "x", color="0.3", label="raw (Drude term included)")
+        ax.set_xlabel(r"$\ln g$  ($g$ in $e^2/h$" + (", contacts removed)" if d["contact_correction"] else ")"))
+        ax.set_ylabel(r"$\beta_\varphi = 2\,d\ln g / d\ln \tau_\varphi$")
     ax.axhline(0, color="k", lw=0.5)
-    ax.set_xlabel(r"$\ln g$  ($g$ in $e^2/h$" + (", contacts removed)" if d["contact_correction"] else ")"))
-    ax.set_ylabel(r"$\beta_\varphi = 2\,d\ln g / d\ln \tau_\varphi$")
-    ax.set_title(f"{c['study']['title']}: {d['length']} x {d['length']}, {d['realizations']} realizations",
+    size = " x ".join([str(d["length"])] * c["system"]["dimension"])
+    ax.set_title(f"{c['study']['title']}: {size}, {d['realizations']} realizations",
                  fontsize=9)
     ax.legend(fontsize=7)
     ax = axes[1]

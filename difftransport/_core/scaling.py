@@ -499,6 +499,31 @@ class DephasingSlopes(eqx.Module):
         return float(value) / fraction, float(error) / fraction
 
 
+    def beta_einstein(self, *, contact: bool = True, blocks: int = 32):
+        """(beta, standard error) in 3D with L_phi from the Einstein relation: L_phi^2 = D tau_phi, D = sigma /
+        (2 pi rho), g = sigma L_phi (sigma = <g_c> / L for an L^3 cube, rho the density of states per site). With
+        s = d ln <g> / d ln tau_phi at zero field (rho held), d ln L_phi = (d ln sigma + d ln tau_phi) / 2, so
+
+            beta = 1 + d ln sigma / d ln L_phi = (1 + 3 s) / (1 + s):
+
+        rho drops out of beta (it enters only g), and beta = 0 is the critical s = -1/3 (sigma ~ tau_phi^(-1/3),
+        dynamic scaling with z = d = 3). The raw zero-field slope is used: the probes' Drude term, ~ tau / tau_phi,
+        is what a field would remove, and near the 3D transition (tau ~ 0.1 hbar/t) it is below 1e-3 for
+        tau_phi >~ 100. Delete-a-block jackknife error over the realizations. docs/physics.md#beta-function."""
+        g = np.asarray(self.g_contact if contact else self.g)[:, 0]
+        slope = np.asarray(self.slope_contact if contact else self.slope)[:, 0]
+        if not slope.mean() / g.mean() > -1:
+            raise ValueError(f"s = d ln <g> / d ln tau_phi = {slope.mean() / g.mean():.3g} is not above -1: L_phi by "
+                             "the Einstein rule does not grow with tau_phi, and beta_einstein is undefined.")
+
+        def beta(rows):
+            s = rows[:, 0].mean() / rows[:, 1].mean()
+            return (1 + 3 * s) / (1 + s)
+
+        value, error = jackknife(beta, np.stack([slope, g], 1), blocks=blocks)
+        return float(value), float(error)
+
+
 def _slopes(key, sample: Sample, model: Model, draw: dict, log_tau, fluxes, solver: str = "auto"):
     """(fields, 2): the Buttiker-probe g and dg/d ln tau_phi at every flux of the realization
     ``draw_disorder(key, sample, **draw)``. Forward mode (one tangent, one scalar input): 1.0-1.3x faster than

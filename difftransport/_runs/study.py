@@ -94,13 +94,13 @@ BETA_FIT = {
     "min_length": Field(int, 1, minimum=1, doc="shorter samples are left out of the fit"),
 }
 DEPHASING = {
-    "length": Field(int, minimum=3, doc="an integer >= 3 (L: L x L samples, dimension 2)"),
+    "length": Field(int, minimum=3, doc="an integer >= 3 (L: L x L squares in 2D, L x L x L cubes in 3D)"),
     "strengths": ENSEMBLE["strengths"],
     "tau_phi": Field(list, check=lambda v: _numbers(v) and _increasing(v),
                      doc="increasing positive dephasing times tau_phi of the Buttiker probes (units of hbar/t)"),
-    "fluxes": Field(list, check=lambda v: len(v) >= 2 and _numbers(v, strict=False) and v[0] == 0 and _increasing(v),
+    "fluxes": Field(list, check=lambda v: len(v) >= 1 and _numbers(v, strict=False) and v[0] == 0 and _increasing(v),
                     doc="0 first, then increasing positive fluxes per plaquette (h/e) at which the slope is "
-                        "subtracted"),
+                        "subtracted (2D: at least one; 3D: none, [0.0])"),
     "field_region": Field(str, "sample", allowed=("everywhere", "sample"),
                           doc="where the subtraction field acts: the sample only (the leads keep their channels) "
                               "or everywhere"),
@@ -113,6 +113,10 @@ DEPHASING = {
     "diffusion": Field((int, float), 0.0, minimum=0, doc="a number >= 0: the diffusion constant D (a^2 t/hbar) "
                        "of a stated rule, for L_phi = sqrt(D tau_phi) in the field-residual correction of beta_phi; "
                        "0: not corrected"),
+    "density_of_states": Field((int, float), 0.0, minimum=0,
+                               doc="a number >= 0: rho per site (1/t) for g = sigma L_phi in 3D, L_phi^2 = "
+                                   "sigma tau_phi / (2 pi rho) (the Einstein rule); 0: g is not reported (beta "
+                                   "needs no rho)"),
     "solver": Field(str, "auto", allowed=("auto", "dense", "gmres"),
                     doc="the probe equations' solver (buttiker_currents); the same numbers to ~1e-9"),
 }
@@ -181,9 +185,19 @@ def _cross_checks(v: Validator, c: dict, kind: str) -> None:
 
 def _dephasing_checks(v: Validator, c: dict) -> None:
     system, d = c["system"], c["dephasing"]
-    if system["dimension"] != 2:
-        raise v.error(("system", "dimension"), f"= {system['dimension']}: a dephasing study needs dimension 2 (in 3D "
-                      "g = sigma L_phi needs L_phi itself, not only its logarithmic derivative)")
+    if system["dimension"] == 2 and len(d["fluxes"]) < 2:
+        raise v.error(("dephasing", "fluxes"), f"= {d['fluxes']}: in 2D the slope is subtracted at a field; give at "
+                      "least one positive flux after 0")
+    if system["dimension"] == 2 and d["density_of_states"] > 0:
+        raise v.error(("dephasing", "density_of_states"), "is for the 3D estimator (g = sigma L_phi); in 2D "
+                      "dephasing.diffusion gives L_phi")
+    if system["dimension"] == 3:
+        for key, ok, why in (("fluxes", d["fluxes"] == [0], "[0.0]: the 3D estimator uses the zero-field slope"),
+                             ("one_loop", d["one_loop"] == "none", "'none': 3D has no universal one-loop beta"),
+                             ("diffusion", d["diffusion"] == 0, "0: in 3D L_phi follows the Einstein rule "
+                              "(dephasing.density_of_states)")):
+            if not ok:
+                raise v.error(("dephasing", key), f"= {d[key]!r} in 3D: set {why}")
     if system["flux"] != 0:
         raise v.error(("system", "flux"), f"= {system['flux']}: a dephasing study takes its fields from "
                       "dephasing.fluxes (set system.flux = 0)")
@@ -214,10 +228,11 @@ def result_relevant(config: dict) -> dict:
     (beta), [tmm] (fss) or [dephasing], without ``workers`` (how many runs go in parallel changes no number),
     the beta study's ``method`` (the two solvers give the same conductances to ~1e-11, tests/test_transfer.py, so
     chunks stored by one are reused by the other) and the dephasing study's ``one_loop`` and ``diffusion`` (what
-    it is compared with and how it is analysed) and ``solver`` (the probe solves agree to ~1e-9)."""
+    it is compared with and how it is analysed), ``density_of_states`` (3D: only g's scale) and ``solver``
+    (the probe solves agree to ~1e-9)."""
     kind = config["study"]["kind"]
     section = SECTIONS[kind]
-    skip = ("workers", "method", "one_loop", "diffusion", "solver")
+    skip = ("workers", "method", "one_loop", "diffusion", "density_of_states", "solver")
     return {"kind": kind, "system": dict(config["system"]),
             section: {k: v for k, v in config[section].items() if k not in skip}}
 
