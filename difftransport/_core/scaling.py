@@ -498,7 +498,6 @@ class DephasingSlopes(eqx.Module):
                                  blocks=blocks)
         return float(value) / fraction, float(error) / fraction
 
-
     def beta_einstein(self, *, contact: bool = True, blocks: int = 32):
         """(beta, standard error) in 3D with L_phi from the Einstein relation: L_phi^2 = D tau_phi, D = sigma /
         (2 pi rho), g = sigma L_phi (sigma = <g_c> / L for an L^3 cube, rho the density of states per site). With
