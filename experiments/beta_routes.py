@@ -23,20 +23,11 @@ import json
 import math
 import pathlib
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 import difftransport as dt
+from common import pyplot, study_summary
 from difftransport import theory
-
-
-def summary(folder: pathlib.Path) -> dict | None:
-    """The study's summary JSON in ``folder`` (None if the study has not been run)."""
-    found = [p for p in sorted(folder.glob("*.json")) if p.name != "config.json"] if folder.is_dir() else []
-    return json.loads(found[0].read_text()) if found else None
 
 
 def size_points(s: dict, symmetry: str = "orthogonal") -> list[dict]:
@@ -110,12 +101,13 @@ def main():
                         default=pathlib.Path("out/scaling_beta_su2_hardwall_2d"))
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/beta_routes"))
     args = parser.parse_args()
-    studies = {name: summary(getattr(args, name)) for name in ("size", "derivative", "symplectic")}
+    studies = {name: study_summary(getattr(args, name)) for name in ("size", "derivative", "symplectic")}
     missing = [name for name, s in studies.items() if s is None]
     if missing:
         raise SystemExit(f"error: no study summary for {missing} (run `difftransport scale` on its config first).")
     args.out.mkdir(parents=True, exist_ok=True)
 
+    plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5.2), layout="constrained")
     colors = plt.cm.plasma(np.linspace(0.1, 0.75, 4))
     print("size route (orthogonal)")
@@ -128,7 +120,7 @@ def main():
                 mew=2)
     for r in size:
         print(f"  W {r['strength']:g} L {r['pair'][0]}->{r['pair'][1]}: {describe(r)}")
-    confirms = [(folder, summary(folder)) for folder in args.confirm]
+    confirms = [(folder, study_summary(folder)) for folder in args.confirm]
     confirms = [(folder, c) for folder, c in confirms if c is not None]
     runs = {(r["strength"], r["pair"]): [r] for r in size}
     for k, (folder, confirm) in enumerate(confirms):
@@ -161,7 +153,7 @@ def main():
         ratio_panel(bx, combined, "*", "k", "size route, all runs combined (drawn 6% to the right)",
                     scale=lambda r: 1.06 * math.sqrt(2) * r["pair"][0])
     ratio_panel(bx, size, "o", "tab:purple", "size route (seed 6)", scale=lambda r: math.sqrt(2) * r["pair"][0])
-    su2 = summary(args.symplectic_size)
+    su2 = study_summary(args.symplectic_size)
     if su2 is not None:
         print("size route, symplectic (SU(2))")
         rows = size_points(su2, "symplectic")

@@ -194,6 +194,12 @@ class Report:
         return path
 
 
+def study_summary(folder: pathlib.Path) -> dict | None:
+    """The summary JSON that `difftransport scale` wrote in ``folder`` (None if the study has not been run)."""
+    found = [p for p in sorted(folder.glob("*.json")) if p.name != "config.json"] if folder.is_dir() else []
+    return json.loads(found[0].read_text()) if found else None
+
+
 def pyplot():
     import matplotlib
 

@@ -19,11 +19,7 @@ import json
 import math
 import pathlib
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
+from common import pyplot, study_summary
 from difftransport import theory
 
 # name: (folder, L, D, Fermi velocity v (l = 2 D / v), sign of the Cooperon (+1 orthogonal, -1 singlet), marker)
@@ -34,12 +30,6 @@ STUDIES = {
     "orthogonal 48² (seed 42)": ("out/scaling_dephasing_2d_48_fields", 48, 5.61, 2 * 5.61 / 4.99, 1.0, "D"),
     "symplectic 32² (seed 50)": ("out/scaling_dephasing_su2_2d_corrected", 32, 1.94, 2.24, -1.0, "^"),
 }
-
-
-def summary(folder: pathlib.Path) -> dict | None:
-    """The study's summary JSON in ``folder`` (None if it has not been run)."""
-    found = [p for p in sorted(folder.glob("*.json")) if p.name != "config.json"] if folder.is_dir() else []
-    return json.loads(found[0].read_text()) if found else None
 
 
 def one_loop(size, diffusion, velocity, tau_phi, flux, g, sign):
@@ -60,11 +50,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/dephasing_fields"))
     args = parser.parse_args()
-    found = {name: (spec, summary(pathlib.Path(spec[0]))) for name, spec in STUDIES.items()}
+    found = {name: (spec, study_summary(pathlib.Path(spec[0]))) for name, spec in STUDIES.items()}
     missing = [spec[0] for spec, s in found.values() if s is None]
     if len(missing) == len(found):
         raise SystemExit(f"error: no study summary in {missing} (run `difftransport scale` on their configs first).")
     args.out.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     rows = []
     for name, ((_, size, diffusion, velocity, sign, marker), s) in found.items():
